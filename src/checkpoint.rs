@@ -1,0 +1,173 @@
+//! Checkpoints in the safetensors format, tensor names and layouts as PyTorch stores the same
+//! `nn.Sequential` (`1.weight` `[out, in]`, `1.bias` `[out]`, ...), plus string metadata that lets
+//! `eval` rebuild the model without being told which one it is. Written atomically.
+
+use crate::data::{ImageShape, Normalization};
+use crate::error::{Error, Result};
+use crate::metrics::write_atomic;
+use crate::models;
+use crate::nn::Model;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Everything a checkpoint holds besides the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointMeta {
+    pub model_name: String,
+    /// `--arch` spec of the layers.
+    pub arch: String,
+    pub input: ImageShape,
+    pub num_classes: usize,
+    pub normalization: Normalization,
+    pub class_names: Vec<String>,
+    /// Epochs completed.
+    pub epoch: usize,
+}
+
+/// Save the flat parameters of `model` with `meta`.
+pub fn save(path: &Path, model: &Model, params: &[f32], meta: &CheckpointMeta) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = model
+        .params
+        .iter()
+        .map(|t| bytemuck::cast_slice(&params[t.offset..t.offset + t.len()]).to_vec())
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = model
+        .params
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            let v = TensorView::new(Dtype::F32, t.shape.clone(), b).expect("tensor byte length");
+            (t.name.clone(), v)
+        })
+        .collect();
+    let mut info = HashMap::new();
+    info.insert("format".to_string(), "wgtrain".to_string());
+    info.insert(
+        "wgtrain_version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    info.insert("model".to_string(), meta.model_name.clone());
+    info.insert("arch".to_string(), meta.arch.clone());
+    info.insert(
+        "input_shape".to_string(),
+        format!(
+            "{}x{}x{}",
+            meta.input.channels, meta.input.height, meta.input.width
+        ),
+    );
+    info.insert("num_classes".to_string(), meta.num_classes.to_string());
+    info.insert("norm_mean".to_string(), json(&meta.normalization.mean));
+    info.insert("norm_std".to_string(), json(&meta.normalization.std));
+    info.insert("class_names".to_string(), json(&meta.class_names));
+    info.insert("epoch".to_string(), meta.epoch.to_string());
+    let data = safetensors::serialize(views, Some(info))
+        .map_err(|e| Error::data(path, format!("cannot serialise checkpoint: {e}")))?;
+    write_atomic(path, &data)
+}
+
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises")
+}
+
+fn parse_shape(s: &str) -> Option<ImageShape> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    match v[..] {
+        [channels, height, width] if channels * height * width > 0 => Some(ImageShape {
+            channels,
+            height,
+            width,
+        }),
+        _ => None,
+    }
+}
+
+/// Load a wgtrain checkpoint: the model it describes, its flat parameters and its metadata.
+pub fn load(path: &Path) -> Result<(Model, Vec<f32>, CheckpointMeta)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |msg: String| Error::data(path, msg);
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors checkpoint ({e})")))?;
+    let info = header.metadata().clone().unwrap_or_default();
+    let get = |k: &str| {
+        info.get(k).cloned().ok_or_else(|| {
+            bad(format!(
+                "checkpoint has no `{k}` metadata (not written by wgtrain); give --model or --arch to load plain weights"
+            ))
+        })
+    };
+    let arch = get("arch")?;
+    let input = parse_shape(&get("input_shape")?)
+        .ok_or_else(|| bad("malformed input_shape metadata".into()))?;
+    let num_classes: usize = get("num_classes")?
+        .parse()
+        .map_err(|_| bad("malformed num_classes metadata".into()))?;
+    let from_json = |k: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(&get(k)?).map_err(|_| bad(format!("malformed {k} metadata")))
+    };
+    let floats = |k: &str| -> Result<Vec<f32>> {
+        serde_json::from_value(from_json(k)?).map_err(|_| bad(format!("malformed {k} metadata")))
+    };
+    let normalization = Normalization {
+        mean: floats("norm_mean")?,
+        std: floats("norm_std")?,
+    };
+    let class_names: Vec<String> = serde_json::from_value(from_json("class_names")?)
+        .map_err(|_| bad("malformed class_names metadata".into()))?;
+    let model_name = get("model")?;
+    let mut model = models::build(None, Some(&arch), input, num_classes)
+        .map_err(|e| bad(format!("describes a model wgtrain cannot build: {e}")))?;
+    model.name = model_name.clone();
+    let params = read_params(path, &bytes, &model)?;
+    let meta = CheckpointMeta {
+        model_name,
+        arch,
+        input,
+        num_classes,
+        normalization,
+        class_names,
+        epoch: get("epoch")?.parse().unwrap_or(0),
+    };
+    Ok((model, params, meta))
+}
+
+/// Read the tensors `model` needs from safetensors bytes into a flat parameter vector, checking names,
+/// dtypes and shapes.
+pub fn read_params(path: &Path, bytes: &[u8], model: &Model) -> Result<Vec<f32>> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::data(path, format!("corrupt safetensors file ({e})")))?;
+    let mut flat = vec![0f32; model.param_len];
+    for t in &model.params {
+        let v = st.tensor(&t.name).map_err(|_| {
+            Error::data(
+                path,
+                format!(
+                    "has no tensor `{}` that model `{}` needs; it was saved for another architecture",
+                    t.name,
+                    model.spec()
+                ),
+            )
+        })?;
+        if v.dtype() != Dtype::F32 || v.shape() != t.shape.as_slice() {
+            return Err(Error::data(
+                path,
+                format!(
+                    "tensor `{}` is {:?} {:?}, model `{}` needs F32 {:?}",
+                    t.name,
+                    v.dtype(),
+                    v.shape(),
+                    model.spec(),
+                    t.shape
+                ),
+            ));
+        }
+        let dst = &mut flat[t.offset..t.offset + t.len()];
+        for (d, c) in dst.iter_mut().zip(v.data().chunks_exact(4)) {
+            *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+    }
+    Ok(flat)
+}

@@ -1,0 +1,442 @@
+//! Command-line interface: clap types, validation of every flag into config structs (bad values are
+//! rejected here with the flag named), and the command implementations `main.rs` calls.
+
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::data::{self, Batcher, DataChoice};
+use crate::device::gpu::AdapterDescription;
+use crate::device::{self, AdapterFilter, Device, DeviceChoice};
+use crate::error::{Error, Result};
+use crate::metrics::{write_json, TrainReport};
+use crate::models;
+use crate::nn::{OptimConfig, OptimizerKind};
+use crate::train::{self, median, TrainConfig};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wgtrain",
+    version,
+    about = "Train MLPs and CNNs on the GPU (hand-written WGSL via wgpu) or the CPU",
+    after_help = "Examples:\n  wgtrain train                          # mlp on the embedded Fashion-MNIST subset\n  wgtrain train --device gpu --epochs 1  # the same on a GPU adapter (lavapipe counts)\n  wgtrain devices                        # what adapters wgpu sees"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model and report loss, accuracy and throughput per epoch.
+    #[command(
+        after_help = "Examples:\n  wgtrain train --model mlp --epochs 5 --report run.json\n  wgtrain train --device gpu --batch-size 256 --lr 0.002\n  wgtrain train --arch flatten,fc512,relu,fc10 --data /usr/share/datasets/fashion-mnist\n  wgtrain train --optimizer sgd --lr 0.01 --momentum 0.9 --save mlp.safetensors"
+    )]
+    Train(TrainArgs),
+    /// Evaluate a saved checkpoint on the test set.
+    #[command(after_help = "Example:\n  wgtrain eval --checkpoint mlp.safetensors --device cpu")]
+    Eval(EvalArgs),
+    /// List the CPU and every GPU adapter wgpu finds.
+    Devices(DevicesArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    Adam,
+    Sgd,
+}
+
+/// Flags shared by every command that runs a model.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// Where to run: auto picks a hardware GPU when there is one, else the CPU.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// GPU adapter: index from `wgtrain devices` or part of its name (default: WGPU_ADAPTER_NAME).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// GPU backend: vulkan, metal, dx12 or gl (default: WGPU_BACKEND, else all).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Where the data comes from.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Directory with the four IDX files (MNIST family, plain or .gz). Default: the system
+    /// Fashion-MNIST (/usr/share/datasets/fashion-mnist) when installed, else the embedded subset.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use the embedded 10k/2k Fashion-MNIST subset even when the full set is installed.
+    #[arg(long, conflicts_with = "data")]
+    pub embedded: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Preset model.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Custom layer spec instead of a preset, e.g. flatten,fc256,relu,fc10 (overrides --model).
+    #[arg(long)]
+    pub arch: Option<String>,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub optimizer: OptimizerArg,
+    /// SGD momentum (ignored by Adam).
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f32,
+    /// L2 weight decay added to the gradient.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Seed for initialisation and shuffling (same seed on the CPU = identical run).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub train_size: Option<usize>,
+    /// Write a JSON report of the run to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Save a safetensors checkpoint here after every epoch (atomic write).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Checkpoint written by `wgtrain train --save`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevicesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this backend: vulkan, metal, dx12 or gl.
+    #[arg(long)]
+    pub backend: Option<String>,
+}
+
+impl DeviceArgs {
+    fn choice(&self) -> DeviceChoice {
+        match self.device {
+            DeviceArg::Auto => DeviceChoice::Auto,
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Gpu => DeviceChoice::Gpu,
+        }
+    }
+
+    fn filter(&self) -> AdapterFilter {
+        AdapterFilter {
+            adapter: self.adapter.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+
+    /// Size the global thread pool, then pick the device.
+    fn select(&self) -> Result<(Device, String)> {
+        if let Some(t) = self.threads {
+            if t == 0 {
+                return Err(Error::Config("--threads must be at least 1".into()));
+            }
+            // Fails only if the pool was already built (e.g. in tests); the existing pool is then kept.
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build_global();
+        }
+        Device::select(self.choice(), &self.filter())
+    }
+}
+
+impl DataArgs {
+    fn choice(&self) -> DataChoice {
+        match (&self.data, self.embedded) {
+            (Some(d), _) => DataChoice::Dir(d.clone()),
+            (None, true) => DataChoice::Embedded,
+            (None, false) => DataChoice::Default,
+        }
+    }
+}
+
+impl TrainArgs {
+    /// Check every numeric flag; errors name the flag and the accepted range.
+    pub fn validate(&self) -> Result<OptimConfig> {
+        if self.epochs == 0 {
+            return Err(Error::Config("--epochs must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Config("--batch-size must be at least 1".into()));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::Config(format!(
+                "--lr {} is not a positive finite number; try 0.001",
+                self.lr
+            )));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(Error::Config(format!(
+                "--momentum {} must be in [0, 1); try 0.9",
+                self.momentum
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::Config(format!(
+                "--weight-decay {} must be a non-negative number",
+                self.weight_decay
+            )));
+        }
+        if self.train_size == Some(0) {
+            return Err(Error::Config("--train-size must be at least 1".into()));
+        }
+        let mut cfg = match self.optimizer {
+            OptimizerArg::Adam => OptimConfig::adam(self.lr),
+            OptimizerArg::Sgd => OptimConfig::sgd(self.lr, self.momentum),
+        };
+        cfg.weight_decay = self.weight_decay;
+        Ok(cfg)
+    }
+}
+
+fn optimizer_label(cfg: &OptimConfig) -> String {
+    match cfg.kind {
+        OptimizerKind::Adam { .. } => "adam".into(),
+        OptimizerKind::Sgd { momentum } => format!("sgd(momentum {momentum})"),
+    }
+}
+
+/// `wgtrain train`.
+pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
+    let optim = args.validate()?;
+    let data = data::load(&args.data.choice(), args.train_size)?;
+    let model = models::build(
+        Some(&args.model),
+        args.arch.as_deref(),
+        data.train.shape,
+        data.num_classes,
+    )?;
+    let (device, why) = args.device.select()?;
+    println!("device: {why}");
+    println!(
+        "data: {} ({}), {} train / {} test images of {}x{}x{}, {} classes",
+        data.source.name,
+        data.source.location,
+        data.train.len(),
+        data.test.len(),
+        data.train.shape.channels,
+        data.train.shape.height,
+        data.train.shape.width,
+        data.num_classes
+    );
+    println!(
+        "model: {} [{}], {} parameters, {:.3} MFLOP/image forward",
+        model.name,
+        model.spec(),
+        model.num_params(),
+        model.forward_flops() as f64 / 1e6
+    );
+    let params = model.init_params(args.seed);
+    let cfg = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        eval_batch_size: args.batch_size.max(256),
+        progress: !args.quiet,
+    };
+    let mut exec = device.executor(&model, &params, optim, cfg.max_batch())?;
+    let meta = CheckpointMeta {
+        model_name: model.name.clone(),
+        arch: model.spec(),
+        input: model.input,
+        num_classes: model.num_classes,
+        normalization: data.normalization.clone(),
+        class_names: data.class_names.clone(),
+        epoch: 0,
+    };
+    let outcome = train::train(&mut *exec, &data, &cfg, |r| {
+        println!(
+                "epoch {:>3}  loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:>8.0} img/s  {:.2}s (+{:.2}s eval)",
+                r.epoch,
+                r.train_loss,
+                100.0 * r.train_accuracy,
+                100.0 * r.test_accuracy,
+                r.images_per_sec,
+                r.seconds,
+                r.eval_seconds
+            );
+    })?;
+    if let Some(path) = &args.save {
+        let final_params = exec.params()?;
+        let meta = CheckpointMeta {
+            epoch: args.epochs,
+            ..meta
+        };
+        checkpoint::save(path, &model, &final_params, &meta)?;
+        println!("saved {}", path.display());
+    }
+    let last = outcome.epochs.last().expect("at least one epoch");
+    let startup = outcome
+        .first_step_done
+        .map(|t| t.duration_since(process_start).as_secs_f64())
+        .unwrap_or(0.0);
+    let ips: Vec<f64> = outcome.epochs.iter().map(|e| e.images_per_sec).collect();
+    println!(
+        "final test accuracy {:.2}%, median {:.0} train img/s, first step done {:.2}s after start",
+        100.0 * last.test_accuracy,
+        median(&ips),
+        startup
+    );
+    if let Some(path) = &args.report {
+        let report = TrainReport {
+            wgtrain_version: env!("CARGO_PKG_VERSION").into(),
+            model: model.name.clone(),
+            arch: model.spec(),
+            device: device.kind().into(),
+            adapter: device.adapter_name(),
+            params: model.num_params(),
+            data: data.source.clone(),
+            train_images: data.train.len(),
+            test_images: data.test.len(),
+            batch_size: args.batch_size,
+            optimizer: optimizer_label(&optim),
+            lr: args.lr,
+            seed: args.seed,
+            threads: rayon::current_num_threads(),
+            test_accuracy: last.test_accuracy,
+            train_images_per_sec: median(&ips),
+            startup_seconds: startup,
+            epochs: outcome.epochs.clone(),
+        };
+        write_json(path, &report)?;
+        println!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// `wgtrain eval`.
+pub fn run_eval(args: &EvalArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        return Err(Error::Config("--batch-size must be at least 1".into()));
+    }
+    let (model, params, meta) = checkpoint::load(&args.checkpoint)?;
+    let data = data::load(&args.data.choice(), None)?;
+    if data.test.shape != model.input {
+        return Err(Error::data(
+            &args.checkpoint,
+            format!(
+                "model expects {}x{}x{} images but the data has {}x{}x{}",
+                model.input.channels,
+                model.input.height,
+                model.input.width,
+                data.test.shape.channels,
+                data.test.shape.height,
+                data.test.shape.width
+            ),
+        ));
+    }
+    if data.num_classes > model.num_classes {
+        return Err(Error::data(
+            &args.checkpoint,
+            format!(
+                "model has {} classes but the data has {}",
+                model.num_classes, data.num_classes
+            ),
+        ));
+    }
+    let (device, why) = args.device.select()?;
+    println!("device: {why}");
+    let batch = args.batch_size.min(data.test.len());
+    let mut exec = device.executor(&model, &params, OptimConfig::adam(1e-3), batch)?;
+    let batcher = Batcher::new(&meta.normalization, model.input);
+    let t = Instant::now();
+    let stats = train::evaluate(&mut *exec, &data.test, &batcher, batch)?;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{} [{}] on {} ({} test images): accuracy {:.2}%, loss {:.4}, {:.0} img/s",
+        meta.model_name,
+        meta.arch,
+        data.source.name,
+        data.test.len(),
+        100.0 * stats.accuracy(),
+        stats.mean_loss(),
+        data.test.len() as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// `wgtrain devices`.
+pub fn run_devices(args: &DevicesArgs) -> Result<()> {
+    let filter = AdapterFilter {
+        adapter: None,
+        backend: args.backend.clone(),
+    };
+    let adapters: Vec<AdapterDescription> = device::list_adapters(&filter)?
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    let cpu = device::cpu_description();
+    if args.json {
+        let v = serde_json::json!({ "cpu": cpu, "adapters": adapters });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(());
+    }
+    println!("cpu: {} ({} threads)", cpu.model, cpu.threads);
+    if adapters.is_empty() {
+        println!("no GPU adapters found (install a Vulkan driver, e.g. apt-get install mesa-vulkan-drivers)");
+    }
+    for a in &adapters {
+        println!(
+            "[{}] {} | backend {} | type {}{} | driver {} {}",
+            a.index,
+            a.name,
+            a.backend,
+            a.device_type,
+            if a.software {
+                " (SOFTWARE rasteriser, not a GPU)"
+            } else {
+                ""
+            },
+            a.driver,
+            a.driver_info
+        );
+        println!(
+            "    max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB, {} invocations/workgroup",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_invocations_per_workgroup
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! wgtrain: train MLPs and CNNs with hand-written WGSL compute shaders (wgpu) or on the CPU.
+//!
+//! Map of the crate:
+//! - [`cli`]: clap types and validation of flags into config structs; command implementations.
+//! - [`device`]: `Device` (CPU or a wgpu adapter) chosen at run time; adapter listing; plans of dispatches.
+//! - [`ops`]: one op family per file, CPU reference next to the GPU launcher (kernels in `shaders/`).
+//! - [`nn`]: layers, `Model` (shapes + flat parameter layout + fused plan), CPU and GPU executors.
+//! - [`models`]: presets and the `--arch` spec parser.
+//! - [`optim`]: SGD (+momentum) and Adam over the flat parameter vector.
+//! - [`data`]: IDX reader, the embedded Fashion-MNIST subset, normalisation, batch assembly.
+//! - [`train`]: the one training loop.
+//! - [`checkpoint`]: safetensors checkpoints with PyTorch tensor names.
+//! - [`metrics`]: JSON reports and atomic file writes.
+//! - [`rng`]: a version-stable seeded RNG.
+//! - [`error`]: the user-facing error type.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod metrics;
+pub mod models;
+pub mod nn;
+pub mod ops;
+pub mod optim;
+pub mod rng;
+pub mod train;
+
+pub use device::{Device, DeviceChoice};
+pub use error::{Error, Result};

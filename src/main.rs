@@ -1,0 +1,24 @@
+//! `wgtrain` binary: parse the command line, run the command, print errors on one line with an exit code
+//! (2: bad usage or input, 1: runtime failure).
+
+use clap::Parser;
+use std::time::Instant;
+use wgtrain::cli::{self, Cli, Command};
+
+fn main() {
+    let start = Instant::now();
+    let args = Cli::parse();
+    let result: anyhow::Result<()> = match &args.command {
+        Command::Train(a) => cli::run_train(a, start).map_err(Into::into),
+        Command::Eval(a) => cli::run_eval(a).map_err(Into::into),
+        Command::Devices(a) => cli::run_devices(a).map_err(Into::into),
+    };
+    if let Err(e) = result {
+        let code = e
+            .downcast_ref::<wgtrain::Error>()
+            .map(|e| e.exit_code())
+            .unwrap_or(1);
+        eprintln!("error: {e}");
+        std::process::exit(code);
+    }
+}

@@ -1,0 +1,78 @@
+//! Run reports (JSON) and atomic file writes.
+
+use crate::data::DataSource;
+use crate::error::{Error, Result};
+use crate::train::EpochRecord;
+use std::io::Write;
+use std::path::Path;
+
+/// What `wgtrain train --report FILE.json` writes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainReport {
+    pub wgtrain_version: String,
+    pub model: String,
+    pub arch: String,
+    /// "cpu" or "gpu".
+    pub device: String,
+    /// GPU adapter (with backend and a software flag) or CPU model.
+    pub adapter: String,
+    pub params: usize,
+    pub data: DataSource,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub batch_size: usize,
+    pub optimizer: String,
+    pub lr: f32,
+    pub seed: u64,
+    pub threads: usize,
+    /// Final test accuracy, 0..1.
+    pub test_accuracy: f64,
+    /// Median over epochs of training images/s (evaluation and start-up excluded).
+    pub train_images_per_sec: f64,
+    /// Process start to the end of the first training step (device synchronised).
+    pub startup_seconds: f64,
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+/// A crash leaves either the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::data(
+            path,
+            "the directory to write into does not exist; create it first",
+        ));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Serialise `value` as pretty JSON and write it atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::data(path, format!("cannot serialise report: {e}")))?;
+    s.push('\n');
+    write_atomic(path, s.as_bytes())
+}

@@ -1,0 +1,183 @@
+//! The CPU executor: walks the model's nodes with the CPU ops. Buffers are allocated once for the largest
+//! batch; a step allocates nothing.
+
+use super::{Executor, Model, Node, OptimConfig, Stats};
+use crate::error::Result;
+use crate::ops::matmul::{linear_backward_input, linear_backward_weight, linear_forward};
+use crate::ops::softmax_xent::softmax_xent;
+use crate::optim::{step_cpu, OptimState};
+
+pub struct CpuExecutor {
+    model: Model,
+    params: Vec<f32>,
+    grads: Vec<f32>,
+    optim: OptimConfig,
+    state: OptimState,
+    /// Output of each node, `[max_batch, node.out_len()]`.
+    acts: Vec<Vec<f32>>,
+    /// Gradient of the loss w.r.t. each node's output, already masked by that node's ReLU.
+    dacts: Vec<Vec<f32>>,
+    max_batch: usize,
+    train_stats: Stats,
+    eval_stats: Stats,
+}
+
+impl CpuExecutor {
+    pub fn new(model: &Model, params: &[f32], optim: OptimConfig, max_batch: usize) -> Self {
+        let acts: Vec<Vec<f32>> = model
+            .nodes
+            .iter()
+            .map(|n| vec![0.0; max_batch * n.out_len()])
+            .collect();
+        CpuExecutor {
+            model: model.clone(),
+            params: params.to_vec(),
+            grads: vec![0.0; params.len()],
+            optim,
+            state: OptimState::new(params.len()),
+            dacts: acts.clone(),
+            acts,
+            max_batch,
+            train_stats: Stats::default(),
+            eval_stats: Stats::default(),
+        }
+    }
+
+    fn batch_of(&self, x: &[f32]) -> usize {
+        let n = self.model.input_len();
+        assert_eq!(
+            x.len() % n,
+            0,
+            "input length {} is not a multiple of {n}",
+            x.len()
+        );
+        let batch = x.len() / n;
+        assert!(
+            batch >= 1 && batch <= self.max_batch,
+            "batch {batch} outside 1..={}",
+            self.max_batch
+        );
+        batch
+    }
+
+    fn forward(&mut self, x: &[f32], batch: usize) {
+        for i in 0..self.model.nodes.len() {
+            let (before, rest) = self.acts.split_at_mut(i);
+            let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
+            match self.model.nodes[i] {
+                Node::Linear {
+                    inp,
+                    out,
+                    relu,
+                    weight,
+                    bias,
+                } => linear_forward(
+                    input,
+                    &self.params,
+                    weight,
+                    bias,
+                    &mut rest[0],
+                    batch,
+                    inp,
+                    out,
+                    relu,
+                ),
+            }
+        }
+    }
+
+    fn backward(&mut self, x: &[f32], batch: usize) {
+        for i in (0..self.model.nodes.len()).rev() {
+            let input: &[f32] = if i == 0 { x } else { &self.acts[i - 1] };
+            let (before, rest) = self.dacts.split_at_mut(i);
+            let dy = &rest[0];
+            match self.model.nodes[i] {
+                Node::Linear {
+                    inp,
+                    out,
+                    weight,
+                    bias,
+                    ..
+                } => {
+                    linear_backward_weight(
+                        dy,
+                        input,
+                        &mut self.grads,
+                        weight,
+                        bias,
+                        batch,
+                        inp,
+                        out,
+                    );
+                    if i > 0 {
+                        let mask = self.model.nodes[i - 1]
+                            .relu()
+                            .then_some(&self.acts[i - 1][..]);
+                        linear_backward_input(
+                            dy,
+                            &self.params,
+                            weight,
+                            &mut before[i - 1],
+                            mask,
+                            batch,
+                            inp,
+                            out,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Executor for CpuExecutor {
+    fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
+        let batch = self.batch_of(x);
+        assert_eq!(y.len(), batch, "labels vs batch");
+        self.forward(x, batch);
+        let last = self.model.nodes.len() - 1;
+        let s = softmax_xent(
+            &self.acts[last],
+            y,
+            self.model.num_classes,
+            Some(&mut self.dacts[last]),
+        );
+        self.train_stats.loss_sum += s.loss_sum;
+        self.train_stats.correct += s.correct;
+        self.train_stats.count += s.count;
+        self.backward(x, batch);
+        step_cpu(&self.optim, &mut self.state, &mut self.params, &self.grads);
+        Ok(())
+    }
+
+    fn eval_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
+        let batch = self.batch_of(x);
+        assert_eq!(y.len(), batch, "labels vs batch");
+        self.forward(x, batch);
+        let last = self.model.nodes.len() - 1;
+        let s = softmax_xent(&self.acts[last], y, self.model.num_classes, None);
+        self.eval_stats.loss_sum += s.loss_sum;
+        self.eval_stats.correct += s.correct;
+        self.eval_stats.count += s.count;
+        Ok(())
+    }
+
+    fn take_train_stats(&mut self) -> Result<Stats> {
+        Ok(std::mem::take(&mut self.train_stats))
+    }
+
+    fn take_eval_stats(&mut self) -> Result<Stats> {
+        Ok(std::mem::take(&mut self.eval_stats))
+    }
+
+    fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let batch = self.batch_of(x);
+        self.forward(x, batch);
+        let last = self.model.nodes.len() - 1;
+        Ok(self.acts[last][..batch * self.model.num_classes].to_vec())
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        Ok(self.params.clone())
+    }
+}

@@ -1,0 +1,385 @@
+//! The GPU executor: all buffers allocated once, one pre-built [`Plan`] per (batch size, mode), and
+//! one command encoder + one submit per training step (inputs, forward, loss, backward, optimiser).
+//! Loss and accuracy accumulate in a small device buffer that is read back only when asked for.
+
+use super::{Executor, Model, Node, OptimConfig, Stats};
+use crate::device::gpu::{grid_1d, GpuContext, Plan, PlanBuilder};
+use crate::error::{Error, Result};
+use crate::nn::OptimizerKind;
+use crate::ops::matmul::{
+    push_linear_backward_input, push_linear_backward_weight, push_linear_forward,
+};
+use crate::ops::softmax_xent::push_softmax_xent;
+use crate::optim::{OptimParams, ADAM, SGD};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What a plan does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Mode {
+    /// Forward, loss + gradient, backward, optimiser step; stats in slots 0-1.
+    Train,
+    /// Forward and loss without gradient; stats in slots 2-3.
+    Eval,
+    /// Forward only (for predictions).
+    Forward,
+}
+
+const TRAIN_STATS: usize = 0;
+const EVAL_STATS: usize = 2;
+
+pub struct GpuExecutor {
+    ctx: Arc<GpuContext>,
+    model: Model,
+    optim: OptimConfig,
+    /// Optimiser steps taken.
+    t: u64,
+    max_batch: usize,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    moment1: wgpu::Buffer,
+    moment2: wgpu::Buffer,
+    input: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    acts: Vec<wgpu::Buffer>,
+    dacts: Vec<wgpu::Buffer>,
+    /// [train loss sum, train correct, eval loss sum, eval correct]
+    stats: wgpu::Buffer,
+    optim_uniform: wgpu::Buffer,
+    plans: HashMap<(usize, Mode), Plan>,
+    /// Examples behind the device-side stats, tracked on the host.
+    train_count: u64,
+    eval_count: u64,
+    /// The previous step's submission: we wait for it after submitting the next, so at most two steps
+    /// are queued and the host prepares step t+1 while the device runs step t.
+    in_flight: Option<wgpu::SubmissionIndex>,
+}
+
+impl GpuExecutor {
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        model: &Model,
+        params: &[f32],
+        optim: OptimConfig,
+        max_batch: usize,
+    ) -> Result<Self> {
+        use wgpu::BufferUsages as U;
+        let n = params.len();
+        let buf = |label: &str, len: usize, extra: U| ctx.storage_buffer(label, len, extra);
+        let params_buf = buf("params", n, U::COPY_DST | U::COPY_SRC)?;
+        ctx.queue
+            .write_buffer(&params_buf, 0, bytemuck::cast_slice(params));
+        let zeros = |label: &str| -> Result<wgpu::Buffer> {
+            let b = buf(label, n, U::COPY_DST)?;
+            ctx.queue
+                .write_buffer(&b, 0, bytemuck::cast_slice(&vec![0f32; n]));
+            Ok(b)
+        };
+        let grads = zeros("grads")?;
+        let moment1 = zeros("optimiser m")?;
+        let moment2 = zeros("optimiser v")?;
+        let input = buf("input", max_batch * model.input_len(), U::COPY_DST)?;
+        let labels = buf("labels", max_batch, U::COPY_DST)?;
+        let mut acts = Vec::new();
+        let mut dacts = Vec::new();
+        for (i, node) in model.nodes.iter().enumerate() {
+            acts.push(buf(
+                &format!("activation {i}"),
+                max_batch * node.out_len(),
+                U::COPY_SRC,
+            )?);
+            dacts.push(buf(
+                &format!("gradient {i}"),
+                max_batch * node.out_len(),
+                U::empty(),
+            )?);
+        }
+        let stats = buf("stats", 4, U::COPY_DST | U::COPY_SRC)?;
+        ctx.queue
+            .write_buffer(&stats, 0, bytemuck::cast_slice(&[0f32; 4]));
+        let optim_uniform = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("optimiser uniform"),
+            size: std::mem::size_of::<OptimParams>() as u64,
+            usage: U::UNIFORM | U::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.check("allocating model buffers")?;
+        Ok(GpuExecutor {
+            ctx,
+            model: model.clone(),
+            optim,
+            t: 0,
+            max_batch,
+            params: params_buf,
+            grads,
+            moment1,
+            moment2,
+            input,
+            labels,
+            acts,
+            dacts,
+            stats,
+            optim_uniform,
+            plans: HashMap::new(),
+            train_count: 0,
+            eval_count: 0,
+            in_flight: None,
+        })
+    }
+
+    fn build_plan(&self, batch: usize, mode: Mode) -> Result<Plan> {
+        let mut pb = PlanBuilder::new(&self.ctx);
+        let nodes = &self.model.nodes;
+        for (i, node) in nodes.iter().enumerate() {
+            let input = if i == 0 {
+                &self.input
+            } else {
+                &self.acts[i - 1]
+            };
+            match *node {
+                Node::Linear {
+                    inp,
+                    out,
+                    relu,
+                    weight,
+                    bias,
+                } => push_linear_forward(
+                    &mut pb,
+                    input,
+                    &self.params,
+                    weight,
+                    bias,
+                    &self.acts[i],
+                    batch,
+                    inp,
+                    out,
+                    relu,
+                ),
+            }
+        }
+        let last = nodes.len() - 1;
+        if mode != Mode::Forward {
+            push_softmax_xent(
+                &mut pb,
+                &self.acts[last],
+                &self.labels,
+                &self.dacts[last],
+                &self.stats,
+                if mode == Mode::Train {
+                    TRAIN_STATS
+                } else {
+                    EVAL_STATS
+                },
+                batch,
+                self.model.num_classes,
+                mode == Mode::Train,
+            );
+        }
+        if mode == Mode::Train {
+            for i in (0..nodes.len()).rev() {
+                let input = if i == 0 {
+                    &self.input
+                } else {
+                    &self.acts[i - 1]
+                };
+                match nodes[i] {
+                    Node::Linear {
+                        inp,
+                        out,
+                        weight,
+                        bias,
+                        ..
+                    } => {
+                        push_linear_backward_weight(
+                            &mut pb,
+                            &self.dacts[i],
+                            input,
+                            &self.grads,
+                            weight,
+                            bias,
+                            batch,
+                            inp,
+                            out,
+                        );
+                        if i > 0 {
+                            let mask = nodes[i - 1].relu().then_some(&self.acts[i - 1]);
+                            push_linear_backward_input(
+                                &mut pb,
+                                &self.dacts[i],
+                                &self.params,
+                                weight,
+                                &self.dacts[i - 1],
+                                mask,
+                                batch,
+                                inp,
+                                out,
+                            );
+                        }
+                    }
+                }
+            }
+            let n = self.model.param_len;
+            let groups = grid_1d(
+                n.div_ceil(256) as u32,
+                self.ctx.limits.max_compute_workgroups_per_dimension,
+            );
+            match self.optim.kind {
+                OptimizerKind::Adam { .. } => pb.push_with_uniform_buffer(
+                    &ADAM,
+                    &self.optim_uniform,
+                    &[&self.params, &self.grads, &self.moment1, &self.moment2],
+                    groups,
+                ),
+                OptimizerKind::Sgd { .. } => pb.push_with_uniform_buffer(
+                    &SGD,
+                    &self.optim_uniform,
+                    &[&self.params, &self.grads, &self.moment1],
+                    groups,
+                ),
+            }
+        }
+        pb.finish()
+    }
+
+    /// Upload a batch and run the plan for `mode` in one submit.
+    fn run(&mut self, x: &[f32], y: Option<&[u32]>, mode: Mode) -> Result<usize> {
+        let n = self.model.input_len();
+        assert_eq!(
+            x.len() % n,
+            0,
+            "input length {} is not a multiple of {n}",
+            x.len()
+        );
+        let batch = x.len() / n;
+        assert!(
+            batch >= 1 && batch <= self.max_batch,
+            "batch {batch} outside 1..={}",
+            self.max_batch
+        );
+        if !self.plans.contains_key(&(batch, mode)) {
+            let plan = self.build_plan(batch, mode)?;
+            self.plans.insert((batch, mode), plan);
+        }
+        let q = &self.ctx.queue;
+        q.write_buffer(&self.input, 0, bytemuck::cast_slice(x));
+        if let Some(y) = y {
+            assert_eq!(y.len(), batch, "labels vs batch");
+            q.write_buffer(&self.labels, 0, bytemuck::cast_slice(y));
+        }
+        if mode == Mode::Train {
+            self.t += 1;
+            let p = OptimParams::new(&self.optim, self.model.param_len, self.t);
+            q.write_buffer(&self.optim_uniform, 0, bytemuck::bytes_of(&p));
+        }
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("step"),
+                timestamp_writes: None,
+            });
+            self.plans[&(batch, mode)].record(&mut pass);
+        }
+        let idx = q.submit([enc.finish()]);
+        if let Some(prev) = self.in_flight.replace(idx) {
+            self.ctx
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(prev),
+                    timeout: None,
+                })
+                .map_err(|e| Error::gpu("waiting for a training step", e.to_string()))?;
+        }
+        self.ctx.check("running a training step")?;
+        Ok(batch)
+    }
+
+    fn take_stats(&mut self, slot: usize) -> Result<(f64, u64)> {
+        let bytes = self
+            .ctx
+            .read_buffer(&self.stats, 16, "reading loss and accuracy")?;
+        let s: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        let out = (s[slot] as f64, s[slot + 1].round() as u64);
+        self.ctx.queue.write_buffer(
+            &self.stats,
+            (slot * 4) as u64,
+            bytemuck::cast_slice(&[0f32; 2]),
+        );
+        self.in_flight = None;
+        Ok(out)
+    }
+
+    /// Number of dispatches one training step records at `batch` (builds the plan if needed).
+    pub fn dispatches_per_step(&mut self, batch: usize) -> Result<usize> {
+        if !self.plans.contains_key(&(batch, Mode::Train)) {
+            let plan = self.build_plan(batch, Mode::Train)?;
+            self.plans.insert((batch, Mode::Train), plan);
+        }
+        Ok(self.plans[&(batch, Mode::Train)].len())
+    }
+}
+
+impl Executor for GpuExecutor {
+    fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
+        let b = self.run(x, Some(y), Mode::Train)?;
+        self.train_count += b as u64;
+        Ok(())
+    }
+
+    fn eval_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
+        let b = self.run(x, Some(y), Mode::Eval)?;
+        self.eval_count += b as u64;
+        Ok(())
+    }
+
+    fn take_train_stats(&mut self) -> Result<Stats> {
+        let (loss_sum, correct) = self.take_stats(TRAIN_STATS)?;
+        Ok(Stats {
+            loss_sum,
+            correct,
+            count: std::mem::take(&mut self.train_count),
+        })
+    }
+
+    fn take_eval_stats(&mut self) -> Result<Stats> {
+        let (loss_sum, correct) = self.take_stats(EVAL_STATS)?;
+        Ok(Stats {
+            loss_sum,
+            correct,
+            count: std::mem::take(&mut self.eval_count),
+        })
+    }
+
+    fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let batch = self.run(x, None, Mode::Forward)?;
+        let last = self.acts.len() - 1;
+        let bytes = (batch * self.model.num_classes * 4) as u64;
+        let raw = self
+            .ctx
+            .read_buffer(&self.acts[last], bytes, "reading predictions")?;
+        self.in_flight = None;
+        Ok(bytemuck::pod_collect_to_vec(&raw))
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::gpu("waiting for the device", e.to_string()))?;
+        self.in_flight = None;
+        self.ctx.check("waiting for the device")
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        let bytes = (self.model.param_len * 4) as u64;
+        let raw = self
+            .ctx
+            .read_buffer(&self.params, bytes, "reading parameters")?;
+        self.in_flight = None;
+        Ok(bytemuck::pod_collect_to_vec(&raw))
+    }
+}

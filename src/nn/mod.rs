@@ -1,0 +1,358 @@
+//! Layers, the `Model` they form, and the execution plan both devices run.
+//!
+//! A model is a PyTorch-style `nn.Sequential` of [`Layer`]s. Building it checks every shape and lays all
+//! parameters out in ONE flat `f32` vector (each tensor at an offset aligned to 4 floats), so an optimiser
+//! step is a single loop on the CPU and a single dispatch on the GPU. The layer list is then lowered to a
+//! list of [`Node`]s in which a ReLU that follows a Linear is fused into it; the CPU and GPU executors
+//! (`cpu.rs`, `gpu.rs`) walk the same nodes forward and then backward in reverse — no general autodiff.
+
+pub mod cpu;
+pub mod gpu;
+
+use crate::data::ImageShape;
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+/// One layer of a sequential model, as the user writes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Layer {
+    /// Flattens `[C, H, W]` to `[C*H*W]`.
+    Flatten,
+    /// `y = x W^T + b`, weight `[out, in]`, bias `[out]` (PyTorch layout); `x: [batch, in]`.
+    Linear { out: usize },
+    /// `max(x, 0)`.
+    Relu,
+}
+
+impl Layer {
+    /// Short spec token (used by `--arch` and in reports).
+    pub fn token(&self) -> String {
+        match self {
+            Layer::Flatten => "flatten".into(),
+            Layer::Linear { out } => format!("fc{out}"),
+            Layer::Relu => "relu".into(),
+        }
+    }
+}
+
+/// One named parameter tensor inside the flat parameter vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamTensor {
+    /// PyTorch `state_dict` name, e.g. `1.weight` (index into the Sequential, then the tensor).
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Offset in floats into the flat parameter vector.
+    pub offset: usize,
+}
+
+impl ParamTensor {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A fused, shape-resolved step of the forward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// Linear layer, optionally followed by a fused ReLU. Input `[batch, inp]`, output `[batch, out]`.
+    Linear {
+        inp: usize,
+        out: usize,
+        relu: bool,
+        weight: usize,
+        bias: usize,
+    },
+}
+
+impl Node {
+    /// Floats per example this node outputs.
+    pub fn out_len(&self) -> usize {
+        match self {
+            Node::Linear { out, .. } => *out,
+        }
+    }
+
+    /// Whether the output has ReLU applied (so gradients flowing into it must be masked by `output > 0`).
+    pub fn relu(&self) -> bool {
+        match self {
+            Node::Linear { relu, .. } => *relu,
+        }
+    }
+
+    /// Multiply-adds per example in the forward pass.
+    pub fn forward_macs(&self) -> usize {
+        match self {
+            Node::Linear { inp, out, .. } => inp * out,
+        }
+    }
+}
+
+/// A shape-checked sequential model with its flat parameter layout and fused execution plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Preset name or `custom`.
+    pub name: String,
+    pub input: ImageShape,
+    pub layers: Vec<Layer>,
+    pub nodes: Vec<Node>,
+    pub params: Vec<ParamTensor>,
+    /// Length of the flat parameter vector, padding included.
+    pub param_len: usize,
+    pub num_classes: usize,
+}
+
+fn align4(x: usize) -> usize {
+    x.div_ceil(4) * 4
+}
+
+/// Per-example activation shape while building: either an image `[C,H,W]` or a flat vector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Act {
+    Image(ImageShape),
+    Flat(usize),
+}
+
+impl Model {
+    /// Check shapes layer by layer and build the plan. Errors name the layer (1-based) and what is wrong.
+    pub fn new(
+        name: &str,
+        input: ImageShape,
+        layers: Vec<Layer>,
+        num_classes: usize,
+    ) -> Result<Model> {
+        let mut act = Act::Image(input);
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut params = Vec::new();
+        let mut offset = 0usize;
+        let err = |i: usize, l: &Layer, msg: String| {
+            Error::Config(format!("layer {} ({}): {msg}", i + 1, l.token()))
+        };
+        for (i, layer) in layers.iter().enumerate() {
+            match layer {
+                Layer::Flatten => {
+                    act = Act::Flat(match act {
+                        Act::Image(s) => s.len(),
+                        Act::Flat(n) => n,
+                    });
+                }
+                Layer::Linear { out } => {
+                    let inp = match act {
+                        Act::Flat(n) => n,
+                        Act::Image(s) if s.height == 1 && s.width == 1 => s.channels,
+                        Act::Image(s) => {
+                            return Err(err(
+                                i,
+                                layer,
+                                format!(
+                                    "input is a {}x{}x{} image; add `flatten` before a fully connected layer",
+                                    s.channels, s.height, s.width
+                                ),
+                            ))
+                        }
+                    };
+                    if *out == 0 {
+                        return Err(err(i, layer, "needs at least one output".into()));
+                    }
+                    let weight = offset;
+                    params.push(ParamTensor {
+                        name: format!("{i}.weight"),
+                        shape: vec![*out, inp],
+                        offset: weight,
+                    });
+                    offset = align4(offset + out * inp);
+                    let bias = offset;
+                    params.push(ParamTensor {
+                        name: format!("{i}.bias"),
+                        shape: vec![*out],
+                        offset: bias,
+                    });
+                    offset = align4(offset + out);
+                    nodes.push(Node::Linear {
+                        inp,
+                        out: *out,
+                        relu: false,
+                        weight,
+                        bias,
+                    });
+                    act = Act::Flat(*out);
+                }
+                Layer::Relu => match nodes.last_mut() {
+                    Some(Node::Linear { relu, .. })
+                        if !*relu && matches!(layers[i - 1], Layer::Linear { .. }) =>
+                    {
+                        *relu = true
+                    }
+                    _ => {
+                        return Err(err(
+                            i,
+                            layer,
+                            "relu is supported directly after a fully connected layer".into(),
+                        ))
+                    }
+                },
+            }
+        }
+        match (nodes.last(), act) {
+            (Some(n), Act::Flat(k)) if !n.relu() && k == num_classes => {}
+            (Some(n), Act::Flat(k)) if n.relu() => {
+                let _ = k;
+                return Err(Error::Config(format!(
+                    "the last layer must output raw class scores (logits) for the softmax loss; remove the final relu"
+                )));
+            }
+            (_, Act::Flat(k)) => {
+                return Err(Error::Config(format!(
+                    "the last layer outputs {k} values but the data has {num_classes} classes; end with fc{num_classes}"
+                )))
+            }
+            (_, Act::Image(_)) => {
+                return Err(Error::Config(format!(
+                    "the model must end with flatten and fc{num_classes}"
+                )))
+            }
+        }
+        Ok(Model {
+            name: name.to_string(),
+            input,
+            layers,
+            nodes,
+            params,
+            param_len: offset,
+            num_classes,
+        })
+    }
+
+    /// Number of trainable parameters (padding excluded).
+    pub fn num_params(&self) -> usize {
+        self.params.iter().map(|p| p.len()).sum()
+    }
+
+    /// Floats per example at the input.
+    pub fn input_len(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Forward-pass FLOPs per example (2 per multiply-add).
+    pub fn forward_flops(&self) -> usize {
+        2 * self.nodes.iter().map(|n| n.forward_macs()).sum::<usize>()
+    }
+
+    /// A comma-separated spec of the layers, e.g. `flatten,fc256,relu,fc128,relu,fc10`.
+    pub fn spec(&self) -> String {
+        self.layers
+            .iter()
+            .map(|l| l.token())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// PyTorch's default init: weights and biases of a layer with fan-in `f` drawn from U(-1/sqrt(f), 1/sqrt(f)).
+    pub fn init_params(&self, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::derive(seed, 1);
+        let mut flat = vec![0f32; self.param_len];
+        for node in &self.nodes {
+            match node {
+                Node::Linear {
+                    inp,
+                    out,
+                    weight,
+                    bias,
+                    ..
+                } => {
+                    let bound = 1.0 / (*inp as f32).sqrt();
+                    for w in &mut flat[*weight..weight + out * inp] {
+                        *w = rng.uniform(-bound, bound);
+                    }
+                    for b in &mut flat[*bias..bias + out] {
+                        *b = rng.uniform(-bound, bound);
+                    }
+                }
+            }
+        }
+        flat
+    }
+}
+
+/// Loss sum and correct count accumulated over some examples.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub loss_sum: f64,
+    pub correct: u64,
+    pub count: u64,
+}
+
+impl Stats {
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1) as f64
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count.max(1) as f64
+    }
+}
+
+/// What a device must do to train and evaluate a model. The training loop uses only this, so it never
+/// mentions a device type: `Device::executor` picks the implementation at run time.
+pub trait Executor {
+    /// One forward + loss + backward + optimiser step on a batch `x: [batch, C, H, W]`, labels `y: [batch]`.
+    /// Loss and accuracy accumulate on the device; nothing is read back.
+    fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()>;
+    /// Forward + loss on a batch, accumulating evaluation statistics.
+    fn eval_step(&mut self, x: &[f32], y: &[u32]) -> Result<()>;
+    /// Return and reset the accumulated training statistics (waits for the device).
+    fn take_train_stats(&mut self) -> Result<Stats>;
+    /// Return and reset the accumulated evaluation statistics (waits for the device).
+    fn take_eval_stats(&mut self) -> Result<Stats>;
+    /// Class scores `[batch, classes]` for a batch.
+    fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>>;
+    /// The flat parameter vector (see [`Model::params`] for the layout).
+    fn params(&mut self) -> Result<Vec<f32>>;
+    /// Block until all submitted work has finished (a no-op on the CPU).
+    fn wait(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Optimiser choice and hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum OptimizerKind {
+    /// SGD with (PyTorch-style, undampened) momentum; 0 disables it.
+    Sgd { momentum: f32 },
+    /// Adam (Kingma & Ba), PyTorch's formulation.
+    Adam { beta1: f32, beta2: f32, eps: f32 },
+}
+
+/// Optimiser configuration shared by both devices.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct OptimConfig {
+    pub kind: OptimizerKind,
+    pub lr: f32,
+    /// L2 penalty added to the gradient (PyTorch `weight_decay`).
+    pub weight_decay: f32,
+}
+
+impl OptimConfig {
+    pub fn adam(lr: f32) -> Self {
+        OptimConfig {
+            kind: OptimizerKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            lr,
+            weight_decay: 0.0,
+        }
+    }
+
+    pub fn sgd(lr: f32, momentum: f32) -> Self {
+        OptimConfig {
+            kind: OptimizerKind::Sgd { momentum },
+            lr,
+            weight_decay: 0.0,
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Matrix multiply and the linear layer built on it.
+//!
+//! Shapes: `x: [batch, in]`, `w: [out, in]` (PyTorch layout), `b: [out]`, `y: [batch, out]`, all row-major.
+//! A linear layer needs three products — `Y = X W^T` (forward), `dX = dY W` (backward to the input) and
+//! `dW = dY^T X` (backward to the weight) — expressed here through strides, not transposed copies.
+//! CPU: the `gemm` crate (strided, multithreaded). GPU: `shaders/matmul.wgsl`, with bias, ReLU, the ReLU
+//! backward mask and the bias gradient fused into the same dispatch.
+
+use crate::device::gpu::{Kernel, PlanBuilder};
+
+/// Where a matrix lives inside a flat slice: element `(i, j)` is at `off + i * rs + j * cs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strided {
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Strided {
+    /// Row-major `[rows, cols]` at `off`.
+    pub fn rows(off: usize, cols: usize) -> Self {
+        Strided {
+            off,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major `[rows, cols]` matrix at `off` (so it reads as `[cols, rows]`).
+    pub fn transposed(off: usize, cols: usize) -> Self {
+        Strided {
+            off,
+            rs: 1,
+            cs: cols,
+        }
+    }
+
+    /// Index one past the last element of a `rows x cols` view (for bounds checks).
+    fn end(&self, rows: usize, cols: usize) -> usize {
+        if rows == 0 || cols == 0 {
+            return self.off;
+        }
+        self.off + (rows - 1) * self.rs + (cols - 1) * self.cs + 1
+    }
+}
+
+/// Work (multiply-adds) above which the CPU product is split across threads.
+const PARALLEL_MACS: usize = 1 << 18;
+
+/// `C[m, n] = A[m, k] B[k, n]` (or `C += A B` with `accumulate`), C row-major with row stride `c_rs`.
+/// Panics if a view reaches past its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    sa: Strided,
+    b: &[f32],
+    sb: Strided,
+    c: &mut [f32],
+    c_off: usize,
+    c_rs: usize,
+    accumulate: bool,
+) {
+    assert!(
+        sa.end(m, k) <= a.len(),
+        "matmul: A view [{m}x{k}] {sa:?} past len {}",
+        a.len()
+    );
+    assert!(
+        sb.end(k, n) <= b.len(),
+        "matmul: B view [{k}x{n}] {sb:?} past len {}",
+        b.len()
+    );
+    let sc = Strided {
+        off: c_off,
+        rs: c_rs,
+        cs: 1,
+    };
+    assert!(
+        sc.end(m, n) <= c.len(),
+        "matmul: C view [{m}x{n}] past len {}",
+        c.len()
+    );
+    assert!(c_rs >= n || m <= 1, "matmul: C rows overlap");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                c[c_off + i * c_rs..c_off + i * c_rs + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let par = if m * n * k >= PARALLEL_MACS && threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every element of the three views inside its slice, and C does not
+    // alias A or B (it is a distinct &mut borrow).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr().add(c_off),
+            1,
+            c_rs as isize,
+            accumulate,
+            a.as_ptr().add(sa.off),
+            sa.cs as isize,
+            sa.rs as isize,
+            b.as_ptr().add(sb.off),
+            sb.cs as isize,
+            sb.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// The simple triple loop in f64: the oracle the fast paths are tested against.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_reference(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    sa: Strided,
+    b: &[f32],
+    sb: Strided,
+) -> Vec<f32> {
+    let mut c = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0f64;
+            for kk in 0..k {
+                s += a[sa.off + i * sa.rs + kk * sa.cs] as f64
+                    * b[sb.off + kk * sb.rs + j * sb.cs] as f64;
+            }
+            c[i * n + j] = s as f32;
+        }
+    }
+    c
+}
+
+/// Linear forward: `y = x w^T + b`, then ReLU when `relu`.
+/// `x: [batch, inp]`, `params[w..]: [out, inp]`, `params[bias..]: [out]`, `y: [batch, out]`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward(
+    x: &[f32],
+    params: &[f32],
+    w: usize,
+    bias: usize,
+    y: &mut [f32],
+    batch: usize,
+    inp: usize,
+    out: usize,
+    relu: bool,
+) {
+    matmul(
+        batch,
+        out,
+        inp,
+        x,
+        Strided::rows(0, inp),
+        params,
+        Strided::transposed(w, inp),
+        y,
+        0,
+        out,
+        false,
+    );
+    let b = &params[bias..bias + out];
+    for row in y[..batch * out].chunks_exact_mut(out) {
+        for (v, bb) in row.iter_mut().zip(b) {
+            let s = *v + bb;
+            *v = if relu { s.max(0.0) } else { s };
+        }
+    }
+}
+
+/// Linear backward to the input: `dx = dy w`, zeroed where `mask <= 0` (the ReLU that produced `x`).
+/// `dy: [batch, out]`, `dx: [batch, inp]`, `mask: [batch, inp]`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward_input(
+    dy: &[f32],
+    params: &[f32],
+    w: usize,
+    dx: &mut [f32],
+    mask: Option<&[f32]>,
+    batch: usize,
+    inp: usize,
+    out: usize,
+) {
+    matmul(
+        batch,
+        inp,
+        out,
+        dy,
+        Strided::rows(0, out),
+        params,
+        Strided::rows(w, inp),
+        dx,
+        0,
+        inp,
+        false,
+    );
+    if let Some(mask) = mask {
+        for (d, &m) in dx[..batch * inp].iter_mut().zip(&mask[..batch * inp]) {
+            if m <= 0.0 {
+                *d = 0.0;
+            }
+        }
+    }
+}
+
+/// Linear backward to the parameters: `dw = dy^T x` into `grads[w..]`, `db = sum over batch of dy` into
+/// `grads[bias..]`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward_weight(
+    dy: &[f32],
+    x: &[f32],
+    grads: &mut [f32],
+    w: usize,
+    bias: usize,
+    batch: usize,
+    inp: usize,
+    out: usize,
+) {
+    matmul(
+        out,
+        inp,
+        batch,
+        dy,
+        Strided::transposed(0, out),
+        x,
+        Strided::rows(0, inp),
+        grads,
+        w,
+        inp,
+        false,
+    );
+    let db = &mut grads[bias..bias + out];
+    db.fill(0.0);
+    for row in dy[..batch * out].chunks_exact(out) {
+        for (g, v) in db.iter_mut().zip(row) {
+            *g += v;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// GPU launchers
+
+pub const MATMUL: Kernel = Kernel {
+    name: "matmul",
+    source: include_str!("../../shaders/matmul.wgsl"),
+    entry: "matmul",
+};
+
+pub const FLAG_BIAS: u32 = 1;
+pub const FLAG_RELU: u32 = 2;
+pub const FLAG_MASK: u32 = 4;
+pub const FLAG_BIAS_GRAD: u32 = 8;
+
+/// Uniform of `shaders/matmul.wgsl` (field meanings are documented there).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub flags: u32,
+    pub a_off: u32,
+    pub a_rs: u32,
+    pub a_cs: u32,
+    pub bias_off: u32,
+    pub b_off: u32,
+    pub b_rs: u32,
+    pub b_cs: u32,
+    pub mask_off: u32,
+    pub c_off: u32,
+    pub c_rs: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+}
+
+impl MatmulParams {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        m: usize,
+        n: usize,
+        k: usize,
+        sa: Strided,
+        sb: Strided,
+        c_off: usize,
+        c_rs: usize,
+    ) -> Self {
+        let u = |x: usize| u32::try_from(x).expect("matmul dimension exceeds u32");
+        MatmulParams {
+            m: u(m),
+            n: u(n),
+            k: u(k),
+            a_off: u(sa.off),
+            a_rs: u(sa.rs),
+            a_cs: u(sa.cs),
+            b_off: u(sb.off),
+            b_rs: u(sb.rs),
+            b_cs: u(sb.cs),
+            c_off: u(c_off),
+            c_rs: u(c_rs),
+            ..Default::default()
+        }
+    }
+}
+
+/// Add one matmul dispatch: each invocation computes a 4x4 block, each 8x8 workgroup a 32x32 tile.
+pub fn push_matmul(
+    pb: &mut PlanBuilder<'_>,
+    p: MatmulParams,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    aux: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+) {
+    let n_ext = p.n + u32::from(p.flags & FLAG_BIAS_GRAD != 0);
+    pb.push(
+        &MATMUL,
+        &p,
+        &[a, b, aux, c],
+        [n_ext.div_ceil(32), p.m.div_ceil(32), 1],
+    );
+}
+
+/// GPU [`linear_forward`]: `x: [batch, inp]` at the start of `x`; weight/bias at offsets of `params`.
+#[allow(clippy::too_many_arguments)]
+pub fn push_linear_forward(
+    pb: &mut PlanBuilder<'_>,
+    x: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    w: usize,
+    bias: usize,
+    y: &wgpu::Buffer,
+    batch: usize,
+    inp: usize,
+    out: usize,
+    relu: bool,
+) {
+    let mut p = MatmulParams::new(
+        batch,
+        out,
+        inp,
+        Strided::rows(0, inp),
+        Strided::transposed(w, inp),
+        0,
+        out,
+    );
+    p.flags = FLAG_BIAS | if relu { FLAG_RELU } else { 0 };
+    p.bias_off = bias as u32;
+    push_matmul(pb, p, x, params, params, y);
+}
+
+/// GPU [`linear_backward_input`]; `mask` is the layer's input activation when a ReLU produced it.
+#[allow(clippy::too_many_arguments)]
+pub fn push_linear_backward_input(
+    pb: &mut PlanBuilder<'_>,
+    dy: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    w: usize,
+    dx: &wgpu::Buffer,
+    mask: Option<&wgpu::Buffer>,
+    batch: usize,
+    inp: usize,
+    out: usize,
+) {
+    let mut p = MatmulParams::new(
+        batch,
+        inp,
+        out,
+        Strided::rows(0, out),
+        Strided::rows(w, inp),
+        0,
+        inp,
+    );
+    if mask.is_some() {
+        p.flags = FLAG_MASK;
+    }
+    push_matmul(pb, p, dy, params, mask.unwrap_or(params), dx);
+}
+
+/// GPU [`linear_backward_weight`]: weight and bias gradients in one dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn push_linear_backward_weight(
+    pb: &mut PlanBuilder<'_>,
+    dy: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    grads: &wgpu::Buffer,
+    w: usize,
+    bias: usize,
+    batch: usize,
+    inp: usize,
+    out: usize,
+) {
+    let mut p = MatmulParams::new(
+        out,
+        inp,
+        batch,
+        Strided::transposed(0, out),
+        Strided::rows(0, inp),
+        w,
+        inp,
+    );
+    p.flags = FLAG_BIAS_GRAD;
+    p.bias_off = bias as u32;
+    push_matmul(pb, p, dy, x, x, grads);
+}

@@ -1,0 +1,5 @@
+//! Ops, one family per file: the CPU reference and the GPU launcher side by side, forward next to backward.
+//! The matching WGSL kernels live in `shaders/<op>.wgsl`.
+
+pub mod matmul;
+pub mod softmax_xent;

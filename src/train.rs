@@ -1,0 +1,189 @@
+//! The ONE training loop, the same for every model and device: shuffle, assemble batches, step the
+//! executor, read loss/accuracy back once per epoch, evaluate on the test set.
+
+use crate::data::{epoch_order, Batcher, DataSplit, Dataset};
+use crate::error::{Error, Result};
+use crate::nn::{Executor, Stats};
+use crate::rng::Rng;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Loop settings (the optimiser lives in the executor).
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Batch size used for evaluation.
+    pub eval_batch_size: usize,
+    /// Draw a progress bar (only when a terminal is attached).
+    pub progress: bool,
+}
+
+impl TrainConfig {
+    /// The largest batch an executor for this run must accept (training or evaluation).
+    pub fn max_batch(&self) -> usize {
+        self.batch_size.max(self.eval_batch_size)
+    }
+}
+
+/// One epoch's numbers, as printed and as written to reports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    /// Training images per second (training steps only, device synchronised, evaluation excluded).
+    pub images_per_sec: f64,
+    /// Seconds spent training this epoch (evaluation excluded).
+    pub seconds: f64,
+    /// Seconds spent evaluating the test set after this epoch.
+    pub eval_seconds: f64,
+}
+
+/// What a finished run returns.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub epochs: Vec<EpochRecord>,
+    /// When the first training step had finished on the device.
+    pub first_step_done: Option<Instant>,
+}
+
+/// Evaluate `exec` on every example of `ds` (in order) and return loss and accuracy.
+pub fn evaluate(
+    exec: &mut dyn Executor,
+    ds: &Dataset,
+    batcher: &Batcher,
+    batch: usize,
+) -> Result<Stats> {
+    let n = ds.shape.len();
+    let batch = batch.min(ds.len()).max(1);
+    let mut x = vec![0f32; batch * n];
+    let mut y = vec![0u32; batch];
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    for chunk in idx.chunks(batch) {
+        let b = chunk.len();
+        batcher.fill(ds, chunk, &mut x[..b * n], &mut y[..b]);
+        exec.eval_step(&x[..b * n], &y[..b])?;
+    }
+    exec.take_eval_stats()
+}
+
+fn progress_bar(
+    steps: usize,
+    enabled: bool,
+    epoch: usize,
+    epochs: usize,
+) -> indicatif::ProgressBar {
+    if !enabled || !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(steps as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "epoch {msg} [{bar:30}] {pos}/{len} steps, {per_sec}, eta {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    pb.set_message(format!("{epoch}/{epochs}"));
+    pb
+}
+
+/// Train for `cfg.epochs` epochs, calling `on_epoch` after each one.
+pub fn train(
+    exec: &mut dyn Executor,
+    data: &DataSplit,
+    cfg: &TrainConfig,
+    mut on_epoch: impl FnMut(&EpochRecord),
+) -> Result<TrainOutcome> {
+    let train = &data.train;
+    if cfg.epochs == 0 {
+        return Err(Error::Config("--epochs must be at least 1".into()));
+    }
+    if cfg.batch_size == 0 {
+        return Err(Error::Config("--batch-size must be at least 1".into()));
+    }
+    if cfg.batch_size > train.len() {
+        return Err(Error::Config(format!(
+            "--batch-size {} is larger than the {} training images; lower it or use more data",
+            cfg.batch_size,
+            train.len()
+        )));
+    }
+    let batcher = Batcher::new(&data.normalization, train.shape);
+    let n = train.shape.len();
+    let mut x = vec![0f32; cfg.batch_size * n];
+    let mut y = vec![0u32; cfg.batch_size];
+    let mut rng = Rng::derive(cfg.seed, 2);
+    let mut records = Vec::new();
+    let mut first_step_done = None;
+    for epoch in 1..=cfg.epochs {
+        let order = epoch_order(train.len(), &mut rng);
+        let steps = order.len().div_ceil(cfg.batch_size);
+        let bar = progress_bar(steps, cfg.progress, epoch, cfg.epochs);
+        let t0 = Instant::now();
+        for (step, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            let b = chunk.len();
+            batcher.fill(train, chunk, &mut x[..b * n], &mut y[..b]);
+            exec.train_step(&x[..b * n], &y[..b])?;
+            if first_step_done.is_none() {
+                exec.wait()?;
+                first_step_done = Some(Instant::now());
+            }
+            if step % 16 == 0 {
+                bar.set_position(step as u64);
+            }
+        }
+        let stats = exec.take_train_stats()?;
+        let seconds = t0.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        if !stats.mean_loss().is_finite() {
+            return Err(Error::Diverged {
+                epoch,
+                step: steps,
+                loss: stats.mean_loss(),
+            });
+        }
+        let te = Instant::now();
+        let test = evaluate(exec, &data.test, &batcher, cfg.eval_batch_size)?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: stats.mean_loss(),
+            train_accuracy: stats.accuracy(),
+            test_loss: test.mean_loss(),
+            test_accuracy: test.accuracy(),
+            images_per_sec: train.len() as f64 / seconds.max(1e-9),
+            seconds,
+            eval_seconds: te.elapsed().as_secs_f64(),
+        };
+        on_epoch(&record);
+        records.push(record);
+    }
+    Ok(TrainOutcome {
+        epochs: records,
+        first_step_done,
+    })
+}
+
+/// Median of a list (mean of the middle two for even lengths); 0 for an empty list.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Format seconds for humans.
+pub fn fmt_duration(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
