@@ -1,0 +1,130 @@
+//! The binary run as a user would: a real training run with a report and a checkpoint, `eval` of that
+//! checkpoint, `devices`, and bad input — each failure a one-line message naming the problem, a
+//! non-zero exit code and no panic.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn wgtrain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run wgtrain")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgtrain-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Assert failure with `code`, stderr a single `error: ...` line containing `needle`, and no panic.
+fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+}
+
+fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
+    assert_fails(out, code, needle);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+}
+
+#[test]
+fn train_writes_report_and_checkpoint_and_eval_reads_it() {
+    let dir = tmpdir("train");
+    let report = dir.join("run.json");
+    let ckpt = dir.join("mlp.safetensors");
+    let out = wgtrain(&[
+        "train", "--device", "cpu", "--embedded", "--epochs", "2", "--train-size", "3000",
+        "--report", report.to_str().unwrap(), "--save", ckpt.to_str().unwrap(), "--quiet",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("epoch   2"), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["model"], "mlp");
+    assert_eq!(v["device"], "cpu");
+    assert_eq!(v["params"], 235_146);
+    assert_eq!(v["train_images"], 3000);
+    let acc = v["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.7 && acc <= 1.0, "{acc}");
+    assert!(v["train_images_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["startup_seconds"].as_f64().unwrap() > 0.0);
+    assert!(v["adapter"].is_string());
+    let epochs = v["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    for key in ["epoch", "train_loss", "train_accuracy", "test_accuracy", "images_per_sec", "seconds"] {
+        assert!(epochs[1][key].is_number(), "missing {key}");
+    }
+    // eval of the checkpoint gives the accuracy the training run reported.
+    let out = wgtrain(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--device", "cpu", "--embedded"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("accuracy {:.2}%", 100.0 * acc)), "{stdout} vs {acc}");
+    // The checkpoint holds PyTorch-named tensors of the right shapes.
+    let bytes = std::fs::read(&ckpt).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("1.weight").unwrap().shape(), &[256, 784]);
+    assert_eq!(st.tensor("5.bias").unwrap().shape(), &[10]);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn devices_lists_the_cpu() {
+    let out = wgtrain(&["devices"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("cpu: "));
+}
+
+#[test]
+fn bad_flags_and_files_fail_with_one_line_messages() {
+    let dir = tmpdir("bad");
+    let missing = dir.join("nope");
+    let out = wgtrain(&["train", "--data", missing.to_str().unwrap(), "--device", "cpu"]);
+    assert_one_line_error(&out, 2, "no such directory");
+    std::fs::write(dir.join("train-images-idx3-ubyte"), b"garbage!").unwrap();
+    let out = wgtrain(&["train", "--data", dir.to_str().unwrap(), "--device", "cpu"]);
+    assert_one_line_error(&out, 2, "missing train-labels");
+    for (flag, value, needle) in [
+        ("--lr", "-1", "--lr -1"),
+        ("--lr", "NaN", "--lr NaN"),
+        ("--epochs", "0", "--epochs must be at least 1"),
+        ("--batch-size", "0", "--batch-size must be at least 1"),
+        ("--batch-size", "20000", "larger than the 10000 training images"),
+        ("--momentum", "1.5", "--momentum"),
+        ("--model", "resnet", "unknown model"),
+        ("--arch", "flatten,fc10,conv9", "layer 3 `conv9`"),
+        ("--threads", "0", "--threads"),
+    ] {
+        let out = wgtrain(&["train", "--device", "cpu", "--embedded", flag, value]);
+        assert_one_line_error(&out, 2, needle);
+    }
+    // clap rejects unknown values with its own message naming the flag (exit 2).
+    let out = wgtrain(&["train", "--device", "tpu"]);
+    assert_fails(&out, 2, "--device");
+    // A corrupt checkpoint.
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot json").unwrap();
+    let out = wgtrain(&["eval", "--checkpoint", bad.to_str().unwrap(), "--device", "cpu"]);
+    assert_one_line_error(&out, 2, "not a safetensors checkpoint");
+    let out = wgtrain(&["eval", "--checkpoint", missing.to_str().unwrap(), "--device", "cpu"]);
+    assert_one_line_error(&out, 2, "nope");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn gpu_without_adapter_is_a_clear_error() {
+    // On Linux there is no Metal adapter, so this asks for a GPU that cannot exist here.
+    if cfg!(target_os = "macos") {
+        return;
+    }
+    let out = wgtrain(&["train", "--device", "gpu", "--backend", "metal", "--embedded"]);
+    assert_one_line_error(&out, 2, "no GPU adapter available");
+    let out = wgtrain(&["train", "--device", "gpu", "--adapter", "no-such-card", "--embedded"]);
+    assert_one_line_error(&out, 2, "--adapter no-such-card");
+}

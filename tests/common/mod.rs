@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: the GPU context (skip locally, FAIL under CI when there is
+//! no adapter), buffer upload/download, running a plan, random data and comparisons.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+use wgtrain::device::gpu::{GpuContext, PlanBuilder};
+use wgtrain::device::{AdapterFilter, Device, DeviceChoice};
+use wgtrain::rng::Rng;
+
+/// The GPU for this test binary, or `None` (after printing why) when there is none and `CI` is unset.
+/// Under `CI` a missing adapter fails the test: CI must not go green without running the shaders.
+pub fn gpu() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    let r = CTX.get_or_init(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            // Silences a warning of headless Vulkan loaders run as root.
+            std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+        }
+        match Device::select(DeviceChoice::Gpu, &AdapterFilter::default()) {
+            Ok((Device::Gpu(ctx), why)) => {
+                eprintln!("GPU tests run on {why}");
+                Ok(ctx)
+            }
+            Ok((Device::Cpu, _)) => Err("selection returned the CPU".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    match r {
+        Ok(ctx) => Some(ctx.clone()),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but no GPU adapter could be opened: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping GPU test (no adapter; set CI=1 to make this a failure): {e}");
+            None
+        }
+    }
+}
+
+pub fn upload_f32(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
+    use wgpu::BufferUsages as U;
+    let b = ctx
+        .storage_buffer("test", data.len(), U::COPY_DST | U::COPY_SRC)
+        .unwrap();
+    ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+    b
+}
+
+pub fn upload_u32(ctx: &GpuContext, data: &[u32]) -> wgpu::Buffer {
+    use wgpu::BufferUsages as U;
+    let b = ctx
+        .storage_buffer("test", data.len(), U::COPY_DST | U::COPY_SRC)
+        .unwrap();
+    ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+    b
+}
+
+pub fn download(ctx: &GpuContext, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    let raw = ctx.read_buffer(b, (len * 4) as u64, "test readback").unwrap();
+    bytemuck::pod_collect_to_vec(&raw)
+}
+
+/// Build the plan, record it into one pass, submit and wait.
+pub fn run(ctx: &GpuContext, pb: PlanBuilder<'_>) {
+    let plan = pb.finish().unwrap();
+    let mut enc = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        plan.record(&mut pass);
+    }
+    ctx.queue.submit([enc.finish()]);
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    ctx.check("test").unwrap();
+}
+
+pub fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..n).map(|_| r.uniform(-1.0, 1.0)).collect()
+}
+
+/// Assert |a - b| <= atol + rtol * |b| elementwise, reporting the worst element.
+pub fn assert_close(a: &[f32], b: &[f32], atol: f32, rtol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    let mut worst = (0usize, 0f32);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let excess = (x - y).abs() - (atol + rtol * y.abs());
+        assert!(!x.is_nan(), "{what}: NaN at {i}");
+        if excess > worst.1 {
+            worst = (i, excess);
+        }
+    }
+    let i = worst.0;
+    assert!(
+        worst.1 <= 0.0,
+        "{what}: element {i}: got {} expected {} (atol {atol}, rtol {rtol})",
+        a[i],
+        b[i]
+    );
+}

@@ -1,0 +1,165 @@
+//! Each GPU kernel against the CPU op on random data with awkward shapes, and one full training step.
+//! Skips with a message when there is no adapter; fails instead when `CI` is set.
+
+mod common;
+
+use common::{assert_close, download, gpu, random, run, upload_f32, upload_u32};
+use wgtrain::data::ImageShape;
+use wgtrain::device::gpu::PlanBuilder;
+use wgtrain::device::Device;
+use wgtrain::models;
+use wgtrain::nn::OptimConfig;
+use wgtrain::ops::matmul::{self as mm, matmul_reference, MatmulParams, Strided};
+use wgtrain::ops::softmax_xent::{push_softmax_xent, softmax_xent};
+
+/// Shapes that are not multiples of the 4x4 register tile or the 32x32 workgroup tile, 1-row, 1-column
+/// and a large K.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (1, 37, 5),
+    (37, 1, 5),
+    (33, 65, 17),
+    (64, 10, 1000),
+    (5, 3, 2050),
+    (130, 70, 3),
+];
+
+#[test]
+fn matmul_kernel_matches_reference_with_offsets_and_transposes() {
+    let Some(ctx) = gpu() else { return };
+    for &(m, n, k) in SHAPES {
+        let a = random(m * k + 7, 1);
+        let b = random(k * n + 5, 2);
+        for (sa, sb) in [
+            (Strided::rows(3, k), Strided::rows(2, n)),
+            (Strided::transposed(0, m), Strided::transposed(1, k)),
+            (Strided::rows(0, k), Strided::transposed(5, k)),
+        ] {
+            let expect = matmul_reference(m, n, k, &a, sa, &b, sb);
+            let (ga, gb) = (upload_f32(&ctx, &a), upload_f32(&ctx, &b));
+            // C at an offset with a padded row stride, to check both are honoured.
+            let c_off = 3;
+            let c_rs = n + 2;
+            let gc = upload_f32(&ctx, &vec![-7.0; c_off + m * c_rs]);
+            let mut pb = PlanBuilder::new(&ctx);
+            mm::push_matmul(&mut pb, MatmulParams::new(m, n, k, sa, sb, c_off, c_rs), &ga, &gb, &ga, &gc);
+            run(&ctx, pb);
+            let c = download(&ctx, &gc, c_off + m * c_rs);
+            let got: Vec<f32> = (0..m)
+                .flat_map(|i| c[c_off + i * c_rs..c_off + i * c_rs + n].to_vec())
+                .collect();
+            assert_close(&got, &expect, 1e-4, 1e-4, &format!("gpu matmul {m}x{n}x{k} {sa:?} {sb:?}"));
+            // Padding between rows is untouched.
+            for i in 0..m {
+                assert_eq!(c[c_off + i * c_rs + n], -7.0, "wrote past row end");
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_kernels_match_cpu_ops() {
+    let Some(ctx) = gpu() else { return };
+    for &(batch, inp, out) in &[(1, 1, 1), (3, 17, 5), (64, 784, 10), (7, 33, 130)] {
+        // params: padding, weight [out, inp] at 4, bias [out] after it.
+        let w = 4;
+        let bias = w + out * inp;
+        let params = random(bias + out, 11);
+        let x = random(batch * inp, 12);
+        let dy = random(batch * out, 13);
+        let mask = random(batch * inp, 14); // about half negative
+        let (gp, gx, gdy, gmask) = (
+            upload_f32(&ctx, &params),
+            upload_f32(&ctx, &x),
+            upload_f32(&ctx, &dy),
+            upload_f32(&ctx, &mask),
+        );
+        for relu in [false, true] {
+            let mut expect = vec![0.0; batch * out];
+            mm::linear_forward(&x, &params, w, bias, &mut expect, batch, inp, out, relu);
+            let gy = upload_f32(&ctx, &vec![0.0; batch * out]);
+            let mut pb = PlanBuilder::new(&ctx);
+            mm::push_linear_forward(&mut pb, &gx, &gp, w, bias, &gy, batch, inp, out, relu);
+            run(&ctx, pb);
+            assert_close(&download(&ctx, &gy, batch * out), &expect, 1e-4, 1e-4, "linear forward");
+        }
+        for use_mask in [false, true] {
+            let m = use_mask.then_some(&mask[..]);
+            let mut expect = vec![0.0; batch * inp];
+            mm::linear_backward_input(&dy, &params, w, &mut expect, m, batch, inp, out);
+            let gdx = upload_f32(&ctx, &vec![0.0; batch * inp]);
+            let mut pb = PlanBuilder::new(&ctx);
+            let gm = use_mask.then_some(&gmask);
+            mm::push_linear_backward_input(&mut pb, &gdy, &gp, w, &gdx, gm, batch, inp, out);
+            run(&ctx, pb);
+            assert_close(&download(&ctx, &gdx, batch * inp), &expect, 1e-4, 1e-4, "linear backward input");
+        }
+        let mut expect = vec![0.0; params.len()];
+        mm::linear_backward_weight(&dy, &x, &mut expect, w, bias, batch, inp, out);
+        let gg = upload_f32(&ctx, &vec![0.0; params.len()]);
+        let mut pb = PlanBuilder::new(&ctx);
+        mm::push_linear_backward_weight(&mut pb, &gdy, &gx, &gg, w, bias, batch, inp, out);
+        run(&ctx, pb);
+        assert_close(&download(&ctx, &gg, params.len()), &expect, 1e-4, 1e-4, "linear backward weight+bias");
+    }
+}
+
+#[test]
+fn softmax_xent_kernel_matches_cpu_and_accumulates() {
+    let Some(ctx) = gpu() else { return };
+    for &(batch, classes) in &[(1, 2), (7, 10), (300, 10), (257, 3)] {
+        let mut logits = random(batch * classes, 21);
+        logits.iter_mut().for_each(|v| *v *= 20.0); // large values exercise the max subtraction
+        let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 5 + 1) % classes as u32).collect();
+        let mut grad = vec![0.0; batch * classes];
+        let expect = softmax_xent(&logits, &labels, classes, Some(&mut grad));
+        let (gl, gy) = (upload_f32(&ctx, &logits), upload_u32(&ctx, &labels));
+        let gg = upload_f32(&ctx, &vec![0.0; batch * classes]);
+        let gs = upload_f32(&ctx, &[1.0, 2.0, 0.0, 0.0]);
+        let mut pb = PlanBuilder::new(&ctx);
+        push_softmax_xent(&mut pb, &gl, &gy, &gg, &gs, 0, batch, classes, true);
+        push_softmax_xent(&mut pb, &gl, &gy, &gg, &gs, 2, batch, classes, false);
+        run(&ctx, pb);
+        assert_close(&download(&ctx, &gg, batch * classes), &grad, 1e-6, 1e-4, "softmax grad");
+        let s = download(&ctx, &gs, 4);
+        let l = expect.loss_sum as f32;
+        assert_close(&s, &[1.0 + l, 2.0 + expect.correct as f32, l, expect.correct as f32], 1e-3, 1e-5, "stats");
+    }
+}
+
+/// One full training step (and then a few more) of the mlp on GPU and CPU from the same init: the
+/// updated weights agree. Tolerance: Adam divides by sqrt(v), so tiny gradient differences from a
+/// different summation order move a weight by up to ~lr; we check the update itself (new - old) to
+/// 1e-5 absolute (lr is 1e-3), and that the mean absolute difference is far below that.
+#[test]
+fn mlp_training_steps_agree_with_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let input = ImageShape { channels: 1, height: 28, width: 28 };
+    let model = models::build(Some("mlp"), None, input, 10).unwrap();
+    let init = model.init_params(5);
+    let batch = 37; // not a multiple of anything
+    let x = random(batch * 784, 31);
+    let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
+    for optim in [OptimConfig::adam(1e-3), OptimConfig::sgd(0.05, 0.9)] {
+        let mut cpu = Device::Cpu.executor(&model, &init, optim, batch).unwrap();
+        let mut gpu = Device::Gpu(ctx.clone()).executor(&model, &init, optim, batch).unwrap();
+        for step in 1..=3 {
+            cpu.train_step(&x, &y).unwrap();
+            gpu.train_step(&x, &y).unwrap();
+            let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
+            let dc: Vec<f32> = pc.iter().zip(&init).map(|(a, b)| a - b).collect();
+            let dg: Vec<f32> = pg.iter().zip(&init).map(|(a, b)| a - b).collect();
+            assert_close(&dg, &dc, 1e-5, 1e-2, &format!("{optim:?} update after step {step}"));
+            let mean_diff: f64 = pc.iter().zip(&pg).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / pc.len() as f64;
+            assert!(mean_diff < 1e-6, "mean |cpu - gpu| = {mean_diff}");
+            assert!(dc.iter().any(|d| d.abs() > 1e-4), "the step changed nothing");
+        }
+        let (sc, sg) = (cpu.take_train_stats().unwrap(), gpu.take_train_stats().unwrap());
+        assert_eq!(sc.count, sg.count);
+        assert_eq!(sc.correct, sg.correct);
+        assert!((sc.loss_sum - sg.loss_sum).abs() < 1e-3 * sc.loss_sum, "{sc:?} vs {sg:?}");
+        // Predictions agree too.
+        let (lc, lg) = (cpu.logits(&x).unwrap(), gpu.logits(&x).unwrap());
+        assert_close(&lg, &lc, 1e-4, 1e-3, "logits");
+    }
+}

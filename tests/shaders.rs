@@ -1,0 +1,61 @@
+//! Every WGSL file in shaders/ parses and validates with naga — no adapter needed, so a broken shader
+//! fails `cargo test` on any machine.
+
+use std::path::Path;
+
+#[test]
+fn every_shader_parses_and_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
+        let mut validator = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        );
+        validator
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
+        assert!(
+            !module.entry_points.is_empty(),
+            "{} has no entry point",
+            path.display()
+        );
+        for ep in &module.entry_points {
+            let [x, y, z] = ep.workgroup_size;
+            assert!(
+                x * y * z <= 256,
+                "{}::{} uses {} invocations per workgroup; the portable limit is 256",
+                path.display(),
+                ep.name,
+                x * y * z
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "expected the engine's shaders, found {checked}");
+}
+
+#[test]
+fn kernels_embedded_in_the_library_are_the_files_on_disk() {
+    // The library include_str!s its kernels; make sure every Kernel points at a file that exists.
+    for k in [
+        wgtrain::ops::matmul::MATMUL,
+        wgtrain::ops::softmax_xent::SOFTMAX_XENT,
+        wgtrain::optim::ADAM,
+        wgtrain::optim::SGD,
+    ] {
+        assert!(
+            k.source.contains(&format!("fn {}(", k.entry)),
+            "{}: entry point {} not found in its source",
+            k.name,
+            k.entry
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! Short training runs on the embedded Fashion-MNIST subset (10,000 train / 2,000 test) reach a stated
+//! accuracy on both devices; the CPU is bit-for-bit deterministic; GPU and CPU runs agree.
+
+mod common;
+
+use wgtrain::data::{self, DataChoice, DataSplit};
+use wgtrain::models;
+use wgtrain::nn::OptimConfig;
+use wgtrain::train::{train, EpochRecord, TrainConfig};
+use wgtrain::Device;
+
+fn run(device: &Device, data: &DataSplit, epochs: usize, seed: u64) -> (Vec<EpochRecord>, Vec<f32>) {
+    let model = models::build(Some("mlp"), None, data.train.shape, data.num_classes).unwrap();
+    let cfg = TrainConfig {
+        epochs,
+        batch_size: 64,
+        seed,
+        eval_batch_size: 500,
+        progress: false,
+    };
+    let params = model.init_params(seed);
+    let mut exec = device
+        .executor(&model, &params, OptimConfig::adam(1e-3), cfg.max_batch())
+        .unwrap();
+    let out = train(&mut *exec, data, &cfg, |_| {}).unwrap();
+    (out.epochs, exec.params().unwrap())
+}
+
+fn embedded(train_size: Option<usize>) -> DataSplit {
+    data::load(&DataChoice::Embedded, train_size).unwrap()
+}
+
+#[test]
+fn mlp_on_cpu_reaches_82_percent_in_two_epochs() {
+    let data = embedded(None);
+    let (epochs, _) = run(&Device::Cpu, &data, 2, 0);
+    let acc = epochs.last().unwrap().test_accuracy;
+    // Measured 84.35 % (seed 0); PyTorch's recipe on the same 10k images lands in the same place.
+    assert!(acc >= 0.82, "test accuracy {acc}");
+    assert!(epochs[1].train_loss < epochs[0].train_loss);
+}
+
+#[test]
+fn cpu_training_is_bit_identical_for_a_seed() {
+    let data = embedded(Some(2000));
+    let (e1, p1) = run(&Device::Cpu, &data, 1, 7);
+    let (e2, p2) = run(&Device::Cpu, &data, 1, 7);
+    assert_eq!(p1, p2, "same seed, different weights");
+    assert_eq!(e1[0].train_loss, e2[0].train_loss);
+    let (_, p3) = run(&Device::Cpu, &data, 1, 8);
+    assert_ne!(p1, p3, "different seeds gave the same weights");
+}
+
+#[test]
+fn mlp_on_gpu_reaches_80_percent_in_one_epoch_and_matches_cpu() {
+    let Some(ctx) = common::gpu() else { return };
+    let data = embedded(None);
+    let (gpu, _) = run(&Device::Gpu(ctx), &data, 1, 0);
+    let (cpu, _) = run(&Device::Cpu, &data, 1, 0);
+    let (g, c) = (gpu[0].test_accuracy, cpu[0].test_accuracy);
+    assert!(g >= 0.80, "gpu test accuracy {g}");
+    assert!((g - c).abs() <= 0.005, "gpu {g} vs cpu {c}: more than 0.5 points apart");
+    assert!((gpu[0].train_loss - cpu[0].train_loss).abs() < 0.01);
+}
