@@ -40,13 +40,29 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
     let report = dir.join("run.json");
     let ckpt = dir.join("mlp.safetensors");
     let out = wgtrain(&[
-        "train", "--device", "cpu", "--embedded", "--epochs", "2", "--train-size", "3000",
-        "--report", report.to_str().unwrap(), "--save", ckpt.to_str().unwrap(), "--quiet",
+        "train",
+        "--device",
+        "cpu",
+        "--embedded",
+        "--epochs",
+        "2",
+        "--train-size",
+        "3000",
+        "--report",
+        report.to_str().unwrap(),
+        "--save",
+        ckpt.to_str().unwrap(),
+        "--quiet",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("epoch   2"), "{stdout}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(v["model"], "mlp");
     assert_eq!(v["device"], "cpu");
     assert_eq!(v["params"], 235_146);
@@ -58,14 +74,35 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
     assert!(v["adapter"].is_string());
     let epochs = v["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 2);
-    for key in ["epoch", "train_loss", "train_accuracy", "test_accuracy", "images_per_sec", "seconds"] {
+    for key in [
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_accuracy",
+        "images_per_sec",
+        "seconds",
+    ] {
         assert!(epochs[1][key].is_number(), "missing {key}");
     }
     // eval of the checkpoint gives the accuracy the training run reported.
-    let out = wgtrain(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--device", "cpu", "--embedded"]);
+    let out = wgtrain(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--embedded",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("accuracy {:.2}%", 100.0 * acc)), "{stdout} vs {acc}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("accuracy {:.2}%", 100.0 * acc)),
+        "{stdout} vs {acc}"
+    );
     // The checkpoint holds PyTorch-named tensors of the right shapes.
     let bytes = std::fs::read(&ckpt).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -85,7 +122,13 @@ fn devices_lists_the_cpu() {
 fn bad_flags_and_files_fail_with_one_line_messages() {
     let dir = tmpdir("bad");
     let missing = dir.join("nope");
-    let out = wgtrain(&["train", "--data", missing.to_str().unwrap(), "--device", "cpu"]);
+    let out = wgtrain(&[
+        "train",
+        "--data",
+        missing.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert_one_line_error(&out, 2, "no such directory");
     std::fs::write(dir.join("train-images-idx3-ubyte"), b"garbage!").unwrap();
     let out = wgtrain(&["train", "--data", dir.to_str().unwrap(), "--device", "cpu"]);
@@ -95,7 +138,11 @@ fn bad_flags_and_files_fail_with_one_line_messages() {
         ("--lr", "NaN", "--lr NaN"),
         ("--epochs", "0", "--epochs must be at least 1"),
         ("--batch-size", "0", "--batch-size must be at least 1"),
-        ("--batch-size", "20000", "larger than the 10000 training images"),
+        (
+            "--batch-size",
+            "20000",
+            "larger than the 10000 training images",
+        ),
         ("--momentum", "1.5", "--momentum"),
         ("--model", "resnet", "unknown model"),
         ("--arch", "flatten,fc10,conv9", "layer 3 `conv9`"),
@@ -110,9 +157,21 @@ fn bad_flags_and_files_fail_with_one_line_messages() {
     // A corrupt checkpoint.
     let bad = dir.join("bad.safetensors");
     std::fs::write(&bad, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot json").unwrap();
-    let out = wgtrain(&["eval", "--checkpoint", bad.to_str().unwrap(), "--device", "cpu"]);
+    let out = wgtrain(&[
+        "eval",
+        "--checkpoint",
+        bad.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert_one_line_error(&out, 2, "not a safetensors checkpoint");
-    let out = wgtrain(&["eval", "--checkpoint", missing.to_str().unwrap(), "--device", "cpu"]);
+    let out = wgtrain(&[
+        "eval",
+        "--checkpoint",
+        missing.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert_one_line_error(&out, 2, "nope");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -123,8 +182,22 @@ fn gpu_without_adapter_is_a_clear_error() {
     if cfg!(target_os = "macos") {
         return;
     }
-    let out = wgtrain(&["train", "--device", "gpu", "--backend", "metal", "--embedded"]);
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "gpu",
+        "--backend",
+        "metal",
+        "--embedded",
+    ]);
     assert_one_line_error(&out, 2, "no GPU adapter available");
-    let out = wgtrain(&["train", "--device", "gpu", "--adapter", "no-such-card", "--embedded"]);
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "gpu",
+        "--adapter",
+        "no-such-card",
+        "--embedded",
+    ]);
     assert_one_line_error(&out, 2, "--adapter no-such-card");
 }

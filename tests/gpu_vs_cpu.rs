@@ -42,13 +42,26 @@ fn matmul_kernel_matches_reference_with_offsets_and_transposes() {
             let c_rs = n + 2;
             let gc = upload_f32(&ctx, &vec![-7.0; c_off + m * c_rs]);
             let mut pb = PlanBuilder::new(&ctx);
-            mm::push_matmul(&mut pb, MatmulParams::new(m, n, k, sa, sb, c_off, c_rs), &ga, &gb, &ga, &gc);
+            mm::push_matmul(
+                &mut pb,
+                MatmulParams::new(m, n, k, sa, sb, c_off, c_rs),
+                &ga,
+                &gb,
+                &ga,
+                &gc,
+            );
             run(&ctx, pb);
             let c = download(&ctx, &gc, c_off + m * c_rs);
             let got: Vec<f32> = (0..m)
                 .flat_map(|i| c[c_off + i * c_rs..c_off + i * c_rs + n].to_vec())
                 .collect();
-            assert_close(&got, &expect, 1e-4, 1e-4, &format!("gpu matmul {m}x{n}x{k} {sa:?} {sb:?}"));
+            assert_close(
+                &got,
+                &expect,
+                1e-4,
+                1e-4,
+                &format!("gpu matmul {m}x{n}x{k} {sa:?} {sb:?}"),
+            );
             // Padding between rows is untouched.
             for i in 0..m {
                 assert_eq!(c[c_off + i * c_rs + n], -7.0, "wrote past row end");
@@ -81,7 +94,13 @@ fn linear_kernels_match_cpu_ops() {
             let mut pb = PlanBuilder::new(&ctx);
             mm::push_linear_forward(&mut pb, &gx, &gp, w, bias, &gy, batch, inp, out, relu);
             run(&ctx, pb);
-            assert_close(&download(&ctx, &gy, batch * out), &expect, 1e-4, 1e-4, "linear forward");
+            assert_close(
+                &download(&ctx, &gy, batch * out),
+                &expect,
+                1e-4,
+                1e-4,
+                "linear forward",
+            );
         }
         for use_mask in [false, true] {
             let m = use_mask.then_some(&mask[..]);
@@ -92,7 +111,13 @@ fn linear_kernels_match_cpu_ops() {
             let gm = use_mask.then_some(&gmask);
             mm::push_linear_backward_input(&mut pb, &gdy, &gp, w, &gdx, gm, batch, inp, out);
             run(&ctx, pb);
-            assert_close(&download(&ctx, &gdx, batch * inp), &expect, 1e-4, 1e-4, "linear backward input");
+            assert_close(
+                &download(&ctx, &gdx, batch * inp),
+                &expect,
+                1e-4,
+                1e-4,
+                "linear backward input",
+            );
         }
         let mut expect = vec![0.0; params.len()];
         mm::linear_backward_weight(&dy, &x, &mut expect, w, bias, batch, inp, out);
@@ -100,7 +125,13 @@ fn linear_kernels_match_cpu_ops() {
         let mut pb = PlanBuilder::new(&ctx);
         mm::push_linear_backward_weight(&mut pb, &gdy, &gx, &gg, w, bias, batch, inp, out);
         run(&ctx, pb);
-        assert_close(&download(&ctx, &gg, params.len()), &expect, 1e-4, 1e-4, "linear backward weight+bias");
+        assert_close(
+            &download(&ctx, &gg, params.len()),
+            &expect,
+            1e-4,
+            1e-4,
+            "linear backward weight+bias",
+        );
     }
 }
 
@@ -110,7 +141,9 @@ fn softmax_xent_kernel_matches_cpu_and_accumulates() {
     for &(batch, classes) in &[(1, 2), (7, 10), (300, 10), (257, 3)] {
         let mut logits = random(batch * classes, 21);
         logits.iter_mut().for_each(|v| *v *= 20.0); // large values exercise the max subtraction
-        let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 5 + 1) % classes as u32).collect();
+        let labels: Vec<u32> = (0..batch as u32)
+            .map(|i| (i * 5 + 1) % classes as u32)
+            .collect();
         let mut grad = vec![0.0; batch * classes];
         let expect = softmax_xent(&logits, &labels, classes, Some(&mut grad));
         let (gl, gy) = (upload_f32(&ctx, &logits), upload_u32(&ctx, &labels));
@@ -120,10 +153,27 @@ fn softmax_xent_kernel_matches_cpu_and_accumulates() {
         push_softmax_xent(&mut pb, &gl, &gy, &gg, &gs, 0, batch, classes, true);
         push_softmax_xent(&mut pb, &gl, &gy, &gg, &gs, 2, batch, classes, false);
         run(&ctx, pb);
-        assert_close(&download(&ctx, &gg, batch * classes), &grad, 1e-6, 1e-4, "softmax grad");
+        assert_close(
+            &download(&ctx, &gg, batch * classes),
+            &grad,
+            1e-6,
+            1e-4,
+            "softmax grad",
+        );
         let s = download(&ctx, &gs, 4);
         let l = expect.loss_sum as f32;
-        assert_close(&s, &[1.0 + l, 2.0 + expect.correct as f32, l, expect.correct as f32], 1e-3, 1e-5, "stats");
+        assert_close(
+            &s,
+            &[
+                1.0 + l,
+                2.0 + expect.correct as f32,
+                l,
+                expect.correct as f32,
+            ],
+            1e-3,
+            1e-5,
+            "stats",
+        );
     }
 }
 
@@ -134,7 +184,11 @@ fn softmax_xent_kernel_matches_cpu_and_accumulates() {
 #[test]
 fn mlp_training_steps_agree_with_cpu() {
     let Some(ctx) = gpu() else { return };
-    let input = ImageShape { channels: 1, height: 28, width: 28 };
+    let input = ImageShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
     let model = models::build(Some("mlp"), None, input, 10).unwrap();
     let init = model.init_params(5);
     let batch = 37; // not a multiple of anything
@@ -142,22 +196,44 @@ fn mlp_training_steps_agree_with_cpu() {
     let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
     for optim in [OptimConfig::adam(1e-3), OptimConfig::sgd(0.05, 0.9)] {
         let mut cpu = Device::Cpu.executor(&model, &init, optim, batch).unwrap();
-        let mut gpu = Device::Gpu(ctx.clone()).executor(&model, &init, optim, batch).unwrap();
+        let mut gpu = Device::Gpu(ctx.clone())
+            .executor(&model, &init, optim, batch)
+            .unwrap();
         for step in 1..=3 {
             cpu.train_step(&x, &y).unwrap();
             gpu.train_step(&x, &y).unwrap();
             let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
             let dc: Vec<f32> = pc.iter().zip(&init).map(|(a, b)| a - b).collect();
             let dg: Vec<f32> = pg.iter().zip(&init).map(|(a, b)| a - b).collect();
-            assert_close(&dg, &dc, 1e-5, 1e-2, &format!("{optim:?} update after step {step}"));
-            let mean_diff: f64 = pc.iter().zip(&pg).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / pc.len() as f64;
+            assert_close(
+                &dg,
+                &dc,
+                1e-5,
+                1e-2,
+                &format!("{optim:?} update after step {step}"),
+            );
+            let mean_diff: f64 = pc
+                .iter()
+                .zip(&pg)
+                .map(|(a, b)| (a - b).abs() as f64)
+                .sum::<f64>()
+                / pc.len() as f64;
             assert!(mean_diff < 1e-6, "mean |cpu - gpu| = {mean_diff}");
-            assert!(dc.iter().any(|d| d.abs() > 1e-4), "the step changed nothing");
+            assert!(
+                dc.iter().any(|d| d.abs() > 1e-4),
+                "the step changed nothing"
+            );
         }
-        let (sc, sg) = (cpu.take_train_stats().unwrap(), gpu.take_train_stats().unwrap());
+        let (sc, sg) = (
+            cpu.take_train_stats().unwrap(),
+            gpu.take_train_stats().unwrap(),
+        );
         assert_eq!(sc.count, sg.count);
         assert_eq!(sc.correct, sg.correct);
-        assert!((sc.loss_sum - sg.loss_sum).abs() < 1e-3 * sc.loss_sum, "{sc:?} vs {sg:?}");
+        assert!(
+            (sc.loss_sum - sg.loss_sum).abs() < 1e-3 * sc.loss_sum,
+            "{sc:?} vs {sg:?}"
+        );
         // Predictions agree too.
         let (lc, lg) = (cpu.logits(&x).unwrap(), gpu.logits(&x).unwrap());
         assert_close(&lg, &lc, 1e-4, 1e-3, "logits");

@@ -46,7 +46,14 @@ fn softmax_xent_hand_computed_and_stable() {
 
 #[test]
 fn gemm_matches_reference_on_awkward_strided_shapes() {
-    for &(m, n, k) in &[(1, 1, 1), (1, 37, 5), (37, 1, 5), (33, 65, 17), (64, 10, 1000), (130, 70, 3)] {
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (1, 37, 5),
+        (37, 1, 5),
+        (33, 65, 17),
+        (64, 10, 1000),
+        (130, 70, 3),
+    ] {
         let a = random(m * k + 7, 1);
         let b = random(k * n + 5, 2);
         for (sa, sb) in [
@@ -156,9 +163,21 @@ fn gradcheck(b: usize, i: usize, h: usize, c: usize) {
     let (g, dx) = net.grads(&p, &x);
     let eps = 1e-3;
     let gn = numeric(|pp| net.loss(pp, &x), &p, eps);
-    assert_close(&g, &gn, 2e-3, 2e-2, &format!("param grads b{b} i{i} h{h} c{c}"));
+    assert_close(
+        &g,
+        &gn,
+        2e-3,
+        2e-2,
+        &format!("param grads b{b} i{i} h{h} c{c}"),
+    );
     let dxn = numeric(|xx| net.loss(&p, xx), &x, eps);
-    assert_close(&dx, &dxn, 2e-3, 2e-2, &format!("input grads b{b} i{i} h{h} c{c}"));
+    assert_close(
+        &dx,
+        &dxn,
+        2e-3,
+        2e-2,
+        &format!("input grads b{b} i{i} h{h} c{c}"),
+    );
     // Not vacuous: the gradients are far from zero somewhere.
     assert!(g.iter().any(|v| v.abs() > 1e-2));
 }

@@ -39,7 +39,10 @@ fn every_shader_parses_and_validates() {
         }
         checked += 1;
     }
-    assert!(checked >= 3, "expected the engine's shaders, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected the engine's shaders, found {checked}"
+    );
 }
 
 #[test]

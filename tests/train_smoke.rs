@@ -9,7 +9,12 @@ use wgtrain::nn::OptimConfig;
 use wgtrain::train::{train, EpochRecord, TrainConfig};
 use wgtrain::Device;
 
-fn run(device: &Device, data: &DataSplit, epochs: usize, seed: u64) -> (Vec<EpochRecord>, Vec<f32>) {
+fn run(
+    device: &Device,
+    data: &DataSplit,
+    epochs: usize,
+    seed: u64,
+) -> (Vec<EpochRecord>, Vec<f32>) {
     let model = models::build(Some("mlp"), None, data.train.shape, data.num_classes).unwrap();
     let cfg = TrainConfig {
         epochs,
@@ -59,6 +64,9 @@ fn mlp_on_gpu_reaches_80_percent_in_one_epoch_and_matches_cpu() {
     let (cpu, _) = run(&Device::Cpu, &data, 1, 0);
     let (g, c) = (gpu[0].test_accuracy, cpu[0].test_accuracy);
     assert!(g >= 0.80, "gpu test accuracy {g}");
-    assert!((g - c).abs() <= 0.005, "gpu {g} vs cpu {c}: more than 0.5 points apart");
+    assert!(
+        (g - c).abs() <= 0.005,
+        "gpu {g} vs cpu {c}: more than 0.5 points apart"
+    );
     assert!((gpu[0].train_loss - cpu[0].train_loss).abs() < 0.01);
 }

@@ -48,8 +48,13 @@ pub struct ImageShape {
 }
 
 impl ImageShape {
+    /// Values per image.
     pub fn len(&self) -> usize {
         self.channels * self.height * self.width
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

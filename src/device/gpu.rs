@@ -49,7 +49,7 @@ impl AdapterDescription {
             software,
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
@@ -188,7 +188,7 @@ impl GpuContext {
         let max = self
             .limits
             .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size as _) as u64;
+            .min(self.limits.max_buffer_size);
         if bytes > max {
             return Err(Error::gpu(
                 format!("allocating {label}"),

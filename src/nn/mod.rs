@@ -198,11 +198,10 @@ impl Model {
         }
         match (nodes.last(), act) {
             (Some(n), Act::Flat(k)) if !n.relu() && k == num_classes => {}
-            (Some(n), Act::Flat(k)) if n.relu() => {
-                let _ = k;
-                return Err(Error::Config(format!(
-                    "the last layer must output raw class scores (logits) for the softmax loss; remove the final relu"
-                )));
+            (Some(n), Act::Flat(_)) if n.relu() => {
+                return Err(Error::Config(
+                    "the last layer must output raw class scores (logits) for the softmax loss; remove the final relu".into(),
+                ));
             }
             (_, Act::Flat(k)) => {
                 return Err(Error::Config(format!(

@@ -56,7 +56,9 @@ pub fn upload_u32(ctx: &GpuContext, data: &[u32]) -> wgpu::Buffer {
 }
 
 pub fn download(ctx: &GpuContext, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
-    let raw = ctx.read_buffer(b, (len * 4) as u64, "test readback").unwrap();
+    let raw = ctx
+        .read_buffer(b, (len * 4) as u64, "test readback")
+        .unwrap();
     bytemuck::pod_collect_to_vec(&raw)
 }
 
