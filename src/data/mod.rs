@@ -191,7 +191,7 @@ fn images_from_idx(arr: idx::IdxArray, path: &Path) -> Result<(ImageShape, Vec<u
         height: arr.dims[1],
         width: arr.dims[2],
     };
-    if shape.len() == 0 {
+    if shape.is_empty() {
         return Err(Error::data(path, "images have zero pixels"));
     }
     Ok((shape, arr.data))
