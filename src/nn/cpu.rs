@@ -3,7 +3,9 @@
 
 use super::{Executor, Model, Node, OptimConfig, Stats};
 use crate::error::Result;
+use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use crate::ops::matmul::{linear_backward_input, linear_backward_weight, linear_forward};
+use crate::ops::pool::{pool_backward, pool_forward};
 use crate::ops::softmax_xent::softmax_xent;
 use crate::optim::{step_cpu, OptimState};
 
@@ -17,9 +19,45 @@ pub struct CpuExecutor {
     acts: Vec<Vec<f32>>,
     /// Gradient of the loss w.r.t. each node's output, already masked by that node's ReLU.
     dacts: Vec<Vec<f32>>,
+    /// Per-node working memory (im2col buffers, per-thread partial sums, pooling winners).
+    scratch: Vec<Scratch>,
     max_batch: usize,
     train_stats: Stats,
     eval_stats: Stats,
+}
+
+/// Working memory of one node, allocated once for the largest batch.
+#[derive(Default)]
+struct Scratch {
+    /// Conv: im2col of every example of the batch, `[batch, k, p]`, kept from forward for backward.
+    cols: Vec<f32>,
+    /// Conv: gradient w.r.t. the im2col matrix, `[batch, k, p]`.
+    dcols: Vec<f32>,
+    /// Conv: per-thread partial weight/bias gradients.
+    partial: Vec<f32>,
+    /// Max pooling: index of each output's winning input.
+    argmax: Vec<u32>,
+}
+
+impl Scratch {
+    fn for_node(node: &Node, max_batch: usize) -> Self {
+        match node {
+            Node::Linear { .. } => Scratch::default(),
+            Node::Conv2d { shape, .. } => {
+                let threads = rayon::current_num_threads().clamp(1, max_batch);
+                Scratch {
+                    cols: vec![0.0; max_batch * shape.k() * shape.p()],
+                    dcols: vec![0.0; max_batch * shape.k() * shape.p()],
+                    partial: vec![0.0; threads * (shape.out_c * shape.k() + shape.out_c)],
+                    argmax: Vec::new(),
+                }
+            }
+            Node::Pool { shape } => Scratch {
+                argmax: vec![0; max_batch * shape.out_len()],
+                ..Scratch::default()
+            },
+        }
+    }
 }
 
 impl CpuExecutor {
@@ -37,6 +75,11 @@ impl CpuExecutor {
             state: OptimState::new(params.len()),
             dacts: acts.clone(),
             acts,
+            scratch: model
+                .nodes
+                .iter()
+                .map(|n| Scratch::for_node(n, max_batch))
+                .collect(),
             max_batch,
             train_stats: Stats::default(),
             eval_stats: Stats::default(),
@@ -82,6 +125,29 @@ impl CpuExecutor {
                     out,
                     relu,
                 ),
+                Node::Conv2d {
+                    shape,
+                    relu,
+                    weight,
+                    bias,
+                } => conv2d_forward(
+                    input,
+                    &self.params,
+                    weight,
+                    bias,
+                    &mut rest[0],
+                    &mut self.scratch[i].cols,
+                    batch,
+                    &shape,
+                    relu,
+                ),
+                Node::Pool { shape } => pool_forward(
+                    input,
+                    &mut rest[0],
+                    &mut self.scratch[i].argmax,
+                    batch,
+                    &shape,
+                ),
             }
         }
     }
@@ -91,6 +157,8 @@ impl CpuExecutor {
             let input: &[f32] = if i == 0 { x } else { &self.acts[i - 1] };
             let (before, rest) = self.dacts.split_at_mut(i);
             let dy = &rest[0];
+            let mask = (i > 0 && self.model.nodes[i - 1].relu()).then(|| &self.acts[i - 1][..]);
+            let scratch = &mut self.scratch[i];
             match self.model.nodes[i] {
                 Node::Linear {
                     inp,
@@ -110,9 +178,6 @@ impl CpuExecutor {
                         out,
                     );
                     if i > 0 {
-                        let mask = self.model.nodes[i - 1]
-                            .relu()
-                            .then_some(&self.acts[i - 1][..]);
                         linear_backward_input(
                             dy,
                             &self.params,
@@ -123,6 +188,40 @@ impl CpuExecutor {
                             inp,
                             out,
                         );
+                    }
+                }
+                Node::Conv2d {
+                    shape,
+                    weight,
+                    bias,
+                    ..
+                } => {
+                    conv2d_backward_weight(
+                        dy,
+                        &scratch.cols,
+                        &mut self.grads,
+                        weight,
+                        bias,
+                        &mut scratch.partial,
+                        batch,
+                        &shape,
+                    );
+                    if i > 0 {
+                        conv2d_backward_input(
+                            dy,
+                            &self.params,
+                            weight,
+                            &mut before[i - 1],
+                            mask,
+                            &mut scratch.dcols,
+                            batch,
+                            &shape,
+                        );
+                    }
+                }
+                Node::Pool { shape } => {
+                    if i > 0 {
+                        pool_backward(dy, &scratch.argmax, &mut before[i - 1], mask, batch, &shape);
                     }
                 }
             }

@@ -6,9 +6,13 @@ use super::{Executor, Model, Node, OptimConfig, Stats};
 use crate::device::gpu::{grid_1d, GpuContext, Plan, PlanBuilder};
 use crate::error::{Error, Result};
 use crate::nn::OptimizerKind;
+use crate::ops::conv2d::{
+    push_conv2d_backward_input, push_conv2d_backward_weight, push_conv2d_forward,
+};
 use crate::ops::matmul::{
     push_linear_backward_input, push_linear_backward_weight, push_linear_forward,
 };
+use crate::ops::pool::{push_pool_backward, push_pool_forward};
 use crate::ops::softmax_xent::push_softmax_xent;
 use crate::optim::{OptimParams, ADAM, SGD};
 use std::collections::HashMap;
@@ -43,6 +47,8 @@ pub struct GpuExecutor {
     labels: wgpu::Buffer,
     acts: Vec<wgpu::Buffer>,
     dacts: Vec<wgpu::Buffer>,
+    /// Max-pooling winners per node (a 1-element placeholder for nodes without pooling).
+    argmax: Vec<wgpu::Buffer>,
     /// [train loss sum, train correct, eval loss sum, eval correct]
     stats: wgpu::Buffer,
     optim_uniform: wgpu::Buffer,
@@ -82,17 +88,17 @@ impl GpuExecutor {
         let labels = buf("labels", max_batch, U::COPY_DST)?;
         let mut acts = Vec::new();
         let mut dacts = Vec::new();
+        let mut argmax = Vec::new();
         for (i, node) in model.nodes.iter().enumerate() {
-            acts.push(buf(
-                &format!("activation {i}"),
-                max_batch * node.out_len(),
-                U::COPY_SRC,
-            )?);
-            dacts.push(buf(
-                &format!("gradient {i}"),
-                max_batch * node.out_len(),
-                U::empty(),
-            )?);
+            let len = max_batch * node.out_len();
+            acts.push(buf(&format!("activation {i}"), len, U::COPY_SRC)?);
+            dacts.push(buf(&format!("gradient {i}"), len, U::empty())?);
+            let winners = if matches!(node, Node::Pool { .. }) {
+                len
+            } else {
+                1
+            };
+            argmax.push(buf(&format!("pool winners {i}"), winners, U::empty())?);
         }
         let stats = buf("stats", 4, U::COPY_DST | U::COPY_SRC)?;
         ctx.queue
@@ -118,6 +124,7 @@ impl GpuExecutor {
             labels,
             acts,
             dacts,
+            argmax,
             stats,
             optim_uniform,
             plans: HashMap::new(),
@@ -155,6 +162,30 @@ impl GpuExecutor {
                     out,
                     relu,
                 ),
+                Node::Conv2d {
+                    shape,
+                    relu,
+                    weight,
+                    bias,
+                } => push_conv2d_forward(
+                    &mut pb,
+                    input,
+                    &self.params,
+                    weight,
+                    bias,
+                    &self.acts[i],
+                    batch,
+                    &shape,
+                    relu,
+                ),
+                Node::Pool { shape } => push_pool_forward(
+                    &mut pb,
+                    input,
+                    &self.argmax[i],
+                    &self.acts[i],
+                    batch,
+                    &shape,
+                ),
             }
         }
         let last = nodes.len() - 1;
@@ -182,6 +213,7 @@ impl GpuExecutor {
                 } else {
                     &self.acts[i - 1]
                 };
+                let mask = (i > 0 && nodes[i - 1].relu()).then(|| &self.acts[i - 1]);
                 match nodes[i] {
                     Node::Linear {
                         inp,
@@ -202,7 +234,6 @@ impl GpuExecutor {
                             out,
                         );
                         if i > 0 {
-                            let mask = nodes[i - 1].relu().then_some(&self.acts[i - 1]);
                             push_linear_backward_input(
                                 &mut pb,
                                 &self.dacts[i],
@@ -213,6 +244,48 @@ impl GpuExecutor {
                                 batch,
                                 inp,
                                 out,
+                            );
+                        }
+                    }
+                    Node::Conv2d {
+                        shape,
+                        weight,
+                        bias,
+                        ..
+                    } => {
+                        push_conv2d_backward_weight(
+                            &mut pb,
+                            &self.dacts[i],
+                            input,
+                            &self.grads,
+                            weight,
+                            bias,
+                            batch,
+                            &shape,
+                        );
+                        if i > 0 {
+                            push_conv2d_backward_input(
+                                &mut pb,
+                                &self.dacts[i],
+                                &self.params,
+                                weight,
+                                &self.dacts[i - 1],
+                                mask,
+                                batch,
+                                &shape,
+                            );
+                        }
+                    }
+                    Node::Pool { shape } => {
+                        if i > 0 {
+                            push_pool_backward(
+                                &mut pb,
+                                &self.dacts[i],
+                                &self.argmax[i],
+                                &self.dacts[i - 1],
+                                mask,
+                                batch,
+                                &shape,
                             );
                         }
                     }

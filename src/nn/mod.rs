@@ -11,6 +11,8 @@ pub mod gpu;
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
+use crate::ops::conv2d::ConvShape;
+use crate::ops::pool::{PoolKind, PoolShape};
 use crate::rng::Rng;
 
 /// One layer of a sequential model, as the user writes it.
@@ -22,6 +24,18 @@ pub enum Layer {
     Linear { out: usize },
     /// `max(x, 0)`.
     Relu,
+    /// 2-D convolution (PyTorch `nn.Conv2d`): weight `[out, in_c, kh, kw]`, bias `[out]`, zero padding.
+    Conv2d {
+        out: usize,
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+    },
+    /// Max pooling over `k x k` windows with the given stride (PyTorch `nn.MaxPool2d(k, stride)`).
+    MaxPool2d { k: usize, stride: usize },
+    /// Average pooling over `k x k` windows with the given stride.
+    AvgPool2d { k: usize, stride: usize },
 }
 
 impl Layer {
@@ -31,6 +45,34 @@ impl Layer {
             Layer::Flatten => "flatten".into(),
             Layer::Linear { out } => format!("fc{out}"),
             Layer::Relu => "relu".into(),
+            Layer::Conv2d {
+                out,
+                kh,
+                kw,
+                stride,
+                pad,
+            } => {
+                let mut t = format!("conv{kh}x{kw}x{out}");
+                if *pad != 0 {
+                    t += &format!("p{pad}");
+                }
+                if *stride != 1 {
+                    t += &format!("s{stride}");
+                }
+                t
+            }
+            Layer::MaxPool2d { k, stride } | Layer::AvgPool2d { k, stride } => {
+                let name = if matches!(self, Layer::MaxPool2d { .. }) {
+                    "maxpool"
+                } else {
+                    "avgpool"
+                };
+                if stride == k {
+                    format!("{name}{k}")
+                } else {
+                    format!("{name}{k}s{stride}")
+                }
+            }
         }
     }
 }
@@ -55,7 +97,8 @@ impl ParamTensor {
     }
 }
 
-/// A fused, shape-resolved step of the forward pass.
+/// A fused, shape-resolved step of the forward pass. Each node reads the previous node's output (the
+/// first reads the input batch); flatten is free in NCHW and produces no node.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     /// Linear layer, optionally followed by a fused ReLU. Input `[batch, inp]`, output `[batch, out]`.
@@ -66,6 +109,15 @@ pub enum Node {
         weight: usize,
         bias: usize,
     },
+    /// Convolution, optionally followed by a fused ReLU.
+    Conv2d {
+        shape: ConvShape,
+        relu: bool,
+        weight: usize,
+        bias: usize,
+    },
+    /// Max or average pooling.
+    Pool { shape: PoolShape },
 }
 
 impl Node {
@@ -73,20 +125,25 @@ impl Node {
     pub fn out_len(&self) -> usize {
         match self {
             Node::Linear { out, .. } => *out,
+            Node::Conv2d { shape, .. } => shape.out_len(),
+            Node::Pool { shape } => shape.out_len(),
         }
     }
 
     /// Whether the output has ReLU applied (so gradients flowing into it must be masked by `output > 0`).
     pub fn relu(&self) -> bool {
         match self {
-            Node::Linear { relu, .. } => *relu,
+            Node::Linear { relu, .. } | Node::Conv2d { relu, .. } => *relu,
+            Node::Pool { .. } => false,
         }
     }
 
-    /// Multiply-adds per example in the forward pass.
+    /// Multiply-adds per example in the forward pass (pooling counted as zero).
     pub fn forward_macs(&self) -> usize {
         match self {
             Node::Linear { inp, out, .. } => inp * out,
+            Node::Conv2d { shape, .. } => shape.macs(),
+            Node::Pool { .. } => 0,
         }
     }
 }
@@ -181,8 +238,12 @@ impl Model {
                     act = Act::Flat(*out);
                 }
                 Layer::Relu => match nodes.last_mut() {
-                    Some(Node::Linear { relu, .. })
-                        if !*relu && matches!(layers[i - 1], Layer::Linear { .. }) =>
+                    Some(Node::Linear { relu, .. } | Node::Conv2d { relu, .. })
+                        if !*relu
+                            && matches!(
+                                layers[i - 1],
+                                Layer::Linear { .. } | Layer::Conv2d { .. }
+                            ) =>
                     {
                         *relu = true
                     }
@@ -190,10 +251,119 @@ impl Model {
                         return Err(err(
                             i,
                             layer,
-                            "relu is supported directly after a fully connected layer".into(),
+                            "relu is supported directly after a conv or fc layer".into(),
                         ))
                     }
                 },
+                Layer::Conv2d {
+                    out,
+                    kh,
+                    kw,
+                    stride,
+                    pad,
+                } => {
+                    let Act::Image(s) = act else {
+                        return Err(err(
+                            i,
+                            layer,
+                            "input is already flat; a convolution needs an image (move flatten after it)".into(),
+                        ));
+                    };
+                    if *out == 0 || *kh == 0 || *kw == 0 || *stride == 0 {
+                        return Err(err(
+                            i,
+                            layer,
+                            "channels, kernel and stride must be at least 1".into(),
+                        ));
+                    }
+                    if s.height + 2 * pad < *kh || s.width + 2 * pad < *kw {
+                        return Err(err(
+                            i,
+                            layer,
+                            format!(
+                                "kernel {kh}x{kw} is larger than its {}x{} input (padding {pad})",
+                                s.height, s.width
+                            ),
+                        ));
+                    }
+                    let shape = ConvShape {
+                        in_c: s.channels,
+                        in_h: s.height,
+                        in_w: s.width,
+                        out_c: *out,
+                        kh: *kh,
+                        kw: *kw,
+                        stride: *stride,
+                        pad: *pad,
+                    };
+                    let weight = offset;
+                    params.push(ParamTensor {
+                        name: format!("{i}.weight"),
+                        shape: vec![*out, s.channels, *kh, *kw],
+                        offset: weight,
+                    });
+                    offset = align4(offset + out * shape.k());
+                    let bias = offset;
+                    params.push(ParamTensor {
+                        name: format!("{i}.bias"),
+                        shape: vec![*out],
+                        offset: bias,
+                    });
+                    offset = align4(offset + out);
+                    nodes.push(Node::Conv2d {
+                        shape,
+                        relu: false,
+                        weight,
+                        bias,
+                    });
+                    act = Act::Image(ImageShape {
+                        channels: *out,
+                        height: shape.out_h(),
+                        width: shape.out_w(),
+                    });
+                }
+                Layer::MaxPool2d { k, stride } | Layer::AvgPool2d { k, stride } => {
+                    let Act::Image(s) = act else {
+                        return Err(err(
+                            i,
+                            layer,
+                            "input is already flat; pooling needs an image (move flatten after it)"
+                                .into(),
+                        ));
+                    };
+                    if *k == 0 || *stride == 0 {
+                        return Err(err(i, layer, "window and stride must be at least 1".into()));
+                    }
+                    if s.height < *k || s.width < *k {
+                        return Err(err(
+                            i,
+                            layer,
+                            format!(
+                                "window {k}x{k} is larger than its {}x{} input",
+                                s.height, s.width
+                            ),
+                        ));
+                    }
+                    let kind = if matches!(layer, Layer::MaxPool2d { .. }) {
+                        PoolKind::Max
+                    } else {
+                        PoolKind::Avg
+                    };
+                    let shape = PoolShape {
+                        kind,
+                        channels: s.channels,
+                        in_h: s.height,
+                        in_w: s.width,
+                        k: *k,
+                        stride: *stride,
+                    };
+                    nodes.push(Node::Pool { shape });
+                    act = Act::Image(ImageShape {
+                        channels: s.channels,
+                        height: shape.out_h(),
+                        width: shape.out_w(),
+                    });
+                }
             }
         }
         match (nodes.last(), act) {
@@ -254,22 +424,28 @@ impl Model {
         let mut rng = Rng::derive(seed, 1);
         let mut flat = vec![0f32; self.param_len];
         for node in &self.nodes {
-            match node {
+            let (fan_in, out, weight, bias) = match *node {
                 Node::Linear {
                     inp,
                     out,
                     weight,
                     bias,
                     ..
-                } => {
-                    let bound = 1.0 / (*inp as f32).sqrt();
-                    for w in &mut flat[*weight..weight + out * inp] {
-                        *w = rng.uniform(-bound, bound);
-                    }
-                    for b in &mut flat[*bias..bias + out] {
-                        *b = rng.uniform(-bound, bound);
-                    }
-                }
+                } => (inp, out, weight, bias),
+                Node::Conv2d {
+                    shape,
+                    weight,
+                    bias,
+                    ..
+                } => (shape.k(), shape.out_c, weight, bias),
+                Node::Pool { .. } => continue,
+            };
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            for w in &mut flat[weight..weight + out * fan_in] {
+                *w = rng.uniform(-bound, bound);
+            }
+            for b in &mut flat[bias..bias + out] {
+                *b = rng.uniform(-bound, bound);
             }
         }
         flat

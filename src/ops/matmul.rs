@@ -48,7 +48,7 @@ impl Strided {
 const PARALLEL_MACS: usize = 1 << 18;
 
 /// `C[m, n] = A[m, k] B[k, n]` (or `C += A B` with `accumulate`), C row-major with row stride `c_rs`.
-/// Panics if a view reaches past its slice.
+/// Multithreaded when the product is large. Panics if a view reaches past its slice.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     m: usize,
@@ -62,6 +62,44 @@ pub fn matmul(
     c_off: usize,
     c_rs: usize,
     accumulate: bool,
+) {
+    let threads = rayon::current_num_threads();
+    let parallel = m * n * k >= PARALLEL_MACS && threads > 1;
+    matmul_with(m, n, k, a, sa, b, sb, c, c_off, c_rs, accumulate, parallel)
+}
+
+/// [`matmul`] on the calling thread only (for callers that already parallelise, e.g. over a batch).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    sa: Strided,
+    b: &[f32],
+    sb: Strided,
+    c: &mut [f32],
+    c_off: usize,
+    c_rs: usize,
+    accumulate: bool,
+) {
+    matmul_with(m, n, k, a, sa, b, sb, c, c_off, c_rs, accumulate, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_with(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    sa: Strided,
+    b: &[f32],
+    sb: Strided,
+    c: &mut [f32],
+    c_off: usize,
+    c_rs: usize,
+    accumulate: bool,
+    parallel: bool,
 ) {
     assert!(
         sa.end(m, k) <= a.len(),
@@ -95,9 +133,8 @@ pub fn matmul(
         }
         return;
     }
-    let threads = rayon::current_num_threads();
-    let par = if m * n * k >= PARALLEL_MACS && threads > 1 {
-        gemm::Parallelism::Rayon(threads)
+    let par = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };

@@ -1,0 +1,235 @@
+// 2-D convolution (PyTorch Conv2d semantics: cross-correlation, zero padding, stride), NCHW, weight
+// [out_c, in_c, kh, kw] and bias [out_c] at offsets w_off / b_off of the parameter buffer.
+//
+// conv2d_forward          implicit GEMM: rows = output channels, columns = (example, output position),
+//                         reduction over (in channel, ky, kx); 4x4 register block per invocation, fused
+//                         bias and ReLU. No im2col buffer, no workgroup memory, no barriers.
+// conv2d_backward_input   gather: each input element sums w * dy over the outputs that read it; 4 input
+//                         channels x 4 positions per invocation; optional ReLU mask of the input.
+// conv2d_backward_weight  one invocation per weight (and per bias) element, reducing over the batch and
+//                         the output positions; no atomics.
+
+struct Params {
+    batch: u32,
+    in_c: u32,
+    in_h: u32,
+    in_w: u32,
+    out_c: u32,
+    out_h: u32,
+    out_w: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    flags: u32,
+    w_off: u32,
+    b_off: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+const FLAG_RELU: u32 = 2u;
+const FLAG_MASK: u32 = 4u;
+// An impossible coordinate for padding lanes past the end of the batch: every bounds check fails.
+const FAR: i32 = -1000000;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// forward: x; backward_input: dy; backward_weight: dy
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+// forward, backward_input: parameters; backward_weight: x
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+// forward: y; backward_input: dx; backward_weight: gradients
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// backward_input: the ReLU mask (the layer's input activation)
+@group(0) @binding(4) var<storage, read> aux: array<f32>;
+
+fn load_w(co: u32, ci: u32, ky: u32, kx: u32) -> f32 {
+    if (co >= p.out_c || ci >= p.in_c) {
+        return 0.0;
+    }
+    return b[p.w_off + ((co * p.in_c + ci) * p.kh + ky) * p.kw + kx];
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let positions = p.out_h * p.out_w;
+    let n_total = p.batch * positions;
+    let n0 = gid.x * 4u;
+    let co0 = gid.y * 4u;
+    if (n0 >= n_total || co0 >= p.out_c) {
+        return;
+    }
+    let in_plane = p.in_h * p.in_w;
+    var iy0 = vec4<i32>(FAR);
+    var ix0 = vec4<i32>(FAR);
+    var xoff = vec4<u32>(0u);
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        let n = n0 + t;
+        if (n < n_total) {
+            let pos = n % positions;
+            iy0[t] = i32((pos / p.out_w) * p.stride) - i32(p.pad);
+            ix0[t] = i32((pos % p.out_w) * p.stride) - i32(p.pad);
+            xoff[t] = (n / positions) * p.in_c * in_plane;
+        }
+    }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var ci = 0u; ci < p.in_c; ci = ci + 1u) {
+        for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
+            for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
+                var xv = vec4<f32>(0.0);
+                for (var t = 0u; t < 4u; t = t + 1u) {
+                    let iy = iy0[t] + i32(ky);
+                    let ix = ix0[t] + i32(kx);
+                    if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
+                        xv[t] = a[xoff[t] + ci * in_plane + u32(iy) * p.in_w + u32(ix)];
+                    }
+                }
+                acc0 = fma(vec4<f32>(load_w(co0, ci, ky, kx)), xv, acc0);
+                acc1 = fma(vec4<f32>(load_w(co0 + 1u, ci, ky, kx)), xv, acc1);
+                acc2 = fma(vec4<f32>(load_w(co0 + 2u, ci, ky, kx)), xv, acc2);
+                acc3 = fma(vec4<f32>(load_w(co0 + 3u, ci, ky, kx)), xv, acc3);
+            }
+        }
+    }
+    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let co = co0 + r;
+        if (co >= p.out_c) {
+            break;
+        }
+        let bias = b[p.b_off + co];
+        for (var t = 0u; t < 4u; t = t + 1u) {
+            let n = n0 + t;
+            if (n >= n_total) {
+                break;
+            }
+            var v = acc[r][t] + bias;
+            if ((p.flags & FLAG_RELU) != 0u) {
+                v = max(v, 0.0);
+            }
+            c[((n / positions) * p.out_c + co) * positions + n % positions] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let in_plane = p.in_h * p.in_w;
+    let n_total = p.batch * in_plane;
+    let n0 = gid.x * 4u;
+    let ci0 = gid.y * 4u;
+    if (n0 >= n_total || ci0 >= p.in_c) {
+        return;
+    }
+    let positions = p.out_h * p.out_w;
+    // Padded input coordinates (iy + pad) of each of the 4 positions, and where its example's dy starts.
+    var ty0 = vec4<i32>(FAR);
+    var tx0 = vec4<i32>(FAR);
+    var dyoff = vec4<u32>(0u);
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        let n = n0 + t;
+        if (n < n_total) {
+            let pos = n % in_plane;
+            ty0[t] = i32(pos / p.in_w + p.pad);
+            tx0[t] = i32(pos % p.in_w + p.pad);
+            dyoff[t] = (n / in_plane) * p.out_c * positions;
+        }
+    }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let stride = i32(p.stride);
+    for (var co = 0u; co < p.out_c; co = co + 1u) {
+        for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
+            for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
+                // Output (oy, ox) reads this input at ky, kx when oy * stride + ky == iy + pad.
+                var dv = vec4<f32>(0.0);
+                for (var t = 0u; t < 4u; t = t + 1u) {
+                    let sy = ty0[t] - i32(ky);
+                    let sx = tx0[t] - i32(kx);
+                    if (sy >= 0 && sx >= 0 && sy % stride == 0 && sx % stride == 0) {
+                        let oy = u32(sy / stride);
+                        let ox = u32(sx / stride);
+                        if (oy < p.out_h && ox < p.out_w) {
+                            dv[t] = a[dyoff[t] + co * positions + oy * p.out_w + ox];
+                        }
+                    }
+                }
+                acc0 = fma(vec4<f32>(load_w(co, ci0, ky, kx)), dv, acc0);
+                acc1 = fma(vec4<f32>(load_w(co, ci0 + 1u, ky, kx)), dv, acc1);
+                acc2 = fma(vec4<f32>(load_w(co, ci0 + 2u, ky, kx)), dv, acc2);
+                acc3 = fma(vec4<f32>(load_w(co, ci0 + 3u, ky, kx)), dv, acc3);
+            }
+        }
+    }
+    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let ci = ci0 + r;
+        if (ci >= p.in_c) {
+            break;
+        }
+        for (var t = 0u; t < 4u; t = t + 1u) {
+            let n = n0 + t;
+            if (n >= n_total) {
+                break;
+            }
+            let idx = ((n / in_plane) * p.in_c + ci) * in_plane + n % in_plane;
+            var v = acc[r][t];
+            if ((p.flags & FLAG_MASK) != 0u && aux[idx] <= 0.0) {
+                v = 0.0;
+            }
+            c[idx] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let kernel = p.kh * p.kw;
+    let k_total = p.in_c * kernel;
+    if (i >= p.out_c * (k_total + 1u)) {
+        return;
+    }
+    let co = i / (k_total + 1u);
+    let kk = i % (k_total + 1u);
+    let positions = p.out_h * p.out_w;
+    var sum = 0.0;
+    if (kk == k_total) {
+        // Bias: sum of dy over the batch and the positions.
+        for (var n = 0u; n < p.batch; n = n + 1u) {
+            let base = (n * p.out_c + co) * positions;
+            for (var q = 0u; q < positions; q = q + 1u) {
+                sum = sum + a[base + q];
+            }
+        }
+        c[p.b_off + co] = sum;
+        return;
+    }
+    let ci = kk / kernel;
+    let ky = (kk % kernel) / p.kw;
+    let kx = kk % p.kw;
+    let in_plane = p.in_h * p.in_w;
+    for (var n = 0u; n < p.batch; n = n + 1u) {
+        let xbase = (n * p.in_c + ci) * in_plane;
+        let dbase = (n * p.out_c + co) * positions;
+        for (var oy = 0u; oy < p.out_h; oy = oy + 1u) {
+            let iy = i32(oy * p.stride + ky) - i32(p.pad);
+            if (iy < 0 || iy >= i32(p.in_h)) {
+                continue;
+            }
+            for (var ox = 0u; ox < p.out_w; ox = ox + 1u) {
+                let ix = i32(ox * p.stride + kx) - i32(p.pad);
+                if (ix >= 0 && ix < i32(p.in_w)) {
+                    sum = sum + a[dbase + oy * p.out_w + ox] * b[xbase + u32(iy) * p.in_w + u32(ix)];
+                }
+            }
+        }
+    }
+    c[p.w_off + co * k_total + kk] = sum;
+}
