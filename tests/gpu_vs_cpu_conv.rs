@@ -1,0 +1,276 @@
+//! Convolution and pooling kernels on the GPU against the CPU ops (the oracle), on the shapes of the
+//! gradient checks (stride 2, padding 0/1/2, non-square, channels not a multiple of 4, batch 1), and one
+//! full cnn training step. Skips without an adapter; fails instead when `CI` is set.
+
+mod common;
+
+use common::{assert_close, download, gpu, random, run, upload_f32};
+use wgtrain::data::ImageShape;
+use wgtrain::device::gpu::PlanBuilder;
+use wgtrain::models;
+use wgtrain::nn::OptimConfig;
+use wgtrain::ops::conv2d::{self as cv, ConvShape};
+use wgtrain::ops::pool::{self as pl, PoolKind, PoolShape};
+use wgtrain::Device;
+
+const CONVS: &[(usize, ConvShape)] = &[
+    (
+        1,
+        ConvShape {
+            in_c: 1,
+            in_h: 5,
+            in_w: 7,
+            out_c: 3,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        },
+    ),
+    (
+        2,
+        ConvShape {
+            in_c: 3,
+            in_h: 8,
+            in_w: 6,
+            out_c: 5,
+            kh: 3,
+            kw: 2,
+            stride: 2,
+            pad: 0,
+        },
+    ),
+    (
+        3,
+        ConvShape {
+            in_c: 2,
+            in_h: 7,
+            in_w: 7,
+            out_c: 6,
+            kh: 5,
+            kw: 5,
+            stride: 2,
+            pad: 2,
+        },
+    ),
+    (
+        2,
+        ConvShape {
+            in_c: 5,
+            in_h: 4,
+            in_w: 9,
+            out_c: 1,
+            kh: 1,
+            kw: 1,
+            stride: 1,
+            pad: 0,
+        },
+    ),
+    (
+        5,
+        ConvShape {
+            in_c: 16,
+            in_h: 14,
+            in_w: 14,
+            out_c: 32,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        },
+    ),
+];
+
+#[test]
+fn conv2d_kernels_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    for (case, &(batch, s)) in CONVS.iter().enumerate() {
+        let what = |op: &str| format!("{op} case {case} {s:?}");
+        let (w, bias) = (3, 3 + s.out_c * s.k());
+        let params = random(bias + s.out_c, 40 + case as u64);
+        let x = random(batch * s.in_len(), 50 + case as u64);
+        let dy = random(batch * s.out_len(), 60 + case as u64);
+        let mask = random(batch * s.in_len(), 70 + case as u64);
+        let (gp, gx, gdy, gmask) = (
+            upload_f32(&ctx, &params),
+            upload_f32(&ctx, &x),
+            upload_f32(&ctx, &dy),
+            upload_f32(&ctx, &mask),
+        );
+        let mut cols = vec![0.0; batch * s.k() * s.p()];
+        for relu in [false, true] {
+            let mut y = vec![0.0; batch * s.out_len()];
+            cv::conv2d_forward(&x, &params, w, bias, &mut y, &mut cols, batch, &s, relu);
+            let gy = upload_f32(&ctx, &vec![0.0; y.len()]);
+            let mut pb = PlanBuilder::new(&ctx);
+            cv::push_conv2d_forward(&mut pb, &gx, &gp, w, bias, &gy, batch, &s, relu);
+            run(&ctx, pb);
+            assert_close(
+                &download(&ctx, &gy, y.len()),
+                &y,
+                1e-4,
+                1e-4,
+                &what("conv forward"),
+            );
+        }
+        for use_mask in [false, true] {
+            let mut dx = vec![0.0; batch * s.in_len()];
+            let mut dcols = vec![0.0; batch * s.k() * s.p()];
+            let m = use_mask.then_some(&mask[..]);
+            cv::conv2d_backward_input(&dy, &params, w, &mut dx, m, &mut dcols, batch, &s);
+            let gdx = upload_f32(&ctx, &vec![0.0; dx.len()]);
+            let mut pb = PlanBuilder::new(&ctx);
+            let gm = use_mask.then_some(&gmask);
+            cv::push_conv2d_backward_input(&mut pb, &gdy, &gp, w, &gdx, gm, batch, &s);
+            run(&ctx, pb);
+            assert_close(
+                &download(&ctx, &gdx, dx.len()),
+                &dx,
+                1e-4,
+                1e-4,
+                &what("conv backward input"),
+            );
+        }
+        let mut grads = vec![0.0; params.len()];
+        let mut partial = vec![0.0; 2 * (s.out_c * s.k() + s.out_c)];
+        cv::conv2d_backward_weight(&dy, &cols, &mut grads, w, bias, &mut partial, batch, &s);
+        let gg = upload_f32(&ctx, &vec![0.0; params.len()]);
+        let mut pb = PlanBuilder::new(&ctx);
+        cv::push_conv2d_backward_weight(&mut pb, &gdy, &gx, &gg, w, bias, batch, &s);
+        run(&ctx, pb);
+        assert_close(
+            &download(&ctx, &gg, params.len())[w..],
+            &grads[w..],
+            1e-4,
+            1e-4,
+            &what("conv backward weight"),
+        );
+    }
+}
+
+#[test]
+fn pooling_kernels_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        for &(batch, channels, in_h, in_w, k, stride) in &[
+            (1, 3, 6, 8, 2, 2),
+            (2, 5, 7, 5, 3, 2),
+            (1, 1, 5, 5, 2, 1),
+            (3, 16, 28, 28, 2, 2),
+        ] {
+            let s = PoolShape {
+                kind,
+                channels,
+                in_h,
+                in_w,
+                k,
+                stride,
+            };
+            let what = |op: &str| format!("{op} {s:?}");
+            let x = random(batch * s.in_len(), 1);
+            let dy = random(batch * s.out_len(), 2);
+            let mask = random(batch * s.in_len(), 3);
+            let mut y = vec![0.0; batch * s.out_len()];
+            let mut arg = vec![0u32; y.len()];
+            pl::pool_forward(&x, &mut y, &mut arg, batch, &s);
+            let (gx, gdy, gmask) = (
+                upload_f32(&ctx, &x),
+                upload_f32(&ctx, &dy),
+                upload_f32(&ctx, &mask),
+            );
+            let gy = upload_f32(&ctx, &vec![0.0; y.len()]);
+            let garg = upload_f32(&ctx, &vec![0.0; y.len()]);
+            let mut pb = PlanBuilder::new(&ctx);
+            pl::push_pool_forward(&mut pb, &gx, &garg, &gy, batch, &s);
+            run(&ctx, pb);
+            assert_close(
+                &download(&ctx, &gy, y.len()),
+                &y,
+                1e-6,
+                1e-6,
+                &what("pool forward"),
+            );
+            for use_mask in [false, true] {
+                let mut dx = vec![0.0; batch * s.in_len()];
+                pl::pool_backward(&dy, &arg, &mut dx, use_mask.then_some(&mask[..]), batch, &s);
+                let gdx = upload_f32(&ctx, &vec![0.0; dx.len()]);
+                let mut pb = PlanBuilder::new(&ctx);
+                pl::push_pool_backward(
+                    &mut pb,
+                    &gdy,
+                    &garg,
+                    &gdx,
+                    use_mask.then_some(&gmask),
+                    batch,
+                    &s,
+                );
+                run(&ctx, pb);
+                assert_close(
+                    &download(&ctx, &gdx, dx.len()),
+                    &dx,
+                    1e-6,
+                    1e-5,
+                    &what("pool backward"),
+                );
+            }
+        }
+    }
+}
+
+/// Three Adam steps of the cnn preset and of a strided/avg-pool spec, GPU vs CPU from the same init:
+/// the updates agree to 1e-5 absolute (lr 1e-3) and the logits to 1e-4.
+#[test]
+fn cnn_training_steps_agree_with_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mnist = ImageShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+    let rgb = ImageShape {
+        channels: 3,
+        height: 11,
+        width: 13,
+    };
+    for (model, batch) in [
+        (models::build(Some("cnn"), None, mnist, 10).unwrap(), 9),
+        (models::build(Some("lenet5"), None, mnist, 10).unwrap(), 4),
+        (
+            models::build(
+                None,
+                Some("conv3x3x5p2s2,relu,avgpool2s1,conv2x3x6,relu,maxpool2,flatten,fc7,relu,fc4"),
+                rgb,
+                4,
+            )
+            .unwrap(),
+            3,
+        ),
+    ] {
+        let init = model.init_params(11);
+        let x = random(batch * model.input_len(), 12);
+        let y: Vec<u32> = (0..batch as u32)
+            .map(|i| i % model.num_classes as u32)
+            .collect();
+        let optim = OptimConfig::adam(1e-3);
+        let mut cpu = Device::Cpu.executor(&model, &init, optim, batch).unwrap();
+        let mut gpu = Device::Gpu(ctx.clone())
+            .executor(&model, &init, optim, batch)
+            .unwrap();
+        for step in 1..=3 {
+            cpu.train_step(&x, &y).unwrap();
+            gpu.train_step(&x, &y).unwrap();
+            let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
+            let dc: Vec<f32> = pc.iter().zip(&init).map(|(a, b)| a - b).collect();
+            let dg: Vec<f32> = pg.iter().zip(&init).map(|(a, b)| a - b).collect();
+            assert_close(
+                &dg,
+                &dc,
+                1e-5,
+                1e-2,
+                &format!("{} update after step {step}", model.spec()),
+            );
+        }
+        let (lc, lg) = (cpu.logits(&x).unwrap(), gpu.logits(&x).unwrap());
+        assert_close(&lg, &lc, 1e-4, 1e-3, "cnn logits");
+    }
+}
