@@ -5,8 +5,10 @@
 //   SGD:  buf = momentum buf + g; p -= lr buf   (plain g when momentum is 0)
 
 struct Params {
+    // Length of the flat parameter vector.
     n: u32,
-    pad0: u32,
+    // First index updated: parameters before it are frozen (e.g. a pretrained body).
+    start: u32,
     pad1: u32,
     pad2: u32,
     lr: f32,
@@ -26,7 +28,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
+    return p.start + (wid.y * nwg.x + wid.x) * 256u + lid;
 }
 
 @compute @workgroup_size(256, 1, 1)

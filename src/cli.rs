@@ -6,6 +6,8 @@ use crate::data::{self, Batcher, DataChoice};
 use crate::device::gpu::AdapterDescription;
 use crate::device::{self, AdapterFilter, Device, DeviceChoice};
 use crate::error::{Error, Result};
+use crate::experiments::compare::{self, CompareConfig};
+use crate::experiments::runner::NetChoice;
 use crate::metrics::{write_json, TrainReport};
 use crate::models;
 use crate::nn::{OptimConfig, OptimizerKind};
@@ -38,6 +40,11 @@ pub enum Command {
     Eval(EvalArgs),
     /// List the CPU and every GPU adapter wgpu finds.
     Devices(DevicesArgs),
+    /// The ANN-vs-CNN experiment: measure each claim made about CNNs and write a report with plots.
+    #[command(
+        after_help = "Examples:\n  wgtrain compare                                  # mlp vs cnn on the embedded subset, 3 seeds (~3 min on 2 cores)\n  wgtrain compare --full                           # the full Fashion-MNIST protocol\n  wgtrain compare --cnn lenet5 --seeds 1 --out runs/lenet\n  wgtrain compare --ann flatten,fc512,relu,fc10 --device gpu"
+    )]
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +144,39 @@ pub struct EvalArgs {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The plain network: a preset (mlp, cnn, lenet5) or an --arch spec (contains commas).
+    #[arg(long, default_value = "mlp")]
+    pub ann: String,
+    /// The convolutional network: a preset or an --arch spec.
+    #[arg(long, default_value = "cnn")]
+    pub cnn: String,
+    /// Seeds; mean ± sd over them decides the verdicts.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// The full protocol: the full Fashion-MNIST (when installed or given with --data), 1k/10k/all images
+    /// for data efficiency. Without it, the embedded 10k/2k subset is used unless --data is given.
+    #[arg(long)]
+    pub full: bool,
+    /// Directory for report.md, report.json and the plots.
+    #[arg(long, default_value = "runs/compare")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    pub lr: f32,
+    /// Seconds of each throughput measurement (after warm-up).
+    #[arg(long, default_value_t = 1.0)]
+    pub throughput_seconds: f64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Directory with the four IDX files (default: the embedded subset; with --full the system
+    /// Fashion-MNIST when installed).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -284,8 +324,14 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         class_names: data.class_names.clone(),
         epoch: 0,
     };
-    let outcome = train::train(&mut *exec, &data, &cfg, |r| {
-        println!(
+    let outcome = train::train(
+        &mut *exec,
+        &data.train,
+        &data.test,
+        &data.normalization,
+        &cfg,
+        |r| {
+            println!(
                 "epoch {:>3}  loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:>8.0} img/s  {:.2}s (+{:.2}s eval)",
                 r.epoch,
                 r.train_loss,
@@ -295,7 +341,8 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                 r.seconds,
                 r.eval_seconds
             );
-    })?;
+        },
+    )?;
     if let Some(path) = &args.save {
         let final_params = exec.params()?;
         let meta = CheckpointMeta {
@@ -438,5 +485,76 @@ pub fn run_devices(args: &DevicesArgs) -> Result<()> {
             a.max_compute_invocations_per_workgroup
         );
     }
+    Ok(())
+}
+
+fn net_choice(role: &str, value: &str) -> NetChoice {
+    if value.contains(',') {
+        NetChoice {
+            role: role.into(),
+            preset: None,
+            arch: Some(value.into()),
+        }
+    } else {
+        NetChoice {
+            role: role.into(),
+            preset: Some(value.into()),
+            arch: None,
+        }
+    }
+}
+
+/// `wgtrain compare`.
+pub fn run_compare(args: &CompareArgs) -> Result<()> {
+    if args.seeds == 0 {
+        return Err(Error::Config("--seeds must be at least 1".into()));
+    }
+    if args.batch_size == 0 {
+        return Err(Error::Config("--batch-size must be at least 1".into()));
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(Error::Config(format!(
+            "--lr {} is not a positive finite number; try 0.001",
+            args.lr
+        )));
+    }
+    if !(args.throughput_seconds.is_finite() && args.throughput_seconds >= 0.0) {
+        return Err(Error::Config(
+            "--throughput-seconds must be a non-negative number".into(),
+        ));
+    }
+    let data = match (&args.data, args.full) {
+        (Some(d), _) => DataChoice::Dir(d.clone()),
+        (None, true) => DataChoice::Default,
+        (None, false) => DataChoice::Embedded,
+    };
+    let (device, why) = args.device.select()?;
+    println!("device: {why}");
+    let cfg = CompareConfig {
+        ann: net_choice("ann", &args.ann),
+        cnn: net_choice("cnn", &args.cnn),
+        data,
+        seeds: args.seeds,
+        full: args.full,
+        out: args.out.clone(),
+        batch_size: args.batch_size,
+        lr: args.lr,
+        throughput_seconds: args.throughput_seconds,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    // Fail on an unwritable output directory before spending minutes training.
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let report = compare::run(&cfg, &device, &mut |line| println!("{line}"))?;
+    let files = compare::write(&report, &cfg.out)?;
+    println!("\n{}", compare::summary_table(&report));
+    println!(
+        "finished in {:.0}s; wrote {}",
+        report.wall_seconds,
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! - [`optim`]: SGD (+momentum) and Adam over the flat parameter vector.
 //! - [`data`]: IDX reader, the embedded Fashion-MNIST subset, normalisation, batch assembly.
 //! - [`train`]: the one training loop.
+//! - [`experiments`]: `compare`, the ANN-vs-CNN experiment (protocol, claims, report, plots).
 //! - [`checkpoint`]: safetensors checkpoints with PyTorch tensor names.
 //! - [`metrics`]: JSON reports and atomic file writes.
 //! - [`rng`]: a version-stable seeded RNG.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod experiments;
 pub mod metrics;
 pub mod models;
 pub mod nn;

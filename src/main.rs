@@ -12,6 +12,7 @@ fn main() {
         Command::Train(a) => cli::run_train(a, start).map_err(Into::into),
         Command::Eval(a) => cli::run_eval(a).map_err(Into::into),
         Command::Devices(a) => cli::run_devices(a).map_err(Into::into),
+        Command::Compare(a) => cli::run_compare(a).map_err(Into::into),
     };
     if let Err(e) = result {
         let code = e

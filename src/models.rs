@@ -163,6 +163,25 @@ pub fn parse_arch(spec: &str) -> Result<Vec<Layer>> {
     Ok(layers)
 }
 
+/// Build a model from a preset or a spec for a different number of classes: the last fc layer is resized
+/// to `classes` (used by transfer experiments, where the head is replaced).
+pub fn build_with_classes(
+    name: Option<&str>,
+    arch: Option<&str>,
+    input: ImageShape,
+    classes: usize,
+) -> Result<Model> {
+    let (label, mut layers) = match (name, arch) {
+        (_, Some(spec)) => ("custom", parse_arch(spec)?),
+        (Some(n), None) => (n, preset_layers(n, classes)?),
+        (None, None) => ("mlp", preset_layers("mlp", classes)?),
+    };
+    if let Some(Layer::Linear { out }) = layers.last_mut() {
+        *out = classes;
+    }
+    Model::new(label, input, layers, classes)
+}
+
 /// Build a model from a preset name or a spec, checking shapes against the input and class count.
 pub fn build(
     name_or_none: Option<&str>,

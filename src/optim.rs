@@ -28,8 +28,11 @@ impl OptimState {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct OptimParams {
+    /// Total length of the flat vector.
     pub n: u32,
-    pub pad: [u32; 3],
+    /// First index updated (frozen prefix).
+    pub start: u32,
+    pub pad: [u32; 2],
     pub lr: f32,
     pub beta1: f32,
     pub beta2: f32,
@@ -44,6 +47,7 @@ impl OptimParams {
     pub fn new(cfg: &OptimConfig, n: usize, t: u64) -> Self {
         let mut p = OptimParams {
             n: n as u32,
+            start: cfg.frozen_prefix.min(n) as u32,
             lr: cfg.lr,
             weight_decay: cfg.weight_decay,
             ..Default::default()
@@ -67,13 +71,16 @@ impl OptimParams {
 pub fn step_cpu(cfg: &OptimConfig, state: &mut OptimState, params: &mut [f32], grads: &[f32]) {
     state.t += 1;
     let p = OptimParams::new(cfg, params.len(), state.t);
+    let start = p.start as usize;
+    let (params, grads) = (&mut params[start..], &grads[start..]);
+    let (m, v) = (&mut state.m[start..], &mut state.v[start..]);
     match cfg.kind {
         OptimizerKind::Adam { .. } => {
             for (((w, &g), m), v) in params
                 .iter_mut()
                 .zip(grads)
-                .zip(state.m.iter_mut())
-                .zip(state.v.iter_mut())
+                .zip(m.iter_mut())
+                .zip(v.iter_mut())
             {
                 let g = g + p.weight_decay * *w;
                 *m = p.beta1 * *m + (1.0 - p.beta1) * g;
@@ -82,7 +89,7 @@ pub fn step_cpu(cfg: &OptimConfig, state: &mut OptimState, params: &mut [f32], g
             }
         }
         OptimizerKind::Sgd { momentum } => {
-            for ((w, &g), m) in params.iter_mut().zip(grads).zip(state.m.iter_mut()) {
+            for ((w, &g), m) in params.iter_mut().zip(grads).zip(m.iter_mut()) {
                 let g = g + p.weight_decay * *w;
                 let step = if momentum != 0.0 {
                     *m = momentum * *m + g;
@@ -122,6 +129,17 @@ mod tests {
         assert!((w[0] - 0.99).abs() < 1e-6, "{w:?}");
         assert!((w[1] - 1.01).abs() < 1e-6, "{w:?}");
         assert_eq!(w[2], 1.0);
+    }
+
+    #[test]
+    fn frozen_prefix_is_not_updated() {
+        let mut cfg = OptimConfig::adam(0.01);
+        cfg.frozen_prefix = 2;
+        let mut st = OptimState::new(3);
+        let mut w = vec![1.0, 1.0, 1.0];
+        step_cpu(&cfg, &mut st, &mut w, &[0.5, 0.5, 0.5]);
+        assert_eq!(&w[..2], &[1.0, 1.0]);
+        assert!(w[2] < 1.0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The ONE training loop, the same for every model and device: shuffle, assemble batches, step the
 //! executor, read loss/accuracy back once per epoch, evaluate on the test set.
 
-use crate::data::{epoch_order, Batcher, DataSplit, Dataset};
+use crate::data::{epoch_order, Batcher, Dataset, Normalization};
 use crate::error::{Error, Result};
 use crate::nn::{Executor, Stats};
 use crate::rng::Rng;
@@ -92,14 +92,15 @@ fn progress_bar(
     pb
 }
 
-/// Train for `cfg.epochs` epochs, calling `on_epoch` after each one.
+/// Train on `train` for `cfg.epochs` epochs, evaluating on `test` after each and calling `on_epoch`.
 pub fn train(
     exec: &mut dyn Executor,
-    data: &DataSplit,
+    train: &Dataset,
+    test: &Dataset,
+    normalization: &Normalization,
     cfg: &TrainConfig,
     mut on_epoch: impl FnMut(&EpochRecord),
 ) -> Result<TrainOutcome> {
-    let train = &data.train;
     if cfg.epochs == 0 {
         return Err(Error::Config("--epochs must be at least 1".into()));
     }
@@ -113,7 +114,7 @@ pub fn train(
             train.len()
         )));
     }
-    let batcher = Batcher::new(&data.normalization, train.shape);
+    let batcher = Batcher::new(normalization, train.shape);
     let n = train.shape.len();
     let mut x = vec![0f32; cfg.batch_size * n];
     let mut y = vec![0u32; cfg.batch_size];
@@ -148,7 +149,7 @@ pub fn train(
             });
         }
         let te = Instant::now();
-        let test = evaluate(exec, &data.test, &batcher, cfg.eval_batch_size)?;
+        let test = evaluate(exec, test, &batcher, cfg.eval_batch_size)?;
         let record = EpochRecord {
             epoch,
             train_loss: stats.mean_loss(),

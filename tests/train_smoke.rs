@@ -37,7 +37,15 @@ fn run_model(
     let mut exec = device
         .executor(&model, &params, OptimConfig::adam(1e-3), cfg.max_batch())
         .unwrap();
-    let out = train(&mut *exec, data, &cfg, |_| {}).unwrap();
+    let out = train(
+        &mut *exec,
+        &data.train,
+        &data.test,
+        &data.normalization,
+        &cfg,
+        |_| {},
+    )
+    .unwrap();
     (out.epochs, exec.params().unwrap())
 }
 

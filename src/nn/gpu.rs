@@ -291,7 +291,7 @@ impl GpuExecutor {
                     }
                 }
             }
-            let n = self.model.param_len;
+            let n = self.model.param_len - self.optim.frozen_prefix.min(self.model.param_len);
             let groups = grid_1d(
                 n.div_ceil(256) as u32,
                 self.ctx.limits.max_compute_workgroups_per_dimension,

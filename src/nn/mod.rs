@@ -410,6 +410,16 @@ impl Model {
         2 * self.nodes.iter().map(|n| n.forward_macs()).sum::<usize>()
     }
 
+    /// Offset in the flat parameter vector of the last layer's weight: everything from here on is the
+    /// classification head (the last fc layer's weight and bias).
+    pub fn head_offset(&self) -> usize {
+        self.params
+            .iter()
+            .rev()
+            .find(|t| t.name.ends_with(".weight"))
+            .map_or(0, |t| t.offset)
+    }
+
     /// A comma-separated spec of the layers, e.g. `flatten,fc256,relu,fc128,relu,fc10`.
     pub fn spec(&self) -> String {
         self.layers
@@ -508,6 +518,9 @@ pub struct OptimConfig {
     pub lr: f32,
     /// L2 penalty added to the gradient (PyTorch `weight_decay`).
     pub weight_decay: f32,
+    /// Parameters before this offset of the flat vector are frozen (not updated); 0 trains everything.
+    /// Used to train only the head of a network (`Model::head_offset`).
+    pub frozen_prefix: usize,
 }
 
 impl OptimConfig {
@@ -520,6 +533,7 @@ impl OptimConfig {
             },
             lr,
             weight_decay: 0.0,
+            frozen_prefix: 0,
         }
     }
 
@@ -528,6 +542,7 @@ impl OptimConfig {
             kind: OptimizerKind::Sgd { momentum },
             lr,
             weight_decay: 0.0,
+            frozen_prefix: 0,
         }
     }
 }

@@ -1,0 +1,11 @@
+//! Experiments built on the engine. `compare` is the controlled ANN-vs-CNN experiment: one recipe, both
+//! nets, every claim its own function (`claims.rs`) computed from recorded runs (`protocol.rs`).
+
+pub mod claims;
+pub mod compare;
+pub mod markdown;
+pub mod plots;
+pub mod protocol;
+pub mod runner;
+pub mod stats;
+pub mod transforms;

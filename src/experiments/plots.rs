@@ -1,0 +1,135 @@
+//! PNG line charts for the report (plotters, bitmap backend, an embedded font so text renders on
+//! machines without system fonts).
+
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is compiled in; failing to parse it is a build defect, not a user error.
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .map_err(|_| "embedded font")
+            .expect("the embedded DejaVuSans.ttf parses");
+    });
+}
+
+/// One line of a chart: legend name and (x, y) points.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn thinner and lighter (e.g. training accuracy next to test accuracy).
+    pub secondary: bool,
+    /// Colour index: 0 = ANN, 1 = CNN.
+    pub color: usize,
+}
+
+/// A labelled chart.
+pub struct Chart<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub log_x: bool,
+    /// Roughly how many x-axis labels to draw.
+    pub x_ticks: usize,
+}
+
+fn color(i: usize, secondary: bool) -> RGBAColor {
+    let base = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+    ][i % 3];
+    if secondary {
+        base.mix(0.55)
+    } else {
+        base.to_rgba()
+    }
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::data(path, format!("cannot draw plot: {e}"))
+}
+
+/// Draw `series` as lines with markers into a 900x560 PNG at `path`.
+pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<()> {
+    register_font();
+    let pts = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return Err(plot_err(path, "no data"));
+    }
+    let pad = ((y1 - y0) * 0.08).max(0.5);
+    let (y0, y1) = ((y0 - pad).max(0.0), (y1 + pad).min(100.0));
+    if x0 == x1 {
+        x1 = x0 + 1.0;
+    }
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(chart.title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64);
+    macro_rules! draw {
+        ($ctx:expr) => {{
+            let mut ctx = $ctx;
+            ctx.configure_mesh()
+                .x_labels(chart.x_ticks)
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| format!("{y:.0}"))
+                .light_line_style(RGBColor(238, 238, 238))
+                .x_desc(chart.x_label)
+                .y_desc(chart.y_label)
+                .label_style(("sans-serif", 15))
+                .axis_desc_style(("sans-serif", 17))
+                .draw()
+                .map_err(|e| plot_err(path, e))?;
+            for s in series {
+                let c = color(s.color, s.secondary);
+                let width = if s.secondary { 2 } else { 3 };
+                ctx.draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    c.stroke_width(width),
+                ))
+                .map_err(|e| plot_err(path, e))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
+                });
+                ctx.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                    .map_err(|e| plot_err(path, e))?;
+            }
+            ctx.configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 16))
+                .draw()
+                .map_err(|e| plot_err(path, e))?;
+        }};
+    }
+    if chart.log_x {
+        draw!(builder
+            .build_cartesian_2d((x0 * 0.8..x1 * 1.25).log_scale(), y0..y1)
+            .map_err(|e| plot_err(path, e))?);
+    } else {
+        let xp = (x1 - x0) * 0.04;
+        draw!(builder
+            .build_cartesian_2d(x0 - xp..x1 + xp, y0..y1)
+            .map_err(|e| plot_err(path, e))?);
+    }
+    root.present().map_err(|e| plot_err(path, e))?;
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Running one training job for an experiment and measuring throughput: the pieces every claim shares.
+
+use crate::data::{Batcher, Dataset, Normalization};
+use crate::device::Device;
+use crate::error::Result;
+use crate::models;
+use crate::nn::{Executor, Model, OptimConfig};
+use crate::train::{self, median, EpochRecord, TrainConfig};
+use std::time::Instant;
+
+/// Which network stands on one side of the comparison: a preset name or an `--arch` spec.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NetChoice {
+    /// "ann" or "cnn" (the role in the comparison).
+    pub role: String,
+    pub preset: Option<String>,
+    pub arch: Option<String>,
+}
+
+impl NetChoice {
+    /// The model for images of `input` and `classes` classes.
+    pub fn build(&self, input: crate::data::ImageShape, classes: usize) -> Result<Model> {
+        let mut m = models::build_with_classes(
+            self.preset.as_deref(),
+            self.arch.as_deref(),
+            input,
+            classes,
+        )?;
+        if let Some(p) = &self.preset {
+            m.name = p.clone();
+        }
+        Ok(m)
+    }
+
+    /// How the net is named in tables.
+    pub fn label(&self) -> String {
+        match (&self.preset, &self.arch) {
+            (_, Some(a)) => format!("{} ({a})", self.role),
+            (Some(p), None) => p.clone(),
+            (None, None) => self.role.clone(),
+        }
+    }
+}
+
+/// What an experiment's training run produced.
+pub struct Run {
+    pub epochs: Vec<EpochRecord>,
+    pub executor: Box<dyn Executor>,
+}
+
+impl Run {
+    pub fn final_test(&self) -> f64 {
+        self.epochs.last().map_or(0.0, |e| e.test_accuracy)
+    }
+
+    pub fn final_train(&self) -> f64 {
+        self.epochs.last().map_or(0.0, |e| e.train_accuracy)
+    }
+
+    pub fn train_images_per_sec(&self) -> f64 {
+        median(
+            &self
+                .epochs
+                .iter()
+                .map(|e| e.images_per_sec)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Training seconds summed until the first epoch whose test accuracy reaches `target`.
+    pub fn seconds_to(&self, target: f64) -> Option<f64> {
+        let mut t = 0.0;
+        for e in &self.epochs {
+            t += e.seconds;
+            if e.test_accuracy >= target {
+                return Some(t);
+            }
+        }
+        None
+    }
+}
+
+/// The shared recipe of every run in an experiment.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub batch_size: usize,
+    pub optim: OptimConfig,
+    pub eval_batch_size: usize,
+}
+
+/// Train `model` from `init` on `train`, evaluating on `test` each epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn train_run(
+    device: &Device,
+    model: &Model,
+    init: &[f32],
+    optim: OptimConfig,
+    recipe: &Recipe,
+    train: &Dataset,
+    test: &Dataset,
+    norm: &Normalization,
+    epochs: usize,
+    seed: u64,
+) -> Result<Run> {
+    let cfg = TrainConfig {
+        epochs,
+        batch_size: recipe.batch_size.min(train.len()),
+        seed,
+        eval_batch_size: recipe.eval_batch_size,
+        progress: false,
+    };
+    let mut executor = device.executor(model, init, optim, cfg.max_batch())?;
+    let out = train::train(&mut *executor, train, test, norm, &cfg, |_| {})?;
+    Ok(Run {
+        epochs: out.epochs,
+        executor,
+    })
+}
+
+/// Accuracy of a trained executor on a data set.
+pub fn accuracy(
+    exec: &mut dyn Executor,
+    ds: &Dataset,
+    norm: &Normalization,
+    batch: usize,
+) -> Result<f64> {
+    let batcher = Batcher::new(norm, ds.shape);
+    Ok(train::evaluate(exec, ds, &batcher, batch)?.accuracy())
+}
+
+/// Steady-state throughput of one model on one device.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Throughput {
+    pub device: String,
+    pub adapter: String,
+    pub software_adapter: bool,
+    pub model: String,
+    pub batch_size: usize,
+    pub train_images_per_sec: f64,
+    pub inference_images_per_sec: f64,
+    /// Seconds for executor creation (buffers, pipelines) plus the first training step.
+    pub warmup_seconds: f64,
+}
+
+/// Time training steps (after one warm-up step) until at least `min_seconds` and 3 steps have passed,
+/// then inference batches the same way. The device is synchronised before each clock read.
+pub fn measure_throughput(
+    device: &Device,
+    model: &Model,
+    data: &Dataset,
+    norm: &Normalization,
+    batch: usize,
+    min_seconds: f64,
+) -> Result<Throughput> {
+    let batch = batch.min(data.len());
+    let batcher = Batcher::new(norm, data.shape);
+    let n = data.shape.len();
+    let mut x = vec![0f32; batch * n];
+    let mut y = vec![0u32; batch];
+    let idx: Vec<usize> = (0..batch).collect();
+    batcher.fill(data, &idx, &mut x, &mut y);
+    let t0 = Instant::now();
+    let mut exec = device.executor(model, &model.init_params(0), OptimConfig::adam(1e-3), batch)?;
+    exec.train_step(&x, &y)?;
+    exec.wait()?;
+    let warmup = t0.elapsed().as_secs_f64();
+    let timed = |exec: &mut Box<dyn Executor>, train: bool| -> Result<f64> {
+        let t = Instant::now();
+        let mut steps = 0usize;
+        while steps < 3 || t.elapsed().as_secs_f64() < min_seconds {
+            if train {
+                exec.train_step(&x, &y)?;
+            } else {
+                exec.eval_step(&x, &y)?;
+            }
+            steps += 1;
+            if steps % 4 == 0 {
+                exec.wait()?;
+            }
+        }
+        exec.wait()?;
+        Ok((steps * batch) as f64 / t.elapsed().as_secs_f64())
+    };
+    let train_ips = timed(&mut exec, true)?;
+    let _ = exec.take_train_stats()?;
+    let infer_ips = timed(&mut exec, false)?;
+    let _ = exec.take_eval_stats()?;
+    let (software, adapter) = match device {
+        Device::Cpu => (false, device.adapter_name()),
+        Device::Gpu(ctx) => (ctx.adapter.software, ctx.adapter.short()),
+    };
+    Ok(Throughput {
+        device: device.kind().into(),
+        adapter,
+        software_adapter: software,
+        model: model.name.clone(),
+        batch_size: batch,
+        train_images_per_sec: train_ips,
+        inference_images_per_sec: infer_ips,
+        warmup_seconds: warmup,
+    })
+}

@@ -1,0 +1,142 @@
+//! Data transforms the experiments need, all on raw `u8` images (so "zero fill" is a black pixel,
+//! exactly as a shifted photograph would be), each keeping labels and shapes.
+
+use crate::data::Dataset;
+use crate::rng::Rng;
+
+/// A fixed random permutation of the `height * width` pixel positions, drawn from `seed`.
+pub fn pixel_permutation(height: usize, width: usize, seed: u64) -> Vec<usize> {
+    let mut perm: Vec<usize> = (0..height * width).collect();
+    Rng::derive(seed, 7).shuffle(&mut perm);
+    perm
+}
+
+/// Apply the same pixel permutation to every image (and every channel): output pixel `i` is input
+/// pixel `perm[i]`. Destroys spatial structure while keeping every image's content.
+pub fn permute_pixels(ds: &Dataset, perm: &[usize]) -> Dataset {
+    let plane = ds.shape.height * ds.shape.width;
+    assert_eq!(perm.len(), plane, "permutation length");
+    let mut images = vec![0u8; ds.images.len()];
+    for (dst, src) in images
+        .chunks_exact_mut(plane)
+        .zip(ds.images.chunks_exact(plane))
+    {
+        for (d, &p) in dst.iter_mut().zip(perm) {
+            *d = src[p];
+        }
+    }
+    Dataset {
+        images,
+        ..ds.clone()
+    }
+}
+
+/// Shift every image `dx` pixels right and `dy` pixels down (negative: left / up), filling with zeros.
+pub fn shift(ds: &Dataset, dx: isize, dy: isize) -> Dataset {
+    let (h, w) = (ds.shape.height as isize, ds.shape.width as isize);
+    let plane = (h * w) as usize;
+    let mut images = vec![0u8; ds.images.len()];
+    for (dst, src) in images
+        .chunks_exact_mut(plane)
+        .zip(ds.images.chunks_exact(plane))
+    {
+        for y in 0..h {
+            let sy = y - dy;
+            if sy < 0 || sy >= h {
+                continue;
+            }
+            for x in 0..w {
+                let sx = x - dx;
+                if sx >= 0 && sx < w {
+                    dst[(y * w + x) as usize] = src[(sy * w + sx) as usize];
+                }
+            }
+        }
+    }
+    Dataset {
+        images,
+        ..ds.clone()
+    }
+}
+
+/// Keep the examples whose label is in `classes`, relabelled to their position in `classes`
+/// (so classes 5..=9 become 0..=4). At most `per_class` examples of each class when given, the first
+/// ones in data-set order.
+pub fn select_classes(ds: &Dataset, classes: &[u8], per_class: Option<usize>) -> Dataset {
+    let n = ds.shape.len();
+    let mut counts = vec![0usize; classes.len()];
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..ds.len() {
+        if let Some(new) = classes.iter().position(|&c| c == ds.labels[i]) {
+            if per_class.is_some_and(|cap| counts[new] >= cap) {
+                continue;
+            }
+            counts[new] += 1;
+            images.extend_from_slice(&ds.images[i * n..(i + 1) * n]);
+            labels.push(new as u8);
+        }
+    }
+    Dataset {
+        shape: ds.shape,
+        images,
+        labels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ImageShape;
+
+    fn tiny() -> Dataset {
+        // Two 2x3 images: 1..=6 and 11..=16, labels 7 and 2.
+        Dataset {
+            shape: ImageShape {
+                channels: 1,
+                height: 2,
+                width: 3,
+            },
+            images: vec![1, 2, 3, 4, 5, 6, 11, 12, 13, 14, 15, 16],
+            labels: vec![7, 2],
+        }
+    }
+
+    #[test]
+    fn shift_right_down_fills_with_zero() {
+        let s = shift(&tiny(), 1, 1);
+        assert_eq!(&s.images[..6], &[0, 0, 0, 0, 1, 2]);
+        let s = shift(&tiny(), -1, 0);
+        assert_eq!(&s.images[..6], &[2, 3, 0, 5, 6, 0]);
+        assert_eq!(shift(&tiny(), 0, 0).images, tiny().images);
+        assert_eq!(shift(&tiny(), 3, 0).images, vec![0; 12]);
+    }
+
+    #[test]
+    fn permutation_is_fixed_by_seed_and_applied_to_every_image() {
+        let p = pixel_permutation(2, 3, 1);
+        assert_eq!(p, pixel_permutation(2, 3, 1));
+        let mut sorted = p.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..6).collect::<Vec<_>>());
+        let d = permute_pixels(&tiny(), &p);
+        for i in 0..6 {
+            assert_eq!(d.images[i], tiny().images[p[i]]);
+            assert_eq!(d.images[6 + i], tiny().images[6 + p[i]]);
+        }
+        assert_eq!(d.labels, tiny().labels);
+    }
+
+    #[test]
+    fn select_classes_relabels_and_caps() {
+        let d = select_classes(&tiny(), &[2, 7], None);
+        assert_eq!(d.labels, vec![1, 0]);
+        assert_eq!(d.images, tiny().images);
+        let d = select_classes(&tiny(), &[7], None);
+        assert_eq!(d.labels, vec![0]);
+        assert_eq!(d.images, vec![1, 2, 3, 4, 5, 6]);
+        let mut two = tiny();
+        two.labels = vec![2, 2];
+        assert_eq!(select_classes(&two, &[2], Some(1)).len(), 1);
+    }
+}
