@@ -1,0 +1,227 @@
+//! `wgtrain compare` end to end on a tiny synthetic IDX data set: every claim present with a verdict and
+//! its rule, the report.json schema, real PNG files, and identical numbers when rerun with the same seeds
+//! on the CPU.
+
+use std::path::{Path, PathBuf};
+use wgtrain::data::DataChoice;
+use wgtrain::experiments::compare::{self, CompareConfig, Report};
+use wgtrain::experiments::runner::NetChoice;
+use wgtrain::rng::Rng;
+use wgtrain::Device;
+
+fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+    let mut v = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    std::fs::write(path, v).unwrap();
+}
+
+/// 8x8 images of 10 classes: class c lights a 3x3 block at a class-specific place, plus noise.
+fn synthetic(dir: &Path, train: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(9);
+    let mut make = |n: usize| {
+        let mut images = Vec::with_capacity(n * 64);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let c = (i % 10) as u8;
+            let (by, bx) = ((c as usize / 4) * 2 + 1, (c as usize % 4) + 1);
+            for y in 0..8 {
+                for x in 0..8 {
+                    let on = (by..by + 3).contains(&y) && (bx..bx + 3).contains(&x);
+                    let noise = rng.below(60) as u8;
+                    images.push(if on { 190 + noise } else { noise });
+                }
+            }
+            labels.push(c);
+        }
+        (images, labels)
+    };
+    let (ti, tl) = make(train);
+    let (vi, vl) = make(test);
+    write_idx(
+        &dir.join("train-images-idx3-ubyte"),
+        &[train as u32, 8, 8],
+        &ti,
+    );
+    write_idx(&dir.join("train-labels-idx1-ubyte"), &[train as u32], &tl);
+    write_idx(
+        &dir.join("t10k-images-idx3-ubyte"),
+        &[test as u32, 8, 8],
+        &vi,
+    );
+    write_idx(&dir.join("t10k-labels-idx1-ubyte"), &[test as u32], &vl);
+}
+
+fn config(data: PathBuf, out: PathBuf) -> CompareConfig {
+    CompareConfig {
+        ann: NetChoice {
+            role: "ann".into(),
+            preset: Some("mlp".into()),
+            arch: None,
+        },
+        cnn: NetChoice {
+            role: "cnn".into(),
+            preset: Some("cnn".into()),
+            arch: None,
+        },
+        data: DataChoice::Dir(data),
+        seeds: 2,
+        full: false,
+        out,
+        batch_size: 64,
+        lr: 1e-3,
+        throughput_seconds: 0.0,
+        command: "test".into(),
+    }
+}
+
+fn accuracies(r: &Report) -> Vec<f64> {
+    let mut v = Vec::new();
+    for runs in [&r.runs.ann, &r.runs.cnn] {
+        for s in runs {
+            v.push(s.test_accuracy);
+            v.push(s.permuted_test_accuracy);
+            v.extend(s.shifted.iter().map(|x| x.1));
+            v.extend(s.data_efficiency.iter().map(|x| x.2));
+            let t = s.transfer.as_ref().unwrap();
+            v.extend([t.pretrain_accuracy, t.frozen_body, t.fine_tuned, t.scratch]);
+        }
+    }
+    v
+}
+
+#[test]
+fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
+    std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    let root = std::env::temp_dir().join(format!("wgtrain-compare-{}", std::process::id()));
+    let data = root.join("data");
+    synthetic(&data, 1200, 200);
+    let cfg = config(data.clone(), root.join("out"));
+    let report = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
+
+    let ids: Vec<&str> = report.claims.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "parameters",
+            "accuracy",
+            "data_efficiency",
+            "spatial_structure",
+            "translation",
+            "transfer",
+            "compute_cost"
+        ]
+    );
+    for c in &report.claims {
+        assert!(
+            !c.rule.is_empty() && !c.evidence.is_empty() && !c.statement.is_empty(),
+            "{}",
+            c.id
+        );
+        assert!(c.values.is_object(), "{}", c.id);
+    }
+    // The synthetic task is easy: both nets learn it (so the runs really trained).
+    assert!(
+        report.runs.ann.iter().all(|s| s.test_accuracy > 0.8),
+        "{:?}",
+        accuracies(&report)
+    );
+    assert!(
+        report.runs.cnn.iter().all(|s| s.test_accuracy > 0.8),
+        "{:?}",
+        accuracies(&report)
+    );
+    // Data efficiency: 1000 images, then the whole 1200.
+    let sizes: Vec<usize> = report.runs.ann[0]
+        .data_efficiency
+        .iter()
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(sizes, [1000, 1200]);
+
+    let files = compare::write(&report, &cfg.out).unwrap();
+    for name in [
+        "report.json",
+        "report.md",
+        "learning_curves.png",
+        "data_efficiency.png",
+        "translation.png",
+    ] {
+        let p = cfg.out.join(name);
+        assert!(files.contains(&p), "{name} not reported as written");
+        let bytes = std::fs::read(&p).unwrap();
+        if name.ends_with(".png") {
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name} is not a PNG");
+            assert!(bytes.len() > 10_000, "{name} is suspiciously small");
+        }
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cfg.out.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["schema_version"], 1);
+    for key in [
+        "device",
+        "adapter",
+        "data",
+        "protocol",
+        "ann",
+        "cnn",
+        "verdict_rule",
+        "wgtrain_version",
+        "date_utc",
+    ] {
+        assert!(!json["config"][key].is_null(), "config.{key} missing");
+    }
+    assert_eq!(
+        json["config"]["protocol"]["seeds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    for claim in json["claims"].as_array().unwrap() {
+        for key in [
+            "id",
+            "title",
+            "statement",
+            "verdict",
+            "rule",
+            "evidence",
+            "values",
+        ] {
+            assert!(!claim[key].is_null(), "claim.{key} missing in {claim}");
+        }
+        let v = claim["verdict"].as_str().unwrap();
+        assert!(
+            ["supported", "not_supported", "inconclusive"].contains(&v),
+            "{v}"
+        );
+    }
+    assert_eq!(json["runs"]["cnn"].as_array().unwrap().len(), 2);
+    assert!(json["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["device"] == "cpu"));
+    let md = std::fs::read_to_string(cfg.out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## 7. Compute cost")
+            && md.contains("![Translation robustness](translation.png)")
+    );
+
+    // Same seeds on the CPU: the same numbers (timings aside).
+    let again = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
+    assert_eq!(accuracies(&report), accuracies(&again));
+    let verdicts = |r: &Report| {
+        r.claims
+            .iter()
+            .filter(|c| c.id != "compute_cost")
+            .map(|c| c.verdict)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(verdicts(&report), verdicts(&again));
+    std::fs::remove_dir_all(root).ok();
+}
