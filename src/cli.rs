@@ -45,6 +45,11 @@ pub enum Command {
         after_help = "Examples:\n  wgtrain compare                                  # mlp vs cnn on the embedded subset, 3 seeds (~3 min on 2 cores)\n  wgtrain compare --full                           # the full Fashion-MNIST protocol\n  wgtrain compare --cnn lenet5 --seeds 1 --out runs/lenet\n  wgtrain compare --ann flatten,fc512,relu,fc10 --device gpu"
     )]
     Compare(CompareArgs),
+    /// Kernel GFLOP/s and model training/inference images/s on the CPU and the GPU adapter.
+    #[command(
+        after_help = "Examples:\n  wgtrain bench                         # everything, CPU and GPU\n  wgtrain bench --device cpu --models cnn --batch-sizes 64 --json bench.json"
+    )]
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -177,6 +182,46 @@ pub struct CompareArgs {
     /// Fashion-MNIST when installed).
     #[arg(long)]
     pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchDevice {
+    /// The CPU and the picked GPU adapter (when there is one).
+    All,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = BenchDevice::All)]
+    pub device: BenchDevice,
+    /// GPU adapter: index from `wgtrain devices` or part of its name.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// GPU backend: vulkan, metal, dx12 or gl.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Models to time (comma-separated presets).
+    #[arg(long, value_delimiter = ',', default_value = "mlp,cnn,lenet5")]
+    pub models: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    pub batch_sizes: Vec<usize>,
+    /// Seconds per measurement after warm-up.
+    #[arg(long, default_value_t = 0.5)]
+    pub seconds: f64,
+    /// Skip the per-kernel measurements.
+    #[arg(long)]
+    pub no_kernels: bool,
+    /// Skip the per-model measurements.
+    #[arg(long)]
+    pub no_models: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -556,5 +601,110 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    Ok(())
+}
+
+/// `wgtrain bench`.
+pub fn run_bench(args: &BenchArgs) -> Result<()> {
+    use crate::bench;
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        return Err(Error::Config("--seconds must be a positive number".into()));
+    }
+    if args.batch_sizes.contains(&0) {
+        return Err(Error::Config("--batch-sizes must all be at least 1".into()));
+    }
+    let dev_args = DeviceArgs {
+        device: DeviceArg::Cpu,
+        adapter: args.adapter.clone(),
+        backend: args.backend.clone(),
+        threads: args.threads,
+    };
+    dev_args.select()?; // sizes the thread pool
+    let mut devices = Vec::new();
+    if args.device != BenchDevice::Gpu {
+        devices.push(Device::Cpu);
+    }
+    if args.device != BenchDevice::Cpu {
+        match Device::select(DeviceChoice::Gpu, &dev_args.filter()) {
+            Ok((d, _)) => devices.push(d),
+            Err(e) if args.device == BenchDevice::Gpu => return Err(e),
+            Err(e) => println!("gpu: not measured ({e})"),
+        }
+    }
+    let cpu = device::cpu_description();
+    let (peak, formula) = bench::cpu_peak(cpu.threads);
+    println!(
+        "cpu: {} ({} threads), estimated f32 peak {peak:.1} GFLOP/s = {formula}",
+        cpu.model, cpu.threads
+    );
+    let mut report = bench::BenchReport {
+        cpu_model: cpu.model.clone(),
+        threads: cpu.threads,
+        cpu_peak_gflops: peak,
+        cpu_peak_formula: formula,
+        kernels: Vec::new(),
+        models: Vec::new(),
+    };
+    if !args.no_kernels {
+        println!(
+            "\n{:<34} {:<30} {:<5} {:>11} {:>9} {:>8}",
+            "kernel", "shape", "dev", "us/call", "GFLOP/s", "% peak"
+        );
+        for d in &devices {
+            for k in bench::kernels(d, args.seconds, peak)? {
+                println!(
+                    "{:<34} {:<30} {:<5} {:>11.1} {:>9.2} {:>8}",
+                    k.kernel,
+                    k.shape,
+                    k.device,
+                    k.seconds_per_call * 1e6,
+                    k.gflops,
+                    k.percent_of_cpu_peak
+                        .map_or("-".into(), |p| format!("{p:.1}"))
+                );
+                report.kernels.push(k);
+            }
+        }
+    }
+    if !args.no_models {
+        let data = bench::bench_data()?;
+        println!(
+            "\n{:<8} {:<5} {:>6} {:>13} {:>13} {:>10} {:>11}",
+            "model", "dev", "batch", "train img/s", "infer img/s", "warm-up s", "dispatches"
+        );
+        for d in &devices {
+            for m in bench::models(d, &args.models, &args.batch_sizes, &data, args.seconds)? {
+                println!(
+                    "{:<8} {:<5} {:>6} {:>13.0} {:>13.0} {:>10.3} {:>11}",
+                    m.throughput.model,
+                    m.throughput.device,
+                    m.throughput.batch_size,
+                    m.throughput.train_images_per_sec,
+                    m.throughput.inference_images_per_sec,
+                    m.throughput.warmup_seconds,
+                    m.dispatches_per_step
+                        .map_or("-".into(), |n| format!("{n} / 1 submit"))
+                );
+                report.models.push(m);
+            }
+        }
+    }
+    for d in &devices {
+        if let Device::Gpu(ctx) = d {
+            println!(
+                "\ngpu adapter: {}{}",
+                ctx.adapter.short(),
+                if ctx.adapter.software {
+                    " -- a software rasteriser running on the CPU, not a GPU"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }

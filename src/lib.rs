@@ -10,11 +10,13 @@
 //! - [`data`]: IDX reader, the embedded Fashion-MNIST subset, normalisation, batch assembly.
 //! - [`train`]: the one training loop.
 //! - [`experiments`]: `compare`, the ANN-vs-CNN experiment (protocol, claims, report, plots).
+//! - [`bench`]: `wgtrain bench`, kernel GFLOP/s and model images/s per device.
 //! - [`checkpoint`]: safetensors checkpoints with PyTorch tensor names.
 //! - [`metrics`]: JSON reports and atomic file writes.
 //! - [`rng`]: a version-stable seeded RNG.
 //! - [`error`]: the user-facing error type.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

@@ -13,6 +13,7 @@ fn main() {
         Command::Eval(a) => cli::run_eval(a).map_err(Into::into),
         Command::Devices(a) => cli::run_devices(a).map_err(Into::into),
         Command::Compare(a) => cli::run_compare(a).map_err(Into::into),
+        Command::Bench(a) => cli::run_bench(a).map_err(Into::into),
     };
     if let Err(e) = result {
         let code = e

@@ -70,10 +70,88 @@ fn matmul_kernel_matches_reference_with_offsets_and_transposes() {
     }
 }
 
+/// The vectorised variants against the reference on the layouts they accept, including row counts that
+/// are not multiples of 4 (NT, NN) and the fused bias gradient (TN); and the general kernel on the same
+/// products, so both paths stay correct.
+#[test]
+fn vec4_matmul_variants_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    for &(m, n, k) in &[
+        (4, 4, 4),
+        (5, 8, 12),
+        (64, 256, 784),
+        (37, 36, 40),
+        (1, 4, 4),
+    ] {
+        let a = random(m * k + 8, 3);
+        let b = random(k * n + 8, 4);
+        let cases = [
+            ("nt", Strided::rows(4, k), Strided::transposed(8, k)),
+            ("nn", Strided::rows(4, k), Strided::rows(8, n)),
+            ("tn", Strided::transposed(4, m), Strided::rows(8, n)),
+        ];
+        for (name, sa, sb) in cases {
+            if name == "tn" && m % 4 != 0 {
+                continue;
+            }
+            let expect = matmul_reference(m, n, k, &a, sa, &b, sb);
+            let mut p = MatmulParams::new(m, n, k, sa, sb, 0, n);
+            let kernel =
+                mm::vec4_variant(&p).unwrap_or_else(|| panic!("{name} {m}x{n}x{k} not vectorised"));
+            assert_eq!(kernel.entry, format!("matmul_{name}"));
+            let (ga, gb) = (upload_f32(&ctx, &a), upload_f32(&ctx, &b));
+            for k2 in [kernel, &mm::MATMUL] {
+                let gc = upload_f32(&ctx, &vec![0.0; m * n + m]);
+                let mut pb = PlanBuilder::new(&ctx);
+                if name == "tn" {
+                    // With the bias gradient: row sums of A land after C.
+                    p.flags = mm::FLAG_BIAS_GRAD;
+                    p.bias_off = (m * n) as u32;
+                }
+                mm::push_matmul_with(&mut pb, p, &ga, &gb, &ga, &gc, k2);
+                run(&ctx, pb);
+                let got = download(&ctx, &gc, m * n + m);
+                assert_close(
+                    &got[..m * n],
+                    &expect,
+                    1e-4,
+                    1e-4,
+                    &format!("{} {m}x{n}x{k}", k2.name),
+                );
+                if name == "tn" {
+                    let sums: Vec<f32> = (0..m)
+                        .map(|i| {
+                            (0..k)
+                                .map(|q| a[sa.off + i * sa.rs + q * sa.cs] as f64)
+                                .sum::<f64>() as f32
+                        })
+                        .collect();
+                    assert_close(
+                        &got[m * n..],
+                        &sums,
+                        1e-4,
+                        1e-4,
+                        &format!("{} bias grad", k2.name),
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn linear_kernels_match_cpu_ops() {
     let Some(ctx) = gpu() else { return };
-    for &(batch, inp, out) in &[(1, 1, 1), (3, 17, 5), (64, 784, 10), (7, 33, 130)] {
+    // (5, 12, 8) and (64, 784, 256) take the vectorised kernels for all three products; the others
+    // exercise the fallback for some or all of them.
+    for &(batch, inp, out) in &[
+        (1, 1, 1),
+        (3, 17, 5),
+        (64, 784, 10),
+        (7, 33, 130),
+        (5, 12, 8),
+        (64, 784, 256),
+    ] {
         // params: padding, weight [out, inp] at 4, bias [out] after it.
         let w = 4;
         let bias = w + out * inp;

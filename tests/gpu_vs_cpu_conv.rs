@@ -97,10 +97,13 @@ fn conv2d_kernels_match_cpu() {
             upload_f32(&ctx, &dy),
             upload_f32(&ctx, &mask),
         );
-        let mut cols = vec![0.0; batch * s.k() * s.p()];
+        let mut cols = vec![0.0; s.cols_len(batch)];
+        let mut tmp = vec![0.0; s.tmp_len(batch)];
         for relu in [false, true] {
             let mut y = vec![0.0; batch * s.out_len()];
-            cv::conv2d_forward(&x, &params, w, bias, &mut y, &mut cols, batch, &s, relu);
+            cv::conv2d_forward(
+                &x, &params, w, bias, &mut y, &mut cols, &mut tmp, batch, &s, relu,
+            );
             let gy = upload_f32(&ctx, &vec![0.0; y.len()]);
             let mut pb = PlanBuilder::new(&ctx);
             cv::push_conv2d_forward(&mut pb, &gx, &gp, w, bias, &gy, batch, &s, relu);
@@ -115,9 +118,9 @@ fn conv2d_kernels_match_cpu() {
         }
         for use_mask in [false, true] {
             let mut dx = vec![0.0; batch * s.in_len()];
-            let mut dcols = vec![0.0; batch * s.k() * s.p()];
+            let mut dcols = vec![0.0; s.cols_len(batch)];
             let m = use_mask.then_some(&mask[..]);
-            cv::conv2d_backward_input(&dy, &params, w, &mut dx, m, &mut dcols, batch, &s);
+            cv::conv2d_backward_input(&dy, &params, w, &mut dx, m, &mut dcols, &mut tmp, batch, &s);
             let gdx = upload_f32(&ctx, &vec![0.0; dx.len()]);
             let mut pb = PlanBuilder::new(&ctx);
             let gm = use_mask.then_some(&gmask);
@@ -132,8 +135,18 @@ fn conv2d_kernels_match_cpu() {
             );
         }
         let mut grads = vec![0.0; params.len()];
-        let mut partial = vec![0.0; 2 * (s.out_c * s.k() + s.out_c)];
-        cv::conv2d_backward_weight(&dy, &cols, &mut grads, w, bias, &mut partial, batch, &s);
+        let mut partial = vec![0.0; s.partial_len(2)];
+        cv::conv2d_backward_weight(
+            &dy,
+            &cols,
+            &mut grads,
+            w,
+            bias,
+            &mut tmp,
+            &mut partial,
+            batch,
+            &s,
+        );
         let gg = upload_f32(&ctx, &vec![0.0; params.len()]);
         let mut pb = PlanBuilder::new(&ctx);
         cv::push_conv2d_backward_weight(&mut pb, &gdy, &gx, &gg, w, bias, batch, &s);

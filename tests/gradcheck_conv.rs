@@ -99,17 +99,29 @@ fn conv2d_gradients_match_finite_differences() {
         let params = random(bias + s.out_c, 40 + case as u64);
         let x = random(batch * s.in_len(), 50 + case as u64);
         let r = random(batch * s.out_len(), 60 + case as u64);
+        let mut tmp = vec![0.0; s.tmp_len(batch)];
         let forward = |p: &[f32], x: &[f32]| {
             let mut y = vec![0.0; batch * s.out_len()];
-            let mut cols = vec![0.0; batch * s.k() * s.p()];
-            conv2d_forward(x, p, w, bias, &mut y, &mut cols, batch, &s, false);
+            let mut cols = vec![0.0; s.cols_len(batch)];
+            let mut tmp = vec![0.0; s.tmp_len(batch)];
+            conv2d_forward(x, p, w, bias, &mut y, &mut cols, &mut tmp, batch, &s, false);
             (y, cols)
         };
         let (_, cols) = forward(&params, &x);
         let mut grads = vec![0.0; params.len()];
         for threads in [1, 2, 5] {
-            let mut partial = vec![0.0; threads * (s.out_c * s.k() + s.out_c)];
-            conv2d_backward_weight(&r, &cols, &mut grads, w, bias, &mut partial, batch, &s);
+            let mut partial = vec![0.0; s.partial_len(threads)];
+            conv2d_backward_weight(
+                &r,
+                &cols,
+                &mut grads,
+                w,
+                bias,
+                &mut tmp,
+                &mut partial,
+                batch,
+                &s,
+            );
             let gn = numeric(|p| dot(&forward(p, &x).0, &r), &params, 0.5);
             assert_close(
                 &grads[w..],
@@ -120,21 +132,35 @@ fn conv2d_gradients_match_finite_differences() {
             );
         }
         let mut dx = vec![0.0; batch * s.in_len()];
-        let mut dcols = vec![0.0; batch * s.k() * s.p()];
-        conv2d_backward_input(&r, &params, w, &mut dx, None, &mut dcols, batch, &s);
+        let mut dcols = vec![0.0; s.cols_len(batch)];
+        conv2d_backward_input(
+            &r, &params, w, &mut dx, None, &mut dcols, &mut tmp, batch, &s,
+        );
         let dxn = numeric(|xx| dot(&forward(&params, xx).0, &r), &x, 0.5);
         assert_close(&dx, &dxn, 1e-3, 1e-3, &format!("conv dX case {case}"));
         // The ReLU mask zeroes exactly the positions where the mask is <= 0.
         let mask = random(batch * s.in_len(), 70);
         let mut dxm = vec![0.0; batch * s.in_len()];
-        conv2d_backward_input(&r, &params, w, &mut dxm, Some(&mask), &mut dcols, batch, &s);
+        conv2d_backward_input(
+            &r,
+            &params,
+            w,
+            &mut dxm,
+            Some(&mask),
+            &mut dcols,
+            &mut tmp,
+            batch,
+            &s,
+        );
         for ((m, a), b) in mask.iter().zip(&dxm).zip(&dx) {
             assert_eq!(*a, if *m > 0.0 { *b } else { 0.0 });
         }
         // Fused ReLU in the forward equals max(0, .) of the plain output.
         let mut yr = vec![0.0; batch * s.out_len()];
         let mut cols2 = cols.clone();
-        conv2d_forward(&x, &params, w, bias, &mut yr, &mut cols2, batch, &s, true);
+        conv2d_forward(
+            &x, &params, w, bias, &mut yr, &mut cols2, &mut tmp, batch, &s, true,
+        );
         let plain = forward(&params, &x).0;
         assert!(yr.iter().zip(&plain).all(|(a, b)| *a == b.max(0.0)));
     }
@@ -157,7 +183,8 @@ fn conv2d_forward_hand_computed() {
     let params = [1.0, 1.0, 1.0, 1.0, 1.0];
     let mut y = [0.0; 4];
     let mut cols = [0.0; 16];
-    conv2d_forward(&x, &params, 0, 4, &mut y, &mut cols, 1, &s, false);
+    let mut tmp = [0.0; 4];
+    conv2d_forward(&x, &params, 0, 4, &mut y, &mut cols, &mut tmp, 1, &s, false);
     assert_eq!(y, [13.0, 17.0, 25.0, 29.0]);
     // Padding 1, stride 2: corners of the padded map see 4 real pixels each.
     let s = ConvShape {
@@ -167,7 +194,8 @@ fn conv2d_forward_hand_computed() {
     };
     let mut y = [0.0; 4];
     let mut cols = [0.0; 16];
-    conv2d_forward(&x, &params, 0, 4, &mut y, &mut cols, 1, &s, false);
+    let mut tmp = [0.0; 4];
+    conv2d_forward(&x, &params, 0, 4, &mut y, &mut cols, &mut tmp, 1, &s, false);
     assert_eq!(y, [2.0, 6.0, 12.0, 29.0]);
 }
 

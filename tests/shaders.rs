@@ -50,6 +50,14 @@ fn kernels_embedded_in_the_library_are_the_files_on_disk() {
     // The library include_str!s its kernels; make sure every Kernel points at a file that exists.
     for k in [
         wgtrain::ops::matmul::MATMUL,
+        wgtrain::ops::matmul::MATMUL_NT,
+        wgtrain::ops::matmul::MATMUL_NN,
+        wgtrain::ops::matmul::MATMUL_TN,
+        wgtrain::ops::conv2d::CONV2D_FORWARD,
+        wgtrain::ops::conv2d::CONV2D_BACKWARD_INPUT,
+        wgtrain::ops::conv2d::CONV2D_BACKWARD_WEIGHT,
+        wgtrain::ops::pool::POOL_FORWARD,
+        wgtrain::ops::pool::POOL_BACKWARD,
         wgtrain::ops::softmax_xent::SOFTMAX_XENT,
         wgtrain::optim::ADAM,
         wgtrain::optim::SGD,

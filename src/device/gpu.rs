@@ -184,7 +184,8 @@ impl GpuContext {
         len: usize,
         extra: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer> {
-        let bytes = (len.max(1) * 4) as u64;
+        // Rounded up to 16 bytes so any buffer can also be bound as an array of vec4<f32>.
+        let bytes = (len.max(1).div_ceil(4) * 16) as u64;
         let max = self
             .limits
             .max_storage_buffer_binding_size

@@ -22,8 +22,8 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "# ANN vs CNN: {an} vs {cn}\n");
     let _ = writeln!(
         s,
-        "Measured by wgtrain {} on {} ({}: {}), {} UTC, in {:.0} s. Accuracies are % on the test set, mean ± sd over {} seed(s).\n",
-        c.wgtrain_version, c.date_utc, c.device, c.adapter, c.date_utc, r.wall_seconds, c.protocol.seeds.len()
+        "Measured by wgtrain {} on {} (UTC), device {} ({}), in {:.0} s. Accuracies are % on the test set, mean ± sd over {} seed(s).\n",
+        c.wgtrain_version, c.date_utc, c.device, c.adapter, r.wall_seconds, c.protocol.seeds.len()
     );
     let _ = writeln!(s, "| setting | value |\n|---|---|");
     let _ = writeln!(

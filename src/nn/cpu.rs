@@ -33,6 +33,8 @@ struct Scratch {
     cols: Vec<f32>,
     /// Conv: gradient w.r.t. the im2col matrix, `[batch, k, p]`.
     dcols: Vec<f32>,
+    /// Conv: channel-major output / output-gradient scratch, `[out_c, batch * p]`.
+    tmp: Vec<f32>,
     /// Conv: per-thread partial weight/bias gradients.
     partial: Vec<f32>,
     /// Max pooling: index of each output's winning input.
@@ -43,15 +45,13 @@ impl Scratch {
     fn for_node(node: &Node, max_batch: usize) -> Self {
         match node {
             Node::Linear { .. } => Scratch::default(),
-            Node::Conv2d { shape, .. } => {
-                let threads = rayon::current_num_threads().clamp(1, max_batch);
-                Scratch {
-                    cols: vec![0.0; max_batch * shape.k() * shape.p()],
-                    dcols: vec![0.0; max_batch * shape.k() * shape.p()],
-                    partial: vec![0.0; threads * (shape.out_c * shape.k() + shape.out_c)],
-                    argmax: Vec::new(),
-                }
-            }
+            Node::Conv2d { shape, .. } => Scratch {
+                cols: vec![0.0; shape.cols_len(max_batch)],
+                dcols: vec![0.0; shape.cols_len(max_batch)],
+                tmp: vec![0.0; shape.tmp_len(max_batch)],
+                partial: vec![0.0; shape.partial_len(rayon::current_num_threads())],
+                argmax: Vec::new(),
+            },
             Node::Pool { shape } => Scratch {
                 argmax: vec![0; max_batch * shape.out_len()],
                 ..Scratch::default()
@@ -107,6 +107,7 @@ impl CpuExecutor {
         for i in 0..self.model.nodes.len() {
             let (before, rest) = self.acts.split_at_mut(i);
             let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
+            let scratch = &mut self.scratch[i];
             match self.model.nodes[i] {
                 Node::Linear {
                     inp,
@@ -136,18 +137,15 @@ impl CpuExecutor {
                     weight,
                     bias,
                     &mut rest[0],
-                    &mut self.scratch[i].cols,
+                    &mut scratch.cols,
+                    &mut scratch.tmp,
                     batch,
                     &shape,
                     relu,
                 ),
-                Node::Pool { shape } => pool_forward(
-                    input,
-                    &mut rest[0],
-                    &mut self.scratch[i].argmax,
-                    batch,
-                    &shape,
-                ),
+                Node::Pool { shape } => {
+                    pool_forward(input, &mut rest[0], &mut scratch.argmax, batch, &shape)
+                }
             }
         }
     }
@@ -202,6 +200,7 @@ impl CpuExecutor {
                         &mut self.grads,
                         weight,
                         bias,
+                        &mut scratch.tmp,
                         &mut scratch.partial,
                         batch,
                         &shape,
@@ -214,6 +213,7 @@ impl CpuExecutor {
                             &mut before[i - 1],
                             mask,
                             &mut scratch.dcols,
+                            &mut scratch.tmp,
                             batch,
                             &shape,
                         );

@@ -385,18 +385,17 @@ impl GpuExecutor {
         self.in_flight = None;
         Ok(out)
     }
+}
 
-    /// Number of dispatches one training step records at `batch` (builds the plan if needed).
-    pub fn dispatches_per_step(&mut self, batch: usize) -> Result<usize> {
+impl Executor for GpuExecutor {
+    fn dispatches_per_step(&mut self, batch: usize) -> Result<Option<usize>> {
         if !self.plans.contains_key(&(batch, Mode::Train)) {
             let plan = self.build_plan(batch, Mode::Train)?;
             self.plans.insert((batch, Mode::Train), plan);
         }
-        Ok(self.plans[&(batch, Mode::Train)].len())
+        Ok(Some(self.plans[&(batch, Mode::Train)].len()))
     }
-}
 
-impl Executor for GpuExecutor {
     fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
         let b = self.run(x, Some(y), Mode::Train)?;
         self.train_count += b as u64;

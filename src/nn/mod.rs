@@ -496,6 +496,10 @@ pub trait Executor {
     fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>>;
     /// The flat parameter vector (see [`Model::params`] for the layout).
     fn params(&mut self) -> Result<Vec<f32>>;
+    /// GPU dispatches one training step records at `batch` (always one submit); `None` on the CPU.
+    fn dispatches_per_step(&mut self, _batch: usize) -> Result<Option<usize>> {
+        Ok(None)
+    }
     /// Block until all submitted work has finished (a no-op on the CPU).
     fn wait(&mut self) -> Result<()> {
         Ok(())

@@ -3,11 +3,12 @@
 //!
 //! Shapes: `x: [batch, in_c, in_h, in_w]`, weight `[out_c, in_c, kh, kw]`, bias `[out_c]`,
 //! `y: [batch, out_c, out_h, out_w]` with `out_h = (in_h + 2 pad - kh) / stride + 1` (same for w).
-//! CPU: im2col per example + gemm (`cols: [in_c*kh*kw, out_h*out_w]`), rayon over the batch; the weight
-//! gradient is reduced over per-thread partial sums (deterministic for a given thread count).
+//! CPU: im2col of the whole batch (`cols: [in_c*kh*kw, batch*out_h*out_w]`) and ONE multithreaded GEMM
+//! per pass (forward, input gradient, weight gradient), which runs near the GEMM's peak where per-example
+//! GEMMs were too small; the reshuffles between `[batch, c, p]` and `[c, batch*p]` are rayon loops.
 //! GPU: `shaders/conv2d.wgsl`, implicit GEMM (no im2col buffer), every backward a gather.
 
-use super::matmul::{matmul_serial, Strided};
+use super::matmul::{matmul, matmul_serial, Strided};
 use crate::device::gpu::{grid_1d, Kernel, PlanBuilder};
 use rayon::prelude::*;
 
@@ -57,52 +58,61 @@ impl ConvShape {
     }
 }
 
-/// Unfold one example `x: [in_c, in_h, in_w]` into `cols: [in_c*kh*kw, out_h*out_w]` (zeros for padding).
-pub fn im2col(x: &[f32], s: &ConvShape, cols: &mut [f32]) {
-    let (oh, ow, p) = (s.out_h(), s.out_w(), s.p());
-    for ci in 0..s.in_c {
-        let plane = &x[ci * s.in_h * s.in_w..(ci + 1) * s.in_h * s.in_w];
-        for ky in 0..s.kh {
-            for kx in 0..s.kw {
-                let row = (ci * s.kh + ky) * s.kw + kx;
-                let dst = &mut cols[row * p..(row + 1) * p];
+/// Unfold a batch `x: [batch, in_c, in_h, in_w]` into `cols: [in_c*kh*kw, batch*out_h*out_w]`
+/// (column `b*p + q` holds output position `q` of example `b`; zeros for padding). Parallel over rows.
+pub fn im2col(x: &[f32], s: &ConvShape, batch: usize, cols: &mut [f32]) {
+    let (oh, ow, p, il) = (s.out_h(), s.out_w(), s.p(), s.in_len());
+    let plane = s.in_h * s.in_w;
+    cols[..s.k() * batch * p]
+        .par_chunks_mut(batch * p)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+            for b in 0..batch {
+                let src = &x[b * il + ci * plane..b * il + (ci + 1) * plane];
+                let out = &mut dst[b * p..(b + 1) * p];
                 for oy in 0..oh {
                     let iy = (oy * s.stride + ky) as isize - s.pad as isize;
-                    let line = &mut dst[oy * ow..(oy + 1) * ow];
+                    let line = &mut out[oy * ow..(oy + 1) * ow];
                     if iy < 0 || iy >= s.in_h as isize {
                         line.fill(0.0);
                         continue;
                     }
-                    let src = &plane[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                    let src_row = &src[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
                     for (ox, v) in line.iter_mut().enumerate() {
                         let ix = (ox * s.stride + kx) as isize - s.pad as isize;
                         *v = if ix >= 0 && ix < s.in_w as isize {
-                            src[ix as usize]
+                            src_row[ix as usize]
                         } else {
                             0.0
                         };
                     }
                 }
             }
-        }
-    }
+        });
 }
 
-/// The adjoint of [`im2col`]: add `cols` back into `dx: [in_c, in_h, in_w]` (caller zeroes `dx`).
-pub fn col2im_add(cols: &[f32], s: &ConvShape, dx: &mut [f32]) {
-    let (oh, ow, p) = (s.out_h(), s.out_w(), s.p());
-    for ci in 0..s.in_c {
-        let plane = &mut dx[ci * s.in_h * s.in_w..(ci + 1) * s.in_h * s.in_w];
-        for ky in 0..s.kh {
-            for kx in 0..s.kw {
-                let row = (ci * s.kh + ky) * s.kw + kx;
-                let src = &cols[row * p..(row + 1) * p];
+/// The adjoint of [`im2col`]: `dx[b] = sum of the columns of example b folded back` (overwrites `dx`).
+/// Parallel over examples.
+pub fn col2im(cols: &[f32], s: &ConvShape, batch: usize, dx: &mut [f32]) {
+    let (oh, ow, p, il) = (s.out_h(), s.out_w(), s.p(), s.in_len());
+    let plane = s.in_h * s.in_w;
+    let n = batch * p;
+    dx[..batch * il]
+        .par_chunks_mut(il)
+        .enumerate()
+        .for_each(|(b, dxb)| {
+            dxb.fill(0.0);
+            for row in 0..s.k() {
+                let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+                let src = &cols[row * n + b * p..row * n + (b + 1) * p];
+                let plane_dx = &mut dxb[ci * plane..(ci + 1) * plane];
                 for oy in 0..oh {
                     let iy = (oy * s.stride + ky) as isize - s.pad as isize;
                     if iy < 0 || iy >= s.in_h as isize {
                         continue;
                     }
-                    let line = &mut plane[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                    let line = &mut plane_dx[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
                     for (ox, v) in src[oy * ow..(oy + 1) * ow].iter().enumerate() {
                         let ix = (ox * s.stride + kx) as isize - s.pad as isize;
                         if ix >= 0 && ix < s.in_w as isize {
@@ -111,12 +121,38 @@ pub fn col2im_add(cols: &[f32], s: &ConvShape, dx: &mut [f32]) {
                     }
                 }
             }
-        }
+        });
+}
+
+/// `[batch, c, p]` -> `[c, batch*p]` (what the batched GEMMs read and write).
+fn to_channel_major(src: &[f32], dst: &mut [f32], batch: usize, c: usize, p: usize) {
+    dst[..c * batch * p]
+        .par_chunks_mut(batch * p)
+        .enumerate()
+        .for_each(|(ch, row)| {
+            for b in 0..batch {
+                row[b * p..(b + 1) * p]
+                    .copy_from_slice(&src[(b * c + ch) * p..(b * c + ch + 1) * p]);
+            }
+        });
+}
+
+/// Sizes of the working memory the CPU convolution needs for `batch` examples.
+impl ConvShape {
+    /// Floats of the im2col matrix (and of its gradient): `k * batch * p`.
+    pub fn cols_len(&self, batch: usize) -> usize {
+        self.k() * batch * self.p()
+    }
+
+    /// Floats of the channel-major output/gradient scratch: `out_c * batch * p`.
+    pub fn tmp_len(&self, batch: usize) -> usize {
+        self.out_c * batch * self.p()
     }
 }
 
-/// Forward: `y = conv(x, w) + b`, then ReLU when `relu`. Keeps each example's im2col in `cols`
-/// (`[batch, k, p]`) for the weight gradient.
+/// Forward: `y = conv(x, w) + b`, then ReLU when `relu`. One GEMM for the whole batch:
+/// `tmp[out_c, batch*p] = W[out_c, k] cols[k, batch*p]`, then scattered to `y: [batch, out_c, p]`.
+/// `cols` (`cols_len`) keeps the im2col of the batch for the weight gradient; `tmp` is `tmp_len`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward(
     x: &[f32],
@@ -125,42 +161,45 @@ pub fn conv2d_forward(
     bias: usize,
     y: &mut [f32],
     cols: &mut [f32],
+    tmp: &mut [f32],
     batch: usize,
     s: &ConvShape,
     relu: bool,
 ) {
-    let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
+    let (k, p, ol) = (s.k(), s.p(), s.out_len());
+    let n = batch * p;
+    im2col(x, s, batch, cols);
+    matmul(
+        s.out_c,
+        n,
+        k,
+        params,
+        Strided::rows(w, k),
+        cols,
+        Strided::rows(0, n),
+        tmp,
+        0,
+        n,
+        false,
+    );
     let b = &params[bias..bias + s.out_c];
+    let tmp = &*tmp;
     y[..batch * ol]
         .par_chunks_mut(ol)
-        .zip(cols[..batch * k * p].par_chunks_mut(k * p))
-        .zip(x[..batch * il].par_chunks(il))
-        .for_each(|((yb, cb), xb)| {
-            im2col(xb, s, cb);
-            matmul_serial(
-                s.out_c,
-                p,
-                k,
-                params,
-                Strided::rows(w, k),
-                cb,
-                Strided::rows(0, p),
-                yb,
-                0,
-                p,
-                false,
-            );
-            for (row, &bb) in yb.chunks_exact_mut(p).zip(b) {
-                for v in row {
-                    let t = *v + bb;
+        .enumerate()
+        .for_each(|(bi, yb)| {
+            for (co, (row, &bb)) in yb.chunks_exact_mut(p).zip(b).enumerate() {
+                let src = &tmp[co * n + bi * p..co * n + (bi + 1) * p];
+                for (v, &t) in row.iter_mut().zip(src) {
+                    let t = t + bb;
                     *v = if relu { t.max(0.0) } else { t };
                 }
             }
         });
 }
 
-/// Backward to the input: `dx = conv_transpose(dy, w)`, zeroed where `mask <= 0`.
-/// `dcols` is scratch of `[batch, k, p]`.
+/// Backward to the input: `dcols = W^T dY` (one GEMM over the batch), folded back by [`col2im`], then
+/// zeroed where `mask <= 0`. `dcols` is `cols_len`, `tmp` is `tmp_len`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_input(
     dy: &[f32],
@@ -169,45 +208,48 @@ pub fn conv2d_backward_input(
     dx: &mut [f32],
     mask: Option<&[f32]>,
     dcols: &mut [f32],
+    tmp: &mut [f32],
     batch: usize,
     s: &ConvShape,
 ) {
-    let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
-    dx[..batch * il]
-        .par_chunks_mut(il)
-        .zip(dcols[..batch * k * p].par_chunks_mut(k * p))
-        .zip(dy[..batch * ol].par_chunks(ol))
-        .enumerate()
-        .for_each(|(bi, ((dxb, dcb), dyb))| {
-            // dcols[k, p] = W^T [k, out_c] * dy [out_c, p]
-            matmul_serial(
-                k,
-                p,
-                s.out_c,
-                params,
-                Strided::transposed(w, k),
-                dyb,
-                Strided::rows(0, p),
-                dcb,
-                0,
-                p,
-                false,
-            );
-            dxb.fill(0.0);
-            col2im_add(dcb, s, dxb);
-            if let Some(mask) = mask {
-                for (d, &m) in dxb.iter_mut().zip(&mask[bi * il..(bi + 1) * il]) {
+    let (k, p) = (s.k(), s.p());
+    let n = batch * p;
+    to_channel_major(dy, tmp, batch, s.out_c, p);
+    matmul(
+        k,
+        n,
+        s.out_c,
+        params,
+        Strided::transposed(w, k),
+        tmp,
+        Strided::rows(0, n),
+        dcols,
+        0,
+        n,
+        false,
+    );
+    col2im(dcols, s, batch, dx);
+    if let Some(mask) = mask {
+        let il = batch * s.in_len();
+        dx[..il]
+            .par_chunks_mut(4096)
+            .zip(mask[..il].par_chunks(4096))
+            .for_each(|(d, m)| {
+                for (d, &m) in d.iter_mut().zip(m) {
                     if m <= 0.0 {
                         *d = 0.0;
                     }
                 }
-            }
-        });
+            });
+    }
 }
 
-/// Backward to the parameters: `dw[out_c, k] = sum_b dy_b cols_b^T`, `db = sum over batch and positions
-/// of dy`, into `grads[w..]` and `grads[bias..]`. `partial` holds `threads * (out_c*k + out_c)` floats:
-/// the batch is split into `threads` contiguous ranges summed separately, then added in order.
+/// Backward to the parameters: `dW[out_c, k] = dY[out_c, batch*p] cols[k, batch*p]^T` and
+/// `db = row sums of dY`, into `grads[w..]` and `grads[bias..]`. `tmp` is `tmp_len`.
+/// The reduction runs over `batch*p` (long) into a small `out_c x k` result, which one GEMM cannot
+/// spread over threads; so the reduction is split into one contiguous range per thread, each range a
+/// single-threaded GEMM into its own partial sum (in `partial`, `threads * (out_c*k + out_c)` floats),
+/// and the partials are added in order — deterministic for a given thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
     dy: &[f32],
@@ -215,43 +257,50 @@ pub fn conv2d_backward_weight(
     grads: &mut [f32],
     w: usize,
     bias: usize,
+    tmp: &mut [f32],
     partial: &mut [f32],
     batch: usize,
     s: &ConvShape,
 ) {
-    let (k, p, ol) = (s.k(), s.p(), s.out_len());
+    let (k, p) = (s.k(), s.p());
+    let n = batch * p;
+    to_channel_major(dy, tmp, batch, s.out_c, p);
     let part_len = s.out_c * k + s.out_c;
-    let threads = partial.len() / part_len;
+    let threads = (partial.len() / part_len).max(1);
     assert!(
-        threads >= 1,
+        partial.len() >= part_len,
         "conv2d_backward_weight: partial buffer too small"
     );
+    let tmp = &*tmp;
     partial[..threads * part_len]
         .par_chunks_mut(part_len)
         .enumerate()
         .for_each(|(t, part)| {
-            let (lo, hi) = (t * batch / threads, (t + 1) * batch / threads);
-            part.fill(0.0);
+            let (lo, hi) = (t * n / threads, (t + 1) * n / threads);
             let (dw, db) = part.split_at_mut(s.out_c * k);
-            for b in lo..hi {
-                let dyb = &dy[b * ol..(b + 1) * ol];
-                let cb = &cols[b * k * p..(b + 1) * k * p];
-                matmul_serial(
-                    s.out_c,
-                    k,
-                    p,
-                    dyb,
-                    Strided::rows(0, p),
-                    cb,
-                    Strided::transposed(0, p),
-                    dw,
-                    0,
-                    k,
-                    true,
-                );
-                for (g, row) in db.iter_mut().zip(dyb.chunks_exact(p)) {
-                    *g += row.iter().sum::<f32>();
-                }
+            matmul_serial(
+                s.out_c,
+                k,
+                hi - lo,
+                tmp,
+                Strided {
+                    off: lo,
+                    rs: n,
+                    cs: 1,
+                },
+                cols,
+                Strided {
+                    off: lo,
+                    rs: 1,
+                    cs: n,
+                },
+                dw,
+                0,
+                k,
+                false,
+            );
+            for (g, row) in db.iter_mut().zip(tmp.chunks_exact(n)) {
+                *g = row[lo..hi].iter().sum();
             }
         });
     let (gw, gb) = (w..w + s.out_c * k, bias..bias + s.out_c);
@@ -264,6 +313,13 @@ pub fn conv2d_backward_weight(
         for (g, v) in grads[gb.clone()].iter_mut().zip(&part[s.out_c * k..]) {
             *g += v;
         }
+    }
+}
+
+impl ConvShape {
+    /// Floats of the per-thread partial sums of [`conv2d_backward_weight`] for `threads` threads.
+    pub fn partial_len(&self, threads: usize) -> usize {
+        threads.max(1) * (self.out_c * self.k() + self.out_c)
     }
 }
 

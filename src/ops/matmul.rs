@@ -68,7 +68,7 @@ pub fn matmul(
     matmul_with(m, n, k, a, sa, b, sb, c, c_off, c_rs, accumulate, parallel)
 }
 
-/// [`matmul`] on the calling thread only (for callers that already parallelise, e.g. over a batch).
+/// [`matmul`] on the calling thread only (for callers that already split the work across threads).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_serial(
     m: usize,
@@ -361,7 +361,46 @@ impl MatmulParams {
     }
 }
 
+const VEC4_SOURCE: &str = include_str!("../../shaders/matmul_vec4.wgsl");
+
+pub const MATMUL_NT: Kernel = Kernel {
+    name: "matmul_nt",
+    source: VEC4_SOURCE,
+    entry: "matmul_nt",
+};
+
+pub const MATMUL_NN: Kernel = Kernel {
+    name: "matmul_nn",
+    source: VEC4_SOURCE,
+    entry: "matmul_nn",
+};
+
+pub const MATMUL_TN: Kernel = Kernel {
+    name: "matmul_tn",
+    source: VEC4_SOURCE,
+    entry: "matmul_tn",
+};
+
+/// The vectorised kernel that fits this product's layout, if any (see `shaders/matmul_vec4.wgsl`).
+pub fn vec4_variant(p: &MatmulParams) -> Option<&'static Kernel> {
+    let all4 = |v: &[u32]| v.iter().all(|x| x % 4 == 0);
+    if !all4(&[p.a_off, p.b_off]) || p.m == 0 || p.n == 0 || p.k == 0 {
+        return None;
+    }
+    let bias_grad = p.flags & FLAG_BIAS_GRAD != 0;
+    if p.a_cs == 1 && p.b_rs == 1 && !bias_grad && all4(&[p.k, p.a_rs, p.b_cs]) {
+        Some(&MATMUL_NT)
+    } else if p.a_cs == 1 && p.b_cs == 1 && !bias_grad && all4(&[p.k, p.n, p.a_rs, p.b_rs]) {
+        Some(&MATMUL_NN)
+    } else if p.a_rs == 1 && p.b_cs == 1 && all4(&[p.m, p.n, p.a_cs, p.b_rs]) {
+        Some(&MATMUL_TN)
+    } else {
+        None
+    }
+}
+
 /// Add one matmul dispatch: each invocation computes a 4x4 block, each 8x8 workgroup a 32x32 tile.
+/// Uses a vectorised variant when the layout allows, else the general strided kernel.
 pub fn push_matmul(
     pb: &mut PlanBuilder<'_>,
     p: MatmulParams,
@@ -370,9 +409,28 @@ pub fn push_matmul(
     aux: &wgpu::Buffer,
     c: &wgpu::Buffer,
 ) {
-    let n_ext = p.n + u32::from(p.flags & FLAG_BIAS_GRAD != 0);
+    push_matmul_with(pb, p, a, b, aux, c, vec4_variant(&p).unwrap_or(&MATMUL));
+}
+
+/// [`push_matmul`] with an explicit kernel (tests use it to check the general kernel on every layout).
+pub fn push_matmul_with(
+    pb: &mut PlanBuilder<'_>,
+    p: MatmulParams,
+    a: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    aux: &wgpu::Buffer,
+    c: &wgpu::Buffer,
+    kernel: &Kernel,
+) {
+    // The bias gradient is one extra column in the general kernel, one extra 4-wide tile in matmul_tn.
+    let bias_cols = match (p.flags & FLAG_BIAS_GRAD != 0, kernel.name == MATMUL.name) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => 4,
+    };
+    let n_ext = p.n + bias_cols;
     pb.push(
-        &MATMUL,
+        kernel,
         &p,
         &[a, b, aux, c],
         [n_ext.div_ceil(32), p.m.div_ceil(32), 1],
