@@ -6,8 +6,10 @@
 //                         bias and ReLU. No im2col buffer, no workgroup memory, no barriers.
 // conv2d_backward_input   gather: each input element sums w * dy over the outputs that read it; 4 input
 //                         channels x 4 positions per invocation; optional ReLU mask of the input.
-// conv2d_backward_weight  one invocation per weight (and per bias) element, reducing over the batch and
-//                         the output positions; no atomics.
+// conv2d_backward_weight  4 output channels x 4 weight elements per invocation, reducing over one range
+//                         of the batch (gid.z) into a partial sum; an extra tile column sums dy for the
+//                         bias. conv2d_weight_reduce then adds the partials in order into the gradients.
+//                         Split-K keeps enough invocations busy when out_c x k is small; no atomics.
 
 struct Params {
     batch: u32,
@@ -24,7 +26,8 @@ struct Params {
     flags: u32,
     w_off: u32,
     b_off: u32,
-    pad0: u32,
+    // backward_weight: the batch is split into this many ranges, each summed into its own partial.
+    splits: u32,
     pad1: u32,
 }
 
@@ -187,49 +190,118 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(64, 1, 1)
-fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                          @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+@compute @workgroup_size(8, 8, 1)
+fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let kernel = p.kh * p.kw;
     let k_total = p.in_c * kernel;
-    if (i >= p.out_c * (k_total + 1u)) {
+    let k_tiles = (k_total + 3u) / 4u;
+    let tile = gid.x;
+    let co0 = gid.y * 4u;
+    let split = gid.z;
+    if (tile > k_tiles || co0 >= p.out_c || split >= p.splits) {
         return;
     }
-    let co = i / (k_total + 1u);
-    let kk = i % (k_total + 1u);
     let positions = p.out_h * p.out_w;
-    var sum = 0.0;
-    if (kk == k_total) {
-        // Bias: sum of dy over the batch and the positions.
-        for (var n = 0u; n < p.batch; n = n + 1u) {
-            let base = (n * p.out_c + co) * positions;
+    let in_plane = p.in_h * p.in_w;
+    let b_lo = split * p.batch / p.splits;
+    let b_hi = (split + 1u) * p.batch / p.splits;
+    let last_co = p.out_c - 1u;
+    let co = vec4<u32>(co0, min(co0 + 1u, last_co), min(co0 + 2u, last_co), min(co0 + 3u, last_co));
+    let row = k_total + 1u;
+    let out_base = split * p.out_c * row;
+    if (tile == k_tiles) {
+        // Bias tile: sums of dy over this batch range and all positions.
+        var sums = vec4<f32>(0.0);
+        for (var n = b_lo; n < b_hi; n = n + 1u) {
             for (var q = 0u; q < positions; q = q + 1u) {
-                sum = sum + a[base + q];
+                let base = n * p.out_c * positions + q;
+                sums = sums + vec4<f32>(a[base + co.x * positions], a[base + co.y * positions],
+                                        a[base + co.z * positions], a[base + co.w * positions]);
             }
         }
-        c[p.b_off + co] = sum;
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            if (co0 + r < p.out_c) {
+                c[out_base + (co0 + r) * row + k_total] = sums[r];
+            }
+        }
         return;
     }
-    let ci = kk / kernel;
-    let ky = (kk % kernel) / p.kw;
-    let kx = kk % p.kw;
-    let in_plane = p.in_h * p.in_w;
-    for (var n = 0u; n < p.batch; n = n + 1u) {
-        let xbase = (n * p.in_c + ci) * in_plane;
-        let dbase = (n * p.out_c + co) * positions;
+    // The 4 weight elements (ci, ky, kx) of this tile, clamped at the end.
+    var ci = vec4<u32>(0u);
+    var ky = vec4<i32>(0);
+    var kx = vec4<i32>(0);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let kk = min(tile * 4u + j, k_total - 1u);
+        ci[j] = kk / kernel;
+        ky[j] = i32((kk % kernel) / p.kw);
+        kx[j] = i32(kk % p.kw);
+    }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let stride = i32(p.stride);
+    let pad = i32(p.pad);
+    let in_h = i32(p.in_h);
+    let in_w = i32(p.in_w);
+    for (var n = b_lo; n < b_hi; n = n + 1u) {
+        let dbase = n * p.out_c * positions;
+        let xbase = n * p.in_c * in_plane;
         for (var oy = 0u; oy < p.out_h; oy = oy + 1u) {
-            let iy = i32(oy * p.stride + ky) - i32(p.pad);
-            if (iy < 0 || iy >= i32(p.in_h)) {
-                continue;
-            }
             for (var ox = 0u; ox < p.out_w; ox = ox + 1u) {
-                let ix = i32(ox * p.stride + kx) - i32(p.pad);
-                if (ix >= 0 && ix < i32(p.in_w)) {
-                    sum = sum + a[dbase + oy * p.out_w + ox] * b[xbase + u32(iy) * p.in_w + u32(ix)];
+                let q = oy * p.out_w + ox;
+                let dv = vec4<f32>(a[dbase + co.x * positions + q], a[dbase + co.y * positions + q],
+                                   a[dbase + co.z * positions + q], a[dbase + co.w * positions + q]);
+                var xv = vec4<f32>(0.0);
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    let iy = i32(oy) * stride + ky[j] - pad;
+                    let ix = i32(ox) * stride + kx[j] - pad;
+                    if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
+                        xv[j] = b[xbase + ci[j] * in_plane + u32(iy) * p.in_w + u32(ix)];
+                    }
                 }
+                acc0 = fma(vec4<f32>(dv.x), xv, acc0);
+                acc1 = fma(vec4<f32>(dv.y), xv, acc1);
+                acc2 = fma(vec4<f32>(dv.z), xv, acc2);
+                acc3 = fma(vec4<f32>(dv.w), xv, acc3);
             }
         }
     }
-    c[p.w_off + co * k_total + kk] = sum;
+    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        if (co0 + r >= p.out_c) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let kk = tile * 4u + j;
+            if (kk < k_total) {
+                c[out_base + (co0 + r) * row + kk] = acc[r][j];
+            }
+        }
+    }
+}
+
+// Sum the per-split partials [splits, out_c, k + 1] (read through `a`) into the weight and bias
+// gradients in `c`, in split order.
+@compute @workgroup_size(64, 1, 1)
+fn conv2d_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * 64u + lid;
+    let k_total = p.in_c * p.kh * p.kw;
+    let row = k_total + 1u;
+    let total = p.out_c * row;
+    if (i >= total) {
+        return;
+    }
+    var sum = 0.0;
+    for (var s = 0u; s < p.splits; s = s + 1u) {
+        sum = sum + a[s * total + i];
+    }
+    let co = i / row;
+    let kk = i % row;
+    if (kk == k_total) {
+        c[p.b_off + co] = sum;
+    } else {
+        c[p.w_off + co * k_total + kk] = sum;
+    }
 }

@@ -27,17 +27,32 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return p.start + (wid.y * nwg.x + wid.x) * 256u + lid;
+// Each invocation updates PER_INVOCATION consecutive parameters (fewer workgroups: cheaper on llvmpipe).
+const PER_INVOCATION: u32 = 8u;
+
+fn first_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return p.start + ((wid.y * nwg.x + wid.x) * 256u + lid) * PER_INVOCATION;
 }
 
 @compute @workgroup_size(256, 1, 1)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wid, nwg, lid);
-    if (i >= p.n) {
-        return;
+    let i0 = first_index(wid, nwg, lid);
+    for (var i = i0; i < min(i0 + PER_INVOCATION, p.n); i = i + 1u) {
+        adam_one(i);
     }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i0 = first_index(wid, nwg, lid);
+    for (var i = i0; i < min(i0 + PER_INVOCATION, p.n); i = i + 1u) {
+        sgd_one(i);
+    }
+}
+
+fn adam_one(i: u32) {
     let g = grads[i] + p.weight_decay * params[i];
     let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
     let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
@@ -46,13 +61,7 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     params[i] = params[i] - p.step_size * mi / (sqrt(vi) / p.bc2_sqrt + p.eps);
 }
 
-@compute @workgroup_size(256, 1, 1)
-fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-       @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wid, nwg, lid);
-    if (i >= p.n) {
-        return;
-    }
+fn sgd_one(i: u32) {
     let g = grads[i] + p.weight_decay * params[i];
     var step = g;
     if (p.momentum != 0.0) {

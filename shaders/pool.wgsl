@@ -31,18 +31,36 @@ const FLAG_MASK: u32 = 4u;
 // backward: ReLU mask (the layer's input activation)
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
+// Each invocation handles PER_INVOCATION consecutive elements: on llvmpipe every workgroup has a fixed
+// scheduling cost, so fewer, fuller workgroups are faster for these cheap element-wise kernels.
+const PER_INVOCATION: u32 = 8u;
+
+fn first_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return ((wid.y * nwg.x + wid.x) * 256u + lid) * PER_INVOCATION;
 }
 
 @compute @workgroup_size(256, 1, 1)
 fn pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wid, nwg, lid);
-    let out_plane = p.out_h * p.out_w;
-    if (i >= p.batch * p.channels * out_plane) {
-        return;
+    let i0 = first_index(wid, nwg, lid);
+    let total = p.batch * p.channels * p.out_h * p.out_w;
+    for (var i = i0; i < min(i0 + PER_INVOCATION, total); i = i + 1u) {
+        pool_forward_one(i);
     }
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i0 = first_index(wid, nwg, lid);
+    let total = p.batch * p.channels * p.in_h * p.in_w;
+    for (var i = i0; i < min(i0 + PER_INVOCATION, total); i = i + 1u) {
+        pool_backward_one(i);
+    }
+}
+
+fn pool_forward_one(i: u32) {
+    let out_plane = p.out_h * p.out_w;
     let plane = i / out_plane;
     let oy = (i % out_plane) / p.out_w;
     let ox = i % p.out_w;
@@ -75,14 +93,8 @@ fn pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
-fn pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wid, nwg, lid);
+fn pool_backward_one(i: u32) {
     let in_plane = p.in_h * p.in_w;
-    if (i >= p.batch * p.channels * in_plane) {
-        return;
-    }
     let plane = i / in_plane;
     let at = i % in_plane;
     let iy = at / p.in_w;

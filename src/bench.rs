@@ -284,6 +284,7 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                 let gy = upload(ctx, &vec![0.0; batch * s.out_len()])?;
                 let gdx = upload(ctx, &vec![0.0; batch * s.in_len()])?;
                 let gg = upload(ctx, &vec![0.0; params.len()])?;
+                let gpart = upload(ctx, &vec![0.0; s.gpu_partial_len(batch)])?;
                 push(
                     "conv2d forward",
                     shape.clone(),
@@ -305,7 +306,9 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                     shape.clone(),
                     flops,
                     time_gpu(ctx, seconds, &|pb| {
-                        cv::push_conv2d_backward_weight(pb, &gdy, &gx, &gg, 0, bias, batch, &s)
+                        cv::push_conv2d_backward_weight(
+                            pb, &gdy, &gx, &gpart, &gg, 0, bias, batch, &s,
+                        )
                     })?,
                 );
             }

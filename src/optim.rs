@@ -103,6 +103,9 @@ pub fn step_cpu(cfg: &OptimConfig, state: &mut OptimState, params: &mut [f32], g
     }
 }
 
+/// Parameters each invocation of the optimiser kernels updates (`PER_INVOCATION` in optim.wgsl).
+pub const PER_INVOCATION: usize = 8;
+
 pub const ADAM: Kernel = Kernel {
     name: "adam",
     source: include_str!("../shaders/optim.wgsl"),

@@ -148,8 +148,9 @@ fn conv2d_kernels_match_cpu() {
             &s,
         );
         let gg = upload_f32(&ctx, &vec![0.0; params.len()]);
+        let gpart = upload_f32(&ctx, &vec![0.0; s.gpu_partial_len(batch)]);
         let mut pb = PlanBuilder::new(&ctx);
-        cv::push_conv2d_backward_weight(&mut pb, &gdy, &gx, &gg, w, bias, batch, &s);
+        cv::push_conv2d_backward_weight(&mut pb, &gdy, &gx, &gpart, &gg, w, bias, batch, &s);
         run(&ctx, pb);
         assert_close(
             &download(&ctx, &gg, params.len())[w..],

@@ -56,6 +56,7 @@ fn kernels_embedded_in_the_library_are_the_files_on_disk() {
         wgtrain::ops::conv2d::CONV2D_FORWARD,
         wgtrain::ops::conv2d::CONV2D_BACKWARD_INPUT,
         wgtrain::ops::conv2d::CONV2D_BACKWARD_WEIGHT,
+        wgtrain::ops::conv2d::CONV2D_WEIGHT_REDUCE,
         wgtrain::ops::pool::POOL_FORWARD,
         wgtrain::ops::pool::POOL_BACKWARD,
         wgtrain::ops::softmax_xent::SOFTMAX_XENT,

@@ -249,8 +249,18 @@ struct PendingDispatch {
     uniform: Vec<u8>,
     /// A uniform buffer the caller rewrites between submits (e.g. the optimiser's step-dependent constants).
     external: Option<wgpu::Buffer>,
-    storage: Vec<wgpu::Buffer>,
+    /// (binding, buffer) pairs.
+    storage: Vec<(u32, wgpu::Buffer)>,
     workgroups: [u32; 3],
+}
+
+/// Storage buffers bound in order at bindings 1, 2, ...
+fn numbered(storage: &[&wgpu::Buffer]) -> Vec<(u32, wgpu::Buffer)> {
+    storage
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i as u32 + 1, (*b).clone()))
+        .collect()
 }
 
 /// Collects dispatches, then builds all their uniforms into one buffer and their bind groups once.
@@ -296,9 +306,23 @@ impl<'a> PlanBuilder<'a> {
             pipeline: self.ctx.pipeline(kernel),
             uniform: bytemuck::bytes_of(params).to_vec(),
             external: None,
-            storage: storage.iter().map(|b| (*b).clone()).collect(),
+            storage: numbered(storage),
             workgroups,
         });
+    }
+
+    /// Like [`push`](Self::push), with explicit binding numbers for the storage buffers (for entry points
+    /// that use only some of the bindings their shader file declares).
+    pub fn push_bindings<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &Kernel,
+        params: &P,
+        storage: &[(u32, &wgpu::Buffer)],
+        workgroups: [u32; 3],
+    ) {
+        self.push(kernel, params, &[], workgroups);
+        let d = self.pending.last_mut().expect("just pushed");
+        d.storage = storage.iter().map(|(i, b)| (*i, (*b).clone())).collect();
     }
 
     /// Like [`push`](Self::push), but binding 0 is `uniform`, a buffer the caller keeps up to date.
@@ -314,7 +338,7 @@ impl<'a> PlanBuilder<'a> {
             pipeline: self.ctx.pipeline(kernel),
             uniform: Vec::new(),
             external: Some(uniform.clone()),
-            storage: storage.iter().map(|b| (*b).clone()).collect(),
+            storage: numbered(storage),
             workgroups,
         });
     }
@@ -361,9 +385,9 @@ impl<'a> PlanBuilder<'a> {
                 binding: 0,
                 resource: uniform_binding,
             }];
-            for (i, b) in d.storage.iter().enumerate() {
+            for (binding, b) in &d.storage {
                 entries.push(wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
+                    binding: *binding,
                     resource: b.as_entire_binding(),
                 });
             }

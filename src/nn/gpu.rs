@@ -49,6 +49,8 @@ pub struct GpuExecutor {
     dacts: Vec<wgpu::Buffer>,
     /// Max-pooling winners per node (a 1-element placeholder for nodes without pooling).
     argmax: Vec<wgpu::Buffer>,
+    /// Conv weight-gradient partial sums per node (a 1-element placeholder for other nodes).
+    partials: Vec<wgpu::Buffer>,
     /// [train loss sum, train correct, eval loss sum, eval correct]
     stats: wgpu::Buffer,
     optim_uniform: wgpu::Buffer,
@@ -89,6 +91,7 @@ impl GpuExecutor {
         let mut acts = Vec::new();
         let mut dacts = Vec::new();
         let mut argmax = Vec::new();
+        let mut partials = Vec::new();
         for (i, node) in model.nodes.iter().enumerate() {
             let len = max_batch * node.out_len();
             acts.push(buf(&format!("activation {i}"), len, U::COPY_SRC)?);
@@ -99,6 +102,11 @@ impl GpuExecutor {
                 1
             };
             argmax.push(buf(&format!("pool winners {i}"), winners, U::empty())?);
+            let partial = match node {
+                Node::Conv2d { shape, .. } => shape.gpu_partial_len(max_batch),
+                _ => 1,
+            };
+            partials.push(buf(&format!("conv partial sums {i}"), partial, U::empty())?);
         }
         let stats = buf("stats", 4, U::COPY_DST | U::COPY_SRC)?;
         ctx.queue
@@ -125,6 +133,7 @@ impl GpuExecutor {
             acts,
             dacts,
             argmax,
+            partials,
             stats,
             optim_uniform,
             plans: HashMap::new(),
@@ -257,6 +266,7 @@ impl GpuExecutor {
                             &mut pb,
                             &self.dacts[i],
                             input,
+                            &self.partials[i],
                             &self.grads,
                             weight,
                             bias,
@@ -293,7 +303,7 @@ impl GpuExecutor {
             }
             let n = self.model.param_len - self.optim.frozen_prefix.min(self.model.param_len);
             let groups = grid_1d(
-                n.div_ceil(256) as u32,
+                n.div_ceil(256 * crate::optim::PER_INVOCATION) as u32,
                 self.ctx.limits.max_compute_workgroups_per_dimension,
             );
             match self.optim.kind {

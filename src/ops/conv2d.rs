@@ -346,6 +346,12 @@ pub const CONV2D_BACKWARD_WEIGHT: Kernel = Kernel {
     entry: "conv2d_backward_weight",
 };
 
+pub const CONV2D_WEIGHT_REDUCE: Kernel = Kernel {
+    name: "conv2d_weight_reduce",
+    source: SOURCE,
+    entry: "conv2d_weight_reduce",
+};
+
 pub const FLAG_RELU: u32 = 2;
 pub const FLAG_MASK: u32 = 4;
 
@@ -367,7 +373,7 @@ pub struct ConvParams {
     pub flags: u32,
     pub w_off: u32,
     pub b_off: u32,
-    pub pad0: u32,
+    pub splits: u32,
     pub pad1: u32,
 }
 
@@ -441,26 +447,51 @@ pub fn push_conv2d_backward_input(
     );
 }
 
-/// GPU [`conv2d_backward_weight`]: one invocation per weight element plus one per bias element, each
-/// reducing over the batch and output positions (a gather; no atomics).
+/// How many ranges the GPU weight gradient splits the batch into (more = more parallel invocations,
+/// more partial sums to add).
+pub fn gpu_weight_splits(batch: usize) -> usize {
+    batch.clamp(1, 16)
+}
+
+impl ConvShape {
+    /// Floats of the GPU weight-gradient partials for `batch`: `splits * out_c * (k + 1)`.
+    pub fn gpu_partial_len(&self, batch: usize) -> usize {
+        gpu_weight_splits(batch) * self.out_c * (self.k() + 1)
+    }
+}
+
+/// GPU [`conv2d_backward_weight`]: two dispatches. The first computes 4 output channels x 4 weight
+/// elements per invocation over one range of the batch each into `partial` (`gpu_partial_len` floats);
+/// the second adds the partials into the weight and bias gradients.
 #[allow(clippy::too_many_arguments)]
 pub fn push_conv2d_backward_weight(
     pb: &mut PlanBuilder<'_>,
     dy: &wgpu::Buffer,
     x: &wgpu::Buffer,
+    partial: &wgpu::Buffer,
     grads: &wgpu::Buffer,
     w: usize,
     bias: usize,
     batch: usize,
     s: &ConvShape,
 ) {
-    let p = ConvParams::new(s, batch, w, bias, 0);
-    let n = (s.out_c * (s.k() + 1)).div_ceil(64) as u32;
-    let max = pb.ctx().limits.max_compute_workgroups_per_dimension;
+    let mut p = ConvParams::new(s, batch, w, bias, 0);
+    let splits = gpu_weight_splits(batch);
+    p.splits = splits as u32;
+    let tiles = (s.k().div_ceil(4) + 1) as u32;
+    let rows = s.out_c.div_ceil(4) as u32;
     pb.push(
         &CONV2D_BACKWARD_WEIGHT,
         &p,
-        &[dy, x, grads],
+        &[dy, x, partial],
+        [tiles.div_ceil(8), rows.div_ceil(8), splits as u32],
+    );
+    let n = (s.out_c * (s.k() + 1)).div_ceil(64) as u32;
+    let max = pb.ctx().limits.max_compute_workgroups_per_dimension;
+    pb.push_bindings(
+        &CONV2D_WEIGHT_REDUCE,
+        &p,
+        &[(1, partial), (3, grads)],
         grid_1d(n, max),
     );
 }

@@ -155,6 +155,8 @@ pub const POOL_BACKWARD: Kernel = Kernel {
 };
 
 const FLAG_MAX: u32 = 1;
+/// Elements per invocation (`PER_INVOCATION` in pool.wgsl).
+const PER_INVOCATION: usize = 8;
 const FLAG_MASK: u32 = 4;
 
 /// Uniform of `shaders/pool.wgsl`.
@@ -200,7 +202,7 @@ pub fn push_pool_forward(
     batch: usize,
     s: &PoolShape,
 ) {
-    let n = (batch * s.out_len()).div_ceil(256) as u32;
+    let n = (batch * s.out_len()).div_ceil(256 * PER_INVOCATION) as u32;
     let max = pb.ctx().limits.max_compute_workgroups_per_dimension;
     pb.push(
         &POOL_FORWARD,
@@ -221,7 +223,7 @@ pub fn push_pool_backward(
     batch: usize,
     s: &PoolShape,
 ) {
-    let n = (batch * s.in_len()).div_ceil(256) as u32;
+    let n = (batch * s.in_len()).div_ceil(256 * PER_INVOCATION) as u32;
     let max = pb.ctx().limits.max_compute_workgroups_per_dimension;
     pb.push(
         &POOL_BACKWARD,
