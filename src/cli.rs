@@ -404,10 +404,11 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         .unwrap_or(0.0);
     let ips: Vec<f64> = outcome.epochs.iter().map(|e| e.images_per_sec).collect();
     println!(
-        "final test accuracy {:.2}%, median {:.0} train img/s, first step done {:.2}s after start",
+        "final test accuracy {:.2}%, median {:.0} train img/s, first step done {:.2}s after start, peak memory {}",
         100.0 * last.test_accuracy,
         median(&ips),
-        startup
+        startup,
+        crate::metrics::peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"))
     );
     if let Some(path) = &args.report {
         let report = TrainReport {
@@ -428,6 +429,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
             test_accuracy: last.test_accuracy,
             train_images_per_sec: median(&ips),
             startup_seconds: startup,
+            peak_rss_mib: crate::metrics::peak_rss_mib(),
             epochs: outcome.epochs.clone(),
         };
         write_json(path, &report)?;

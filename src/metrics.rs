@@ -31,7 +31,17 @@ pub struct TrainReport {
     pub train_images_per_sec: f64,
     /// Process start to the end of the first training step (device synchronised).
     pub startup_seconds: f64,
+    /// Peak resident memory of the process (VmHWM), MiB; null where /proc is unavailable.
+    pub peak_rss_mib: Option<f64>,
     pub epochs: Vec<EpochRecord>,
+}
+
+/// Peak resident set size of this process in MiB (Linux: VmHWM in /proc/self/status).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.

@@ -272,7 +272,13 @@ fn mlp_training_steps_agree_with_cpu() {
     let batch = 37; // not a multiple of anything
     let x = random(batch * 784, 31);
     let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
-    for optim in [OptimConfig::adam(1e-3), OptimConfig::sgd(0.05, 0.9)] {
+    let mut head_only = OptimConfig::adam(1e-3);
+    head_only.frozen_prefix = model.head_offset();
+    for optim in [
+        OptimConfig::adam(1e-3),
+        OptimConfig::sgd(0.05, 0.9),
+        head_only,
+    ] {
         let mut cpu = Device::Cpu.executor(&model, &init, optim, batch).unwrap();
         let mut gpu = Device::Gpu(ctx.clone())
             .executor(&model, &init, optim, batch)
@@ -301,6 +307,9 @@ fn mlp_training_steps_agree_with_cpu() {
                 dc.iter().any(|d| d.abs() > 1e-4),
                 "the step changed nothing"
             );
+            // A frozen prefix (transfer learning's frozen body) stays bit-identical on the GPU.
+            let frozen = optim.frozen_prefix;
+            assert!(pg[..frozen] == init[..frozen], "frozen body moved");
         }
         let (sc, sg) = (
             cpu.take_train_stats().unwrap(),
