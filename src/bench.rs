@@ -255,8 +255,9 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                     shape.clone(),
                     flops,
                     time_cpu(seconds, || {
+                        cv::to_channel_major(&dy, &mut tmp, batch, s.out_c, s.p());
                         cv::conv2d_backward_input(
-                            &dy, &params, 0, &mut dx, None, &mut dcols, &mut tmp, batch, &s,
+                            &tmp, &params, 0, &mut dx, None, &mut dcols, batch, &s,
                         )
                     }),
                 );
@@ -265,13 +266,13 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                     shape.clone(),
                     flops,
                     time_cpu(seconds, || {
+                        cv::to_channel_major(&dy, &mut tmp, batch, s.out_c, s.p());
                         cv::conv2d_backward_weight(
-                            &dy,
+                            &tmp,
                             &cols,
                             &mut grads,
                             0,
                             bias,
-                            &mut tmp,
                             &mut partial,
                             batch,
                             &s,

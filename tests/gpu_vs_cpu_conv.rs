@@ -116,11 +116,13 @@ fn conv2d_kernels_match_cpu() {
                 &what("conv forward"),
             );
         }
+        let mut dy_cm = vec![0.0; s.tmp_len(batch)];
+        cv::to_channel_major(&dy, &mut dy_cm, batch, s.out_c, s.p());
         for use_mask in [false, true] {
             let mut dx = vec![0.0; batch * s.in_len()];
             let mut dcols = vec![0.0; s.cols_len(batch)];
             let m = use_mask.then_some(&mask[..]);
-            cv::conv2d_backward_input(&dy, &params, w, &mut dx, m, &mut dcols, &mut tmp, batch, &s);
+            cv::conv2d_backward_input(&dy_cm, &params, w, &mut dx, m, &mut dcols, batch, &s);
             let gdx = upload_f32(&ctx, &vec![0.0; dx.len()]);
             let mut pb = PlanBuilder::new(&ctx);
             let gm = use_mask.then_some(&gmask);
@@ -136,17 +138,7 @@ fn conv2d_kernels_match_cpu() {
         }
         let mut grads = vec![0.0; params.len()];
         let mut partial = vec![0.0; s.partial_len(2)];
-        cv::conv2d_backward_weight(
-            &dy,
-            &cols,
-            &mut grads,
-            w,
-            bias,
-            &mut tmp,
-            &mut partial,
-            batch,
-            &s,
-        );
+        cv::conv2d_backward_weight(&dy_cm, &cols, &mut grads, w, bias, &mut partial, batch, &s);
         let gg = upload_f32(&ctx, &vec![0.0; params.len()]);
         let gpart = upload_f32(&ctx, &vec![0.0; s.gpu_partial_len(batch)]);
         let mut pb = PlanBuilder::new(&ctx);

@@ -10,7 +10,7 @@ use wgtrain::data::ImageShape;
 use wgtrain::models;
 use wgtrain::nn::OptimConfig;
 use wgtrain::ops::conv2d::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvShape,
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, to_channel_major, ConvShape,
 };
 use wgtrain::ops::pool::{pool_backward, pool_forward, PoolKind, PoolShape};
 use wgtrain::Device;
@@ -108,20 +108,12 @@ fn conv2d_gradients_match_finite_differences() {
             (y, cols)
         };
         let (_, cols) = forward(&params, &x);
+        // The backward passes take the output gradient channel-major.
+        to_channel_major(&r, &mut tmp, batch, s.out_c, s.p());
         let mut grads = vec![0.0; params.len()];
         for threads in [1, 2, 5] {
             let mut partial = vec![0.0; s.partial_len(threads)];
-            conv2d_backward_weight(
-                &r,
-                &cols,
-                &mut grads,
-                w,
-                bias,
-                &mut tmp,
-                &mut partial,
-                batch,
-                &s,
-            );
+            conv2d_backward_weight(&tmp, &cols, &mut grads, w, bias, &mut partial, batch, &s);
             let gn = numeric(|p| dot(&forward(p, &x).0, &r), &params, 0.5);
             assert_close(
                 &grads[w..],
@@ -133,22 +125,19 @@ fn conv2d_gradients_match_finite_differences() {
         }
         let mut dx = vec![0.0; batch * s.in_len()];
         let mut dcols = vec![0.0; s.cols_len(batch)];
-        conv2d_backward_input(
-            &r, &params, w, &mut dx, None, &mut dcols, &mut tmp, batch, &s,
-        );
+        conv2d_backward_input(&tmp, &params, w, &mut dx, None, &mut dcols, batch, &s);
         let dxn = numeric(|xx| dot(&forward(&params, xx).0, &r), &x, 0.5);
         assert_close(&dx, &dxn, 1e-3, 1e-3, &format!("conv dX case {case}"));
         // The ReLU mask zeroes exactly the positions where the mask is <= 0.
         let mask = random(batch * s.in_len(), 70);
         let mut dxm = vec![0.0; batch * s.in_len()];
         conv2d_backward_input(
-            &r,
+            &tmp,
             &params,
             w,
             &mut dxm,
             Some(&mask),
             &mut dcols,
-            &mut tmp,
             batch,
             &s,
         );

@@ -3,7 +3,9 @@
 
 use super::{Executor, Model, Node, OptimConfig, Stats};
 use crate::error::Result;
-use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
+use crate::ops::conv2d::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, to_channel_major,
+};
 use crate::ops::matmul::{linear_backward_input, linear_backward_weight, linear_forward};
 use crate::ops::pool::{pool_backward, pool_forward};
 use crate::ops::softmax_xent::softmax_xent;
@@ -194,26 +196,25 @@ impl CpuExecutor {
                     bias,
                     ..
                 } => {
+                    to_channel_major(dy, &mut scratch.tmp, batch, shape.out_c, shape.p());
                     conv2d_backward_weight(
-                        dy,
+                        &scratch.tmp,
                         &scratch.cols,
                         &mut self.grads,
                         weight,
                         bias,
-                        &mut scratch.tmp,
                         &mut scratch.partial,
                         batch,
                         &shape,
                     );
                     if i > 0 {
                         conv2d_backward_input(
-                            dy,
+                            &scratch.tmp,
                             &self.params,
                             weight,
                             &mut before[i - 1],
                             mask,
                             &mut scratch.dcols,
-                            &mut scratch.tmp,
                             batch,
                             &shape,
                         );

@@ -58,8 +58,17 @@ impl ConvShape {
     }
 }
 
+/// For kernel offset `k` (ky or kx) and stride 1: the output indices `o` whose input `o + k - pad`
+/// lies inside `0..len`, as a half-open range (empty when none).
+fn valid_range(k: usize, pad: usize, len: usize, out: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(k).min(out);
+    let hi = (len + pad).saturating_sub(k).min(out).max(lo);
+    (lo, hi)
+}
+
 /// Unfold a batch `x: [batch, in_c, in_h, in_w]` into `cols: [in_c*kh*kw, batch*out_h*out_w]`
-/// (column `b*p + q` holds output position `q` of example `b`; zeros for padding). Parallel over rows.
+/// (column `b*p + q` holds output position `q` of example `b`; zeros for padding). Parallel over rows;
+/// with stride 1 each output row is one contiguous copy plus zeroed edges.
 pub fn im2col(x: &[f32], s: &ConvShape, batch: usize, cols: &mut [f32]) {
     let (oh, ow, p, il) = (s.out_h(), s.out_w(), s.p(), s.in_len());
     let plane = s.in_h * s.in_w;
@@ -68,6 +77,7 @@ pub fn im2col(x: &[f32], s: &ConvShape, batch: usize, cols: &mut [f32]) {
         .enumerate()
         .for_each(|(row, dst)| {
             let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+            let (x_lo, x_hi) = valid_range(kx, s.pad, s.in_w, ow);
             for b in 0..batch {
                 let src = &x[b * il + ci * plane..b * il + (ci + 1) * plane];
                 let out = &mut dst[b * p..(b + 1) * p];
@@ -79,6 +89,13 @@ pub fn im2col(x: &[f32], s: &ConvShape, batch: usize, cols: &mut [f32]) {
                         continue;
                     }
                     let src_row = &src[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                    if s.stride == 1 {
+                        line[..x_lo].fill(0.0);
+                        let start = x_lo + kx - s.pad;
+                        line[x_lo..x_hi].copy_from_slice(&src_row[start..start + (x_hi - x_lo)]);
+                        line[x_hi..].fill(0.0);
+                        continue;
+                    }
                     for (ox, v) in line.iter_mut().enumerate() {
                         let ix = (ox * s.stride + kx) as isize - s.pad as isize;
                         *v = if ix >= 0 && ix < s.in_w as isize {
@@ -93,7 +110,7 @@ pub fn im2col(x: &[f32], s: &ConvShape, batch: usize, cols: &mut [f32]) {
 }
 
 /// The adjoint of [`im2col`]: `dx[b] = sum of the columns of example b folded back` (overwrites `dx`).
-/// Parallel over examples.
+/// Parallel over examples; with stride 1 each output row is one contiguous slice addition.
 pub fn col2im(cols: &[f32], s: &ConvShape, batch: usize, dx: &mut [f32]) {
     let (oh, ow, p, il) = (s.out_h(), s.out_w(), s.p(), s.in_len());
     let plane = s.in_h * s.in_w;
@@ -105,6 +122,7 @@ pub fn col2im(cols: &[f32], s: &ConvShape, batch: usize, dx: &mut [f32]) {
             dxb.fill(0.0);
             for row in 0..s.k() {
                 let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+                let (x_lo, x_hi) = valid_range(kx, s.pad, s.in_w, ow);
                 let src = &cols[row * n + b * p..row * n + (b + 1) * p];
                 let plane_dx = &mut dxb[ci * plane..(ci + 1) * plane];
                 for oy in 0..oh {
@@ -113,7 +131,18 @@ pub fn col2im(cols: &[f32], s: &ConvShape, batch: usize, dx: &mut [f32]) {
                         continue;
                     }
                     let line = &mut plane_dx[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
-                    for (ox, v) in src[oy * ow..(oy + 1) * ow].iter().enumerate() {
+                    let src_row = &src[oy * ow..(oy + 1) * ow];
+                    if s.stride == 1 {
+                        let start = x_lo + kx - s.pad;
+                        for (d, v) in line[start..start + (x_hi - x_lo)]
+                            .iter_mut()
+                            .zip(&src_row[x_lo..x_hi])
+                        {
+                            *d += v;
+                        }
+                        continue;
+                    }
+                    for (ox, v) in src_row.iter().enumerate() {
                         let ix = (ox * s.stride + kx) as isize - s.pad as isize;
                         if ix >= 0 && ix < s.in_w as isize {
                             line[ix as usize] += v;
@@ -124,8 +153,9 @@ pub fn col2im(cols: &[f32], s: &ConvShape, batch: usize, dx: &mut [f32]) {
         });
 }
 
-/// `[batch, c, p]` -> `[c, batch*p]` (what the batched GEMMs read and write).
-fn to_channel_major(src: &[f32], dst: &mut [f32], batch: usize, c: usize, p: usize) {
+/// `[batch, c, p]` -> `[c, batch*p]` (what the batched GEMMs read and write). The backward passes take
+/// the output gradient in this layout; convert it once and pass it to both.
+pub fn to_channel_major(src: &[f32], dst: &mut [f32], batch: usize, c: usize, p: usize) {
     dst[..c * batch * p]
         .par_chunks_mut(batch * p)
         .enumerate()
@@ -199,29 +229,28 @@ pub fn conv2d_forward(
 }
 
 /// Backward to the input: `dcols = W^T dY` (one GEMM over the batch), folded back by [`col2im`], then
-/// zeroed where `mask <= 0`. `dcols` is `cols_len`, `tmp` is `tmp_len`.
+/// zeroed where `mask <= 0`. `dy_cm` is the output gradient channel-major (`[out_c, batch*p]`, see
+/// [`to_channel_major`]); `dcols` is `cols_len`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_input(
-    dy: &[f32],
+    dy_cm: &[f32],
     params: &[f32],
     w: usize,
     dx: &mut [f32],
     mask: Option<&[f32]>,
     dcols: &mut [f32],
-    tmp: &mut [f32],
     batch: usize,
     s: &ConvShape,
 ) {
     let (k, p) = (s.k(), s.p());
     let n = batch * p;
-    to_channel_major(dy, tmp, batch, s.out_c, p);
     matmul(
         k,
         n,
         s.out_c,
         params,
         Strided::transposed(w, k),
-        tmp,
+        dy_cm,
         Strided::rows(0, n),
         dcols,
         0,
@@ -245,26 +274,26 @@ pub fn conv2d_backward_input(
 }
 
 /// Backward to the parameters: `dW[out_c, k] = dY[out_c, batch*p] cols[k, batch*p]^T` and
-/// `db = row sums of dY`, into `grads[w..]` and `grads[bias..]`. `tmp` is `tmp_len`.
+/// `db = row sums of dY`, into `grads[w..]` and `grads[bias..]`. `dy_cm` is the output gradient
+/// channel-major (see [`to_channel_major`]).
 /// The reduction runs over `batch*p` (long) into a small `out_c x k` result, which one GEMM cannot
 /// spread over threads; so the reduction is split into one contiguous range per thread, each range a
 /// single-threaded GEMM into its own partial sum (in `partial`, `threads * (out_c*k + out_c)` floats),
 /// and the partials are added in order — deterministic for a given thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
-    dy: &[f32],
+    dy_cm: &[f32],
     cols: &[f32],
     grads: &mut [f32],
     w: usize,
     bias: usize,
-    tmp: &mut [f32],
     partial: &mut [f32],
     batch: usize,
     s: &ConvShape,
 ) {
     let (k, p) = (s.k(), s.p());
     let n = batch * p;
-    to_channel_major(dy, tmp, batch, s.out_c, p);
+    let tmp = dy_cm;
     let part_len = s.out_c * k + s.out_c;
     let threads = (partial.len() / part_len).max(1);
     assert!(

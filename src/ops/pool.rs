@@ -54,6 +54,10 @@ pub fn pool_forward(x: &[f32], y: &mut [f32], argmax: &mut [u32], batch: usize, 
         .zip(argmax[..planes * oh * ow].par_chunks_mut(oh * ow))
         .zip(x[..planes * ih * iw].par_chunks(ih * iw))
         .for_each(|((yp, ap), xp)| {
+            if s.kind == PoolKind::Max && s.k == 2 && s.stride == 2 {
+                max_pool_2x2(xp, iw, oh, ow, yp, ap);
+                return;
+            }
             for oy in 0..oh {
                 for ox in 0..ow {
                     let (y0, x0) = (oy * s.stride, ox * s.stride);
@@ -87,6 +91,36 @@ pub fn pool_forward(x: &[f32], y: &mut [f32], argmax: &mut [u32], batch: usize, 
                 }
             }
         });
+}
+
+/// The common case, 2x2 windows with stride 2, on one channel plane: two input rows per output row,
+/// no inner window loops. Same tie rule (first in row-major order wins).
+fn max_pool_2x2(xp: &[f32], iw: usize, oh: usize, ow: usize, yp: &mut [f32], ap: &mut [u32]) {
+    for oy in 0..oh {
+        let top = &xp[2 * oy * iw..(2 * oy + 1) * iw];
+        let bottom = &xp[(2 * oy + 1) * iw..(2 * oy + 2) * iw];
+        let (yr, ar) = (
+            &mut yp[oy * ow..(oy + 1) * ow],
+            &mut ap[oy * ow..(oy + 1) * ow],
+        );
+        for ox in 0..ow {
+            let x0 = 2 * ox;
+            let cands = [
+                (top[x0], 2 * oy * iw + x0),
+                (top[x0 + 1], 2 * oy * iw + x0 + 1),
+                (bottom[x0], (2 * oy + 1) * iw + x0),
+                (bottom[x0 + 1], (2 * oy + 1) * iw + x0 + 1),
+            ];
+            let mut best = cands[0];
+            for c in &cands[1..] {
+                if c.0 > best.0 {
+                    best = *c;
+                }
+            }
+            yr[ox] = best.0;
+            ar[ox] = best.1 as u32;
+        }
+    }
 }
 
 /// Backward to the input, zeroed where `mask <= 0` (the ReLU that produced `x`).
