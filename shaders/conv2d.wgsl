@@ -5,7 +5,9 @@
 //                         reduction over (in channel, ky, kx); 4x4 register block per invocation, fused
 //                         bias and ReLU. No im2col buffer, no workgroup memory, no barriers.
 // conv2d_backward_input   gather: each input element sums w * dy over the outputs that read it; 4 input
-//                         channels x 4 positions per invocation; optional ReLU mask of the input.
+//                         channels x 4 positions per invocation; optional ReLU mask of the input. Used
+//                         for strides > 1: with stride 1 the launcher runs conv2d_forward on dy with
+//                         transposed, flipped weights instead (FLAG_FLIP_TRANSPOSE), which is faster.
 // conv2d_backward_weight  4 output channels x 4 weight elements per invocation, reducing over one range
 //                         of the batch (gid.z) into a partial sum; an extra tile column sums dy for the
 //                         bias. conv2d_weight_reduce then adds the partials in order into the gradients.
@@ -28,11 +30,18 @@ struct Params {
     b_off: u32,
     // backward_weight: the batch is split into this many ranges, each summed into its own partial.
     splits: u32,
-    pad1: u32,
+    // Zero padding along x (pad is along y); they differ only for the flipped problem below.
+    pad_w: u32,
 }
 
 const FLAG_RELU: u32 = 2u;
 const FLAG_MASK: u32 = 4u;
+// conv2d_forward computes the input gradient of a stride-1 convolution: a convolution of dy with the
+// weights transposed (in <-> out channels) and flipped (ky -> kh-1-ky, kx -> kw-1-kx), padded by
+// k-1-pad. Weights are read from the original layout.
+const FLAG_FLIP_TRANSPOSE: u32 = 8u;
+// No bias add (the input gradient has none).
+const FLAG_NO_BIAS: u32 = 16u;
 // An impossible coordinate for padding lanes past the end of the batch: every bounds check fails.
 const FAR: i32 = -1000000;
 
@@ -71,29 +80,68 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (n < n_total) {
             let pos = n % positions;
             iy0[t] = i32((pos / p.out_w) * p.stride) - i32(p.pad);
-            ix0[t] = i32((pos % p.out_w) * p.stride) - i32(p.pad);
+            ix0[t] = i32((pos % p.out_w) * p.stride) - i32(p.pad_w);
             xoff[t] = (n / positions) * p.in_c * in_plane;
+        }
+    }
+    // Weight addressing. Normal: w[co, ci, ky, kx] at w_off + co*K + (ci*kh + ky)*kw + kx, so each output
+    // channel's row advances by one per (ci, ky, kx) step. Flipped/transposed: the original weight
+    // w[ci, co, kh-1-ky, kw-1-kx] (original out channel = this ci), which walks backwards within a
+    // kernel window and jumps by out_c*kh*kw between channels.
+    let flip = (p.flags & FLAG_FLIP_TRANSPOSE) != 0u;
+    let kernel = p.kh * p.kw;
+    let last_co = p.out_c - 1u;
+    var wrow = vec4<u32>(0u);
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        let co = min(co0 + r, last_co);
+        if (flip) {
+            wrow[r] = p.w_off + co * kernel + kernel - 1u;
+        } else {
+            wrow[r] = p.w_off + co * p.in_c * kernel;
         }
     }
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    let in_h = i32(p.in_h);
+    let in_w = i32(p.in_w);
     for (var ci = 0u; ci < p.in_c; ci = ci + 1u) {
+        // Offset of this input channel's window in the weight rows.
+        var wci = ci * kernel;
+        if (flip) {
+            wci = ci * p.out_c * kernel;
+        }
         for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
+            // Row start of each position's input for this ky, or -1 when the row is padding.
+            var rowoff = vec4<i32>(-1);
+            for (var t = 0u; t < 4u; t = t + 1u) {
+                let iy = iy0[t] + i32(ky);
+                if (iy >= 0 && iy < in_h) {
+                    rowoff[t] = i32(xoff[t] + ci * in_plane) + iy * in_w;
+                }
+            }
             for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
                 var xv = vec4<f32>(0.0);
                 for (var t = 0u; t < 4u; t = t + 1u) {
-                    let iy = iy0[t] + i32(ky);
                     let ix = ix0[t] + i32(kx);
-                    if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
-                        xv[t] = a[xoff[t] + ci * in_plane + u32(iy) * p.in_w + u32(ix)];
+                    if (rowoff[t] >= 0 && ix >= 0 && ix < in_w) {
+                        xv[t] = a[u32(rowoff[t] + ix)];
                     }
                 }
-                acc0 = fma(vec4<f32>(load_w(co0, ci, ky, kx)), xv, acc0);
-                acc1 = fma(vec4<f32>(load_w(co0 + 1u, ci, ky, kx)), xv, acc1);
-                acc2 = fma(vec4<f32>(load_w(co0 + 2u, ci, ky, kx)), xv, acc2);
-                acc3 = fma(vec4<f32>(load_w(co0 + 3u, ci, ky, kx)), xv, acc3);
+                let step = ky * p.kw + kx;
+                var w = vec4<f32>(0.0);
+                if (flip) {
+                    w = vec4<f32>(b[wrow.x + wci - step], b[wrow.y + wci - step],
+                                  b[wrow.z + wci - step], b[wrow.w + wci - step]);
+                } else {
+                    w = vec4<f32>(b[wrow.x + wci + step], b[wrow.y + wci + step],
+                                  b[wrow.z + wci + step], b[wrow.w + wci + step]);
+                }
+                acc0 = fma(vec4<f32>(w.x), xv, acc0);
+                acc1 = fma(vec4<f32>(w.y), xv, acc1);
+                acc2 = fma(vec4<f32>(w.z), xv, acc2);
+                acc3 = fma(vec4<f32>(w.w), xv, acc3);
             }
         }
     }
@@ -103,7 +151,10 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (co >= p.out_c) {
             break;
         }
-        let bias = b[p.b_off + co];
+        var bias = 0.0;
+        if ((p.flags & FLAG_NO_BIAS) == 0u) {
+            bias = b[p.b_off + co];
+        }
         for (var t = 0u; t < 4u; t = t + 1u) {
             let n = n0 + t;
             if (n >= n_total) {
@@ -113,7 +164,11 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
             if ((p.flags & FLAG_RELU) != 0u) {
                 v = max(v, 0.0);
             }
-            c[((n / positions) * p.out_c + co) * positions + n % positions] = v;
+            let idx = ((n / positions) * p.out_c + co) * positions + n % positions;
+            if ((p.flags & FLAG_MASK) != 0u && aux[idx] <= 0.0) {
+                v = 0.0;
+            }
+            c[idx] = v;
         }
     }
 }
@@ -150,16 +205,25 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
             for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
                 // Output (oy, ox) reads this input at ky, kx when oy * stride + ky == iy + pad.
+                // Stride 1 (the common case) needs no division, which llvmpipe runs lane by lane.
                 var dv = vec4<f32>(0.0);
                 for (var t = 0u; t < 4u; t = t + 1u) {
                     let sy = ty0[t] - i32(ky);
                     let sx = tx0[t] - i32(kx);
-                    if (sy >= 0 && sx >= 0 && sy % stride == 0 && sx % stride == 0) {
-                        let oy = u32(sy / stride);
-                        let ox = u32(sx / stride);
-                        if (oy < p.out_h && ox < p.out_w) {
-                            dv[t] = a[dyoff[t] + co * positions + oy * p.out_w + ox];
+                    if (sy < 0 || sx < 0) {
+                        continue;
+                    }
+                    var oy = u32(sy);
+                    var ox = u32(sx);
+                    if (stride != 1) {
+                        if (sy % stride != 0 || sx % stride != 0) {
+                            continue;
                         }
+                        oy = u32(sy / stride);
+                        ox = u32(sx / stride);
+                    }
+                    if (oy < p.out_h && ox < p.out_w) {
+                        dv[t] = a[dyoff[t] + co * positions + oy * p.out_w + ox];
                     }
                 }
                 acc0 = fma(vec4<f32>(load_w(co, ci0, ky, kx)), dv, acc0);

@@ -2,6 +2,10 @@
 // of the winning input inside its channel plane; the backward pass gathers: each input element sums the
 // output gradients of the windows that contain it (max: only where it was the recorded winner; average:
 // dy / (k*k)). Ties in max pooling go to the first element in row-major order, as on the CPU.
+//
+// One invocation per ROW (an output row forward, an input row backward): the row's plane and y are
+// decoded once and x advances by counting, so the inner loops have no integer division (which llvmpipe
+// executes lane by lane) and far fewer workgroups are launched.
 
 struct Params {
     batch: u32,
@@ -31,103 +35,102 @@ const FLAG_MASK: u32 = 4u;
 // backward: ReLU mask (the layer's input activation)
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 
-// Each invocation handles PER_INVOCATION consecutive elements: on llvmpipe every workgroup has a fixed
-// scheduling cost, so fewer, fuller workgroups are faster for these cheap element-wise kernels.
-const PER_INVOCATION: u32 = 8u;
-
-fn first_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return ((wid.y * nwg.x + wid.x) * 256u + lid) * PER_INVOCATION;
+fn row_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 64u + lid;
 }
 
-@compute @workgroup_size(256, 1, 1)
+@compute @workgroup_size(64, 1, 1)
 fn pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let i0 = first_index(wid, nwg, lid);
-    let total = p.batch * p.channels * p.out_h * p.out_w;
-    for (var i = i0; i < min(i0 + PER_INVOCATION, total); i = i + 1u) {
-        pool_forward_one(i);
+    let r = row_index(wid, nwg, lid);
+    if (r >= p.batch * p.channels * p.out_h) {
+        return;
     }
-}
-
-@compute @workgroup_size(256, 1, 1)
-fn pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let i0 = first_index(wid, nwg, lid);
-    let total = p.batch * p.channels * p.in_h * p.in_w;
-    for (var i = i0; i < min(i0 + PER_INVOCATION, total); i = i + 1u) {
-        pool_backward_one(i);
-    }
-}
-
-fn pool_forward_one(i: u32) {
-    let out_plane = p.out_h * p.out_w;
-    let plane = i / out_plane;
-    let oy = (i % out_plane) / p.out_w;
-    let ox = i % p.out_w;
+    let plane = r / p.out_h;
+    let oy = r % p.out_h;
     let base = plane * p.in_h * p.in_w;
+    let out_row = r * p.out_w;
     let y0 = oy * p.stride;
-    let x0 = ox * p.stride;
-    if ((p.flags & FLAG_MAX) != 0u) {
+    let is_max = (p.flags & FLAG_MAX) != 0u;
+    let inv_area = 1.0 / f32(p.k * p.k);
+    var x0 = 0u;
+    for (var ox = 0u; ox < p.out_w; ox = ox + 1u) {
         var best = src[base + y0 * p.in_w + x0];
         var arg = y0 * p.in_w + x0;
+        var sum = 0.0;
         for (var ky = 0u; ky < p.k; ky = ky + 1u) {
+            let line = (y0 + ky) * p.in_w + x0;
             for (var kx = 0u; kx < p.k; kx = kx + 1u) {
-                let at = (y0 + ky) * p.in_w + x0 + kx;
-                let v = src[base + at];
+                let v = src[base + line + kx];
+                sum = sum + v;
                 if (v > best) {
                     best = v;
-                    arg = at;
+                    arg = line + kx;
                 }
             }
         }
-        dst[i] = best;
-        winner[i] = arg;
-    } else {
-        var sum = 0.0;
-        for (var ky = 0u; ky < p.k; ky = ky + 1u) {
-            for (var kx = 0u; kx < p.k; kx = kx + 1u) {
-                sum = sum + src[base + (y0 + ky) * p.in_w + x0 + kx];
-            }
+        if (is_max) {
+            dst[out_row + ox] = best;
+            winner[out_row + ox] = arg;
+        } else {
+            dst[out_row + ox] = sum * inv_area;
         }
-        dst[i] = sum / f32(p.k * p.k);
+        x0 = x0 + p.stride;
     }
 }
 
-fn pool_backward_one(i: u32) {
-    let in_plane = p.in_h * p.in_w;
-    let plane = i / in_plane;
-    let at = i % in_plane;
-    let iy = at / p.in_w;
-    let ix = at % p.in_w;
-    // Windows oy with oy * stride <= iy < oy * stride + k, clipped to the output.
+@compute @workgroup_size(64, 1, 1)
+fn pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let r = row_index(wid, nwg, lid);
+    if (r >= p.batch * p.channels * p.in_h) {
+        return;
+    }
+    let plane = r / p.in_h;
+    let iy = r % p.in_h;
+    // Output rows whose windows contain input row iy: oy * stride <= iy < oy * stride + k.
     var oy_lo = 0u;
     if (iy + 1u > p.k) {
         oy_lo = (iy + 1u - p.k + p.stride - 1u) / p.stride;
     }
-    var ox_lo = 0u;
-    if (ix + 1u > p.k) {
-        ox_lo = (ix + 1u - p.k + p.stride - 1u) / p.stride;
-    }
     let oy_hi = min(iy / p.stride, p.out_h - 1u);
-    let ox_hi = min(ix / p.stride, p.out_w - 1u);
     let out_base = plane * p.out_h * p.out_w;
+    let in_row = r * p.in_w;
     let is_max = (p.flags & FLAG_MAX) != 0u;
+    let use_mask = (p.flags & FLAG_MASK) != 0u;
     let inv_area = 1.0 / f32(p.k * p.k);
-    var sum = 0.0;
-    for (var oy = oy_lo; oy <= oy_hi; oy = oy + 1u) {
-        for (var ox = ox_lo; ox <= ox_hi; ox = ox + 1u) {
-            let o = out_base + oy * p.out_w + ox;
-            if (is_max) {
-                if (winner[o] == at) {
-                    sum = sum + src[o];
+    // Output columns whose windows contain ix, maintained by counting as ix advances:
+    // ox_lo = ceil((ix + 1 - k) / stride), ox_hi = floor(ix / stride) (clipped to the output).
+    var ox_lo = 0u;
+    var ox_hi = 0u;
+    var lo_edge = p.k;      // ix at which ox_lo next increases: ox_lo * stride + k
+    var hi_edge = p.stride; // ix at which ox_hi next increases: (ox_hi + 1) * stride
+    for (var ix = 0u; ix < p.in_w; ix = ix + 1u) {
+        if (ix == lo_edge) {
+            ox_lo = ox_lo + 1u;
+            lo_edge = lo_edge + p.stride;
+        }
+        if (ix == hi_edge) {
+            ox_hi = ox_hi + 1u;
+            hi_edge = hi_edge + p.stride;
+        }
+        let at = iy * p.in_w + ix;
+        var sum = 0.0;
+        for (var oy = oy_lo; oy <= oy_hi; oy = oy + 1u) {
+            for (var ox = ox_lo; ox <= min(ox_hi, p.out_w - 1u); ox = ox + 1u) {
+                let o = out_base + oy * p.out_w + ox;
+                if (is_max) {
+                    if (winner[o] == at) {
+                        sum = sum + src[o];
+                    }
+                } else {
+                    sum = sum + src[o] * inv_area;
                 }
-            } else {
-                sum = sum + src[o] * inv_area;
             }
         }
+        if (use_mask && mask[in_row + ix] <= 0.0) {
+            sum = 0.0;
+        }
+        dst[in_row + ix] = sum;
     }
-    if ((p.flags & FLAG_MASK) != 0u && mask[i] <= 0.0) {
-        sum = 0.0;
-    }
-    dst[i] = sum;
 }

@@ -368,7 +368,7 @@ pub fn compute_cost(
         title: "Compute cost".into(),
         statement: "a CNN costs more compute per image than an MLP".into(),
         verdict,
-        rule: format!("supported when the CNN needs more training FLOPs per image AND trains measurably slower: per-seed d = ln(ANN images/s / CNN images/s) on the experiment's device, margin = max(2 sd, ln 1.1); not supported when both point the other way; inconclusive otherwise"),
+        rule: "supported when the CNN needs more training FLOPs per image AND trains measurably slower: per-seed d = ln(ANN images/s / CNN images/s) on the experiment's device, margin = max(2 sd, ln 1.1); not supported when both point the other way; inconclusive otherwise".into(),
         evidence: format!(
             "training FLOPs per image ANN {:.3} M, CNN {:.3} M; CNN trains {:.1}x slower (margin {:.2}x); time to {}% test accuracy: ANN {}, CNN {}; {tp}",
             train_flops(ann_model) as f64 / 1e6,

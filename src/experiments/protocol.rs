@@ -95,6 +95,7 @@ pub struct Experiment<'a> {
 }
 
 impl Experiment<'_> {
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         what: &str,

@@ -174,7 +174,7 @@ pub fn measure_throughput(
                 exec.eval_step(&x, &y)?;
             }
             steps += 1;
-            if steps % 4 == 0 {
+            if steps.is_multiple_of(4) {
                 exec.wait()?;
             }
         }

@@ -120,9 +120,9 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, (0..6).collect::<Vec<_>>());
         let d = permute_pixels(&tiny(), &p);
-        for i in 0..6 {
-            assert_eq!(d.images[i], tiny().images[p[i]]);
-            assert_eq!(d.images[6 + i], tiny().images[6 + p[i]]);
+        for (i, &src) in p.iter().enumerate() {
+            assert_eq!(d.images[i], tiny().images[src]);
+            assert_eq!(d.images[6 + i], tiny().images[6 + src]);
         }
         assert_eq!(d.labels, tiny().labels);
     }

@@ -300,7 +300,6 @@ pub fn conv2d_backward_weight(
         partial.len() >= part_len,
         "conv2d_backward_weight: partial buffer too small"
     );
-    let tmp = &*tmp;
     partial[..threads * part_len]
         .par_chunks_mut(part_len)
         .enumerate()
@@ -383,6 +382,8 @@ pub const CONV2D_WEIGHT_REDUCE: Kernel = Kernel {
 
 pub const FLAG_RELU: u32 = 2;
 pub const FLAG_MASK: u32 = 4;
+pub const FLAG_FLIP_TRANSPOSE: u32 = 8;
+pub const FLAG_NO_BIAS: u32 = 16;
 
 /// Uniform of `shaders/conv2d.wgsl`.
 #[repr(C)]
@@ -403,7 +404,7 @@ pub struct ConvParams {
     pub w_off: u32,
     pub b_off: u32,
     pub splits: u32,
-    pub pad1: u32,
+    pub pad_w: u32,
 }
 
 impl ConvParams {
@@ -424,6 +425,7 @@ impl ConvParams {
             flags,
             w_off: u(w),
             b_off: u(bias),
+            pad_w: u(s.pad),
             ..Default::default()
         }
     }
@@ -443,17 +445,30 @@ pub fn push_conv2d_forward(
     relu: bool,
 ) {
     let p = ConvParams::new(s, batch, w, bias, if relu { FLAG_RELU } else { 0 });
-    let cols = (batch * s.p()).div_ceil(4) as u32;
-    let rows = s.out_c.div_ceil(4) as u32;
+    push_forward_kernel(pb, p, x, params, y, params);
+}
+
+fn push_forward_kernel(
+    pb: &mut PlanBuilder<'_>,
+    p: ConvParams,
+    x: &wgpu::Buffer,
+    params: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    aux: &wgpu::Buffer,
+) {
+    let cols = (p.batch * p.out_h * p.out_w).div_ceil(4);
+    let rows = p.out_c.div_ceil(4);
     pb.push(
         &CONV2D_FORWARD,
         &p,
-        &[x, params, y],
+        &[x, params, y, aux],
         [cols.div_ceil(8), rows.div_ceil(8), 1],
     );
 }
 
-/// GPU [`conv2d_backward_input`]: each invocation computes 4 input channels x 4 input positions.
+/// GPU [`conv2d_backward_input`]. Stride 1 (padding below the kernel size): the forward kernel on `dy`
+/// with transposed, flipped weights and padding `k - 1 - pad`. Otherwise the gather kernel, 4 input
+/// channels x 4 input positions per invocation.
 #[allow(clippy::too_many_arguments)]
 pub fn push_conv2d_backward_input(
     pb: &mut PlanBuilder<'_>,
@@ -465,7 +480,34 @@ pub fn push_conv2d_backward_input(
     batch: usize,
     s: &ConvShape,
 ) {
-    let p = ConvParams::new(s, batch, w, 0, if mask.is_some() { FLAG_MASK } else { 0 });
+    let mask_flag = if mask.is_some() { FLAG_MASK } else { 0 };
+    if s.stride == 1 && s.pad < s.kh && s.pad < s.kw {
+        let flipped = ConvShape {
+            in_c: s.out_c,
+            in_h: s.out_h(),
+            in_w: s.out_w(),
+            out_c: s.in_c,
+            kh: s.kh,
+            kw: s.kw,
+            stride: 1,
+            pad: s.kh - 1 - s.pad,
+        };
+        let mut p = ConvParams::new(
+            &flipped,
+            batch,
+            w,
+            0,
+            FLAG_FLIP_TRANSPOSE | FLAG_NO_BIAS | mask_flag,
+        );
+        p.pad_w = (s.kw - 1 - s.pad) as u32;
+        debug_assert_eq!((p.out_h, p.out_w), (s.in_h as u32, s.in_w as u32));
+        // The flipped problem's output size follows from its own padding along each axis.
+        p.out_h = s.in_h as u32;
+        p.out_w = s.in_w as u32;
+        push_forward_kernel(pb, p, dy, params, dx, mask.unwrap_or(params));
+        return;
+    }
+    let p = ConvParams::new(s, batch, w, 0, mask_flag);
     let cols = (batch * s.in_h * s.in_w).div_ceil(4) as u32;
     let rows = s.in_c.div_ceil(4) as u32;
     pb.push(

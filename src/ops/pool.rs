@@ -189,8 +189,8 @@ pub const POOL_BACKWARD: Kernel = Kernel {
 };
 
 const FLAG_MAX: u32 = 1;
-/// Elements per invocation (`PER_INVOCATION` in pool.wgsl).
-const PER_INVOCATION: usize = 8;
+/// One invocation per row; 64 invocations per workgroup (pool.wgsl).
+const ROWS_PER_WORKGROUP: usize = 64;
 const FLAG_MASK: u32 = 4;
 
 /// Uniform of `shaders/pool.wgsl`.
@@ -236,7 +236,7 @@ pub fn push_pool_forward(
     batch: usize,
     s: &PoolShape,
 ) {
-    let n = (batch * s.out_len()).div_ceil(256 * PER_INVOCATION) as u32;
+    let n = (batch * s.channels * s.out_h()).div_ceil(ROWS_PER_WORKGROUP) as u32;
     let max = pb.ctx().limits.max_compute_workgroups_per_dimension;
     pb.push(
         &POOL_FORWARD,
@@ -257,7 +257,7 @@ pub fn push_pool_backward(
     batch: usize,
     s: &PoolShape,
 ) {
-    let n = (batch * s.in_len()).div_ceil(256 * PER_INVOCATION) as u32;
+    let n = (batch * s.channels * s.in_h).div_ceil(ROWS_PER_WORKGROUP) as u32;
     let max = pb.ctx().limits.max_compute_workgroups_per_dimension;
     pb.push(
         &POOL_BACKWARD,
