@@ -51,14 +51,20 @@ pub struct BenchReport {
 
 /// Estimated f32 peak of the threads in use: cores x clock x FLOP per cycle, where FLOP per cycle is
 /// 32 with AVX2+FMA (two 8-wide FMA pipes, as on Zen 3/4 and recent Intel cores), 16 with AVX, 8
-/// otherwise. The clock is the largest "cpu MHz" in /proc/cpuinfo. An estimate, labelled as such.
+/// otherwise. The clock is the maximum from cpufreq when the kernel exposes it, else the largest
+/// "cpu MHz" in /proc/cpuinfo — which in a VM is often the base clock, so the estimate can be low
+/// (then a kernel shows more than 100 %); `--cpu-peak-gflops` overrides it with a known figure.
 pub fn cpu_peak(threads: usize) -> (f64, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let mhz = info
-        .lines()
-        .filter(|l| l.starts_with("cpu MHz"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
-        .fold(0.0, f64::max);
+    let cpufreq_khz = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok());
+    let mhz = cpufreq_khz.map(|k| k / 1000.0).unwrap_or_else(|| {
+        info.lines()
+            .filter(|l| l.starts_with("cpu MHz"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+            .fold(0.0, f64::max)
+    });
     let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
     let has = |f: &str| flags.split_whitespace().any(|x| x == f);
     let per_cycle = if has("avx2") && has("fma") {

@@ -222,6 +222,10 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// The CPU's f32 peak in GFLOP/s for the "% peak" column, when known (default: an estimate from
+    /// the clock and the vector extensions, which in a VM may use the base clock).
+    #[arg(long)]
+    pub cpu_peak_gflops: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -634,7 +638,15 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         }
     }
     let cpu = device::cpu_description();
-    let (peak, formula) = bench::cpu_peak(cpu.threads);
+    let (peak, formula) = match args.cpu_peak_gflops {
+        Some(p) if p.is_finite() && p > 0.0 => (p, "given with --cpu-peak-gflops".to_string()),
+        Some(p) => {
+            return Err(Error::Config(format!(
+                "--cpu-peak-gflops {p} must be a positive number"
+            )))
+        }
+        None => bench::cpu_peak(cpu.threads),
+    };
     println!(
         "cpu: {} ({} threads), estimated f32 peak {peak:.1} GFLOP/s = {formula}",
         cpu.model, cpu.threads
