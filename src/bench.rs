@@ -56,9 +56,10 @@ pub struct BenchReport {
 /// (then a kernel shows more than 100 %); `--cpu-peak-gflops` overrides it with a known figure.
 pub fn cpu_peak(threads: usize) -> (f64, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpufreq_khz = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-        .ok()
-        .and_then(|s| s.trim().parse::<f64>().ok());
+    let cpufreq_khz =
+        std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok());
     let mhz = cpufreq_khz.map(|k| k / 1000.0).unwrap_or_else(|| {
         info.lines()
             .filter(|l| l.starts_with("cpu MHz"))

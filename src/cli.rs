@@ -648,7 +648,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         None => bench::cpu_peak(cpu.threads),
     };
     println!(
-        "cpu: {} ({} threads), estimated f32 peak {peak:.1} GFLOP/s = {formula}",
+        "cpu: {} ({} threads), f32 peak {peak:.1} GFLOP/s ({formula})",
         cpu.model, cpu.threads
     );
     let mut report = bench::BenchReport {
