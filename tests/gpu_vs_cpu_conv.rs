@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, download, gpu, random, run, upload_f32};
+use common::{assert_close, conv_cases, download, gpu, random, run, upload_f32};
 use wgtrain::data::ImageShape;
 use wgtrain::device::gpu::PlanBuilder;
 use wgtrain::models;
@@ -13,78 +13,23 @@ use wgtrain::ops::conv2d::{self as cv, ConvShape};
 use wgtrain::ops::pool::{self as pl, PoolKind, PoolShape};
 use wgtrain::Device;
 
-const CONVS: &[(usize, ConvShape)] = &[
-    (
-        1,
-        ConvShape {
-            in_c: 1,
-            in_h: 5,
-            in_w: 7,
-            out_c: 3,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        },
-    ),
-    (
-        2,
-        ConvShape {
-            in_c: 3,
-            in_h: 8,
-            in_w: 6,
-            out_c: 5,
-            kh: 3,
-            kw: 2,
-            stride: 2,
-            pad: 0,
-        },
-    ),
-    (
-        3,
-        ConvShape {
-            in_c: 2,
-            in_h: 7,
-            in_w: 7,
-            out_c: 6,
-            kh: 5,
-            kw: 5,
-            stride: 2,
-            pad: 2,
-        },
-    ),
-    (
-        2,
-        ConvShape {
-            in_c: 5,
-            in_h: 4,
-            in_w: 9,
-            out_c: 1,
-            kh: 1,
-            kw: 1,
-            stride: 1,
-            pad: 0,
-        },
-    ),
-    (
-        5,
-        ConvShape {
-            in_c: 16,
-            in_h: 14,
-            in_w: 14,
-            out_c: 32,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        },
-    ),
-];
-
 #[test]
 fn conv2d_kernels_match_cpu() {
     let Some(ctx) = gpu() else { return };
-    for (case, &(batch, s)) in CONVS.iter().enumerate() {
+    // The gradient-check shapes plus the cnn's second layer at batch 5.
+    let mut cases = conv_cases();
+    let cnn2 = ConvShape {
+        in_c: 16,
+        in_h: 14,
+        in_w: 14,
+        out_c: 32,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+    };
+    cases.push((5, cnn2));
+    for (case, (batch, s)) in cases.into_iter().enumerate() {
         let what = |op: &str| format!("{op} case {case} {s:?}");
         let (w, bias) = (3, 3 + s.out_c * s.k());
         let params = random(bias + s.out_c, 40 + case as u64);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_close, random};
+use common::{assert_close, numeric, random};
 use wgtrain::ops::matmul::{
     linear_backward_input, linear_backward_weight, linear_forward, matmul, matmul_reference,
     Strided,
@@ -130,21 +130,6 @@ impl Net {
         linear_backward_input(&dh, p, w1, &mut dx, None, self.b, self.i, self.h);
         (g, dx)
     }
-}
-
-fn numeric(f: impl Fn(&[f32]) -> f64, at: &[f32], eps: f32) -> Vec<f32> {
-    let mut v = at.to_vec();
-    (0..at.len())
-        .map(|j| {
-            let orig = v[j];
-            v[j] = orig + eps;
-            let up = f(&v);
-            v[j] = orig - eps;
-            let down = f(&v);
-            v[j] = orig;
-            ((up - down) / (2.0 * eps as f64)) as f32
-        })
-        .collect()
 }
 
 fn gradcheck(b: usize, i: usize, h: usize, c: usize) {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_close, random};
+use common::{assert_close, conv_cases, numeric, random};
 use wgtrain::data::ImageShape;
 use wgtrain::models;
 use wgtrain::nn::OptimConfig;
@@ -15,86 +15,15 @@ use wgtrain::ops::conv2d::{
 use wgtrain::ops::pool::{pool_backward, pool_forward, PoolKind, PoolShape};
 use wgtrain::Device;
 
-/// Central differences of `f` at `at`.
-fn numeric(f: impl Fn(&[f32]) -> f64, at: &[f32], eps: f32) -> Vec<f32> {
-    let mut v = at.to_vec();
-    (0..at.len())
-        .map(|j| {
-            let orig = v[j];
-            v[j] = orig + eps;
-            let up = f(&v);
-            v[j] = orig - eps;
-            let down = f(&v);
-            v[j] = orig;
-            ((up - down) / (2.0 * eps as f64)) as f32
-        })
-        .collect()
-}
-
 fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
 }
-
-const CONVS: &[(usize, ConvShape)] = &[
-    (
-        1,
-        ConvShape {
-            in_c: 1,
-            in_h: 5,
-            in_w: 7,
-            out_c: 3,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        },
-    ),
-    (
-        2,
-        ConvShape {
-            in_c: 3,
-            in_h: 8,
-            in_w: 6,
-            out_c: 5,
-            kh: 3,
-            kw: 2,
-            stride: 2,
-            pad: 0,
-        },
-    ),
-    (
-        3,
-        ConvShape {
-            in_c: 2,
-            in_h: 7,
-            in_w: 7,
-            out_c: 6,
-            kh: 5,
-            kw: 5,
-            stride: 2,
-            pad: 2,
-        },
-    ),
-    (
-        2,
-        ConvShape {
-            in_c: 5,
-            in_h: 4,
-            in_w: 9,
-            out_c: 1,
-            kh: 1,
-            kw: 1,
-            stride: 1,
-            pad: 0,
-        },
-    ),
-];
 
 /// L = sum(conv(x, w) * r) is linear in x and in w, so central differences are exact up to rounding:
 /// eps = 0.5 and a tolerance of 1e-3 absolute + 1e-3 relative.
 #[test]
 fn conv2d_gradients_match_finite_differences() {
-    for (case, &(batch, s)) in CONVS.iter().enumerate() {
+    for (case, (batch, s)) in conv_cases().into_iter().enumerate() {
         let (w, bias) = (3, 3 + s.out_c * s.k()); // an offset, to exercise it
         let params = random(bias + s.out_c, 40 + case as u64);
         let x = random(batch * s.in_len(), 50 + case as u64);

@@ -166,6 +166,32 @@ fn align4(x: usize) -> usize {
     x.div_ceil(4) * 4
 }
 
+/// Lay out layer `i`'s weight (of `weight_shape`, first dimension = outputs) and bias `[outputs]` at
+/// `offset`, each 4-float aligned; returns their offsets.
+fn push_weight_and_bias(
+    params: &mut Vec<ParamTensor>,
+    offset: &mut usize,
+    i: usize,
+    weight_shape: Vec<usize>,
+) -> (usize, usize) {
+    let out = weight_shape[0];
+    let weight = *offset;
+    *offset = align4(weight + weight_shape.iter().product::<usize>());
+    params.push(ParamTensor {
+        name: format!("{i}.weight"),
+        shape: weight_shape,
+        offset: weight,
+    });
+    let bias = *offset;
+    *offset = align4(bias + out);
+    params.push(ParamTensor {
+        name: format!("{i}.bias"),
+        shape: vec![out],
+        offset: bias,
+    });
+    (weight, bias)
+}
+
 /// Per-example activation shape while building: either an image `[C,H,W]` or a flat vector.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Act {
@@ -214,20 +240,8 @@ impl Model {
                     if *out == 0 {
                         return Err(err(i, layer, "needs at least one output".into()));
                     }
-                    let weight = offset;
-                    params.push(ParamTensor {
-                        name: format!("{i}.weight"),
-                        shape: vec![*out, inp],
-                        offset: weight,
-                    });
-                    offset = align4(offset + out * inp);
-                    let bias = offset;
-                    params.push(ParamTensor {
-                        name: format!("{i}.bias"),
-                        shape: vec![*out],
-                        offset: bias,
-                    });
-                    offset = align4(offset + out);
+                    let (weight, bias) =
+                        push_weight_and_bias(&mut params, &mut offset, i, vec![*out, inp]);
                     nodes.push(Node::Linear {
                         inp,
                         out: *out,
@@ -296,20 +310,12 @@ impl Model {
                         stride: *stride,
                         pad: *pad,
                     };
-                    let weight = offset;
-                    params.push(ParamTensor {
-                        name: format!("{i}.weight"),
-                        shape: vec![*out, s.channels, *kh, *kw],
-                        offset: weight,
-                    });
-                    offset = align4(offset + out * shape.k());
-                    let bias = offset;
-                    params.push(ParamTensor {
-                        name: format!("{i}.bias"),
-                        shape: vec![*out],
-                        offset: bias,
-                    });
-                    offset = align4(offset + out);
+                    let (weight, bias) = push_weight_and_bias(
+                        &mut params,
+                        &mut offset,
+                        i,
+                        vec![*out, s.channels, *kh, *kw],
+                    );
                     nodes.push(Node::Conv2d {
                         shape,
                         relu: false,

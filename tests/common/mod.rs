@@ -103,3 +103,43 @@ pub fn assert_close(a: &[f32], b: &[f32], atol: f32, rtol: f32, what: &str) {
         b[i]
     );
 }
+
+/// Central differences of `f` at `at` with step `eps`.
+pub fn numeric(f: impl Fn(&[f32]) -> f64, at: &[f32], eps: f32) -> Vec<f32> {
+    let mut v = at.to_vec();
+    (0..at.len())
+        .map(|j| {
+            let orig = v[j];
+            v[j] = orig + eps;
+            let up = f(&v);
+            v[j] = orig - eps;
+            let down = f(&v);
+            v[j] = orig;
+            ((up - down) / (2.0 * eps as f64)) as f32
+        })
+        .collect()
+}
+
+/// Convolution shapes every conv test covers, with their batch size: padding 0/1/2, stride 1 and 2,
+/// non-square inputs and kernels, channel counts not a multiple of 4, batch 1.
+pub fn conv_cases() -> Vec<(usize, wgtrain::ops::conv2d::ConvShape)> {
+    let c = |batch, in_c, in_h, in_w, out_c, kh, kw, stride, pad| {
+        let s = wgtrain::ops::conv2d::ConvShape {
+            in_c,
+            in_h,
+            in_w,
+            out_c,
+            kh,
+            kw,
+            stride,
+            pad,
+        };
+        (batch, s)
+    };
+    vec![
+        c(1, 1, 5, 7, 3, 3, 3, 1, 1),
+        c(2, 3, 8, 6, 5, 3, 2, 2, 0),
+        c(3, 2, 7, 7, 6, 5, 5, 2, 2),
+        c(2, 5, 4, 9, 1, 1, 1, 1, 0),
+    ]
+}
