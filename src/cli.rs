@@ -373,13 +373,24 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         class_names: data.class_names.clone(),
         epoch: 0,
     };
+    // Saved after every epoch (atomically: a crash mid-save leaves the previous checkpoint intact).
+    let save = |r: &crate::train::EpochRecord, exec: &mut dyn crate::nn::Executor| -> Result<()> {
+        if let Some(path) = &args.save {
+            let meta = CheckpointMeta {
+                epoch: r.epoch,
+                ..meta.clone()
+            };
+            checkpoint::save(path, &model, &exec.params()?, &meta)?;
+        }
+        Ok(())
+    };
     let outcome = train::train(
         &mut *exec,
         &data.train,
         &data.test,
         &data.normalization,
         &cfg,
-        |r| {
+        |r, exec| {
             println!(
                 "epoch {:>3}  loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:>8.0} img/s  {:.2}s (+{:.2}s eval)",
                 r.epoch,
@@ -390,16 +401,11 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                 r.seconds,
                 r.eval_seconds
             );
+            save(r, exec)
         },
     )?;
     if let Some(path) = &args.save {
-        let final_params = exec.params()?;
-        let meta = CheckpointMeta {
-            epoch: args.epochs,
-            ..meta
-        };
-        checkpoint::save(path, &model, &final_params, &meta)?;
-        println!("saved {}", path.display());
+        println!("saved {} after every epoch", path.display());
     }
     let last = outcome.epochs.last().expect("at least one epoch");
     let startup = outcome

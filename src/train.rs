@@ -92,14 +92,15 @@ fn progress_bar(
     pb
 }
 
-/// Train on `train` for `cfg.epochs` epochs, evaluating on `test` after each and calling `on_epoch`.
+/// Train on `train` for `cfg.epochs` epochs, evaluating on `test` after each and calling `on_epoch`
+/// with the epoch's record and the executor (to save a checkpoint, say); an error from it stops training.
 pub fn train(
     exec: &mut dyn Executor,
     train: &Dataset,
     test: &Dataset,
     normalization: &Normalization,
     cfg: &TrainConfig,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    mut on_epoch: impl FnMut(&EpochRecord, &mut dyn Executor) -> Result<()>,
 ) -> Result<TrainOutcome> {
     if cfg.epochs == 0 {
         return Err(Error::Config("--epochs must be at least 1".into()));
@@ -160,7 +161,7 @@ pub fn train(
             seconds,
             eval_seconds: te.elapsed().as_secs_f64(),
         };
-        on_epoch(&record);
+        on_epoch(&record, exec)?;
         records.push(record);
     }
     Ok(TrainOutcome {

@@ -43,7 +43,7 @@ fn run_model(
         &data.test,
         &data.normalization,
         &cfg,
-        |_| {},
+        |_, _| Ok(()),
     )
     .unwrap();
     (out.epochs, exec.params().unwrap())

@@ -110,7 +110,7 @@ pub fn train_run(
         progress: false,
     };
     let mut executor = device.executor(model, init, optim, cfg.max_batch())?;
-    let out = train::train(&mut *executor, train, test, norm, &cfg, |_| {})?;
+    let out = train::train(&mut *executor, train, test, norm, &cfg, |_, _| Ok(()))?;
     Ok(Run {
         epochs: out.epochs,
         executor,
