@@ -171,3 +171,135 @@ pub fn read_params(path: &Path, bytes: &[u8], model: &Model) -> Result<Vec<f32>>
     }
     Ok(flat)
 }
+
+/// What `--resume` needs besides the weights: the optimiser state and the recipe that produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingState {
+    pub optim: crate::nn::OptimConfig,
+    pub state: crate::optim::OptimState,
+    pub seed: u64,
+    pub batch_size: usize,
+    /// Epochs completed; must match the weights' checkpoint.
+    pub epoch: usize,
+}
+
+/// Where the training state of checkpoint `path` lives: `mlp.safetensors` -> `mlp.optim.safetensors`.
+/// A separate file keeps the weights file a plain PyTorch-loadable `state_dict`.
+pub fn state_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("optim.safetensors")
+}
+
+/// Write the training state next to checkpoint `path` (atomically; written before the weights, so a
+/// crash between the two leaves an epoch mismatch that `load_training_state` reports).
+pub fn save_training_state(path: &Path, ts: &TrainingState) -> Result<()> {
+    use crate::nn::OptimizerKind;
+    let sp = state_path(path);
+    let m: &[u8] = bytemuck::cast_slice(&ts.state.m);
+    let v: &[u8] = bytemuck::cast_slice(&ts.state.v);
+    let n = ts.state.m.len();
+    let views = vec![
+        (
+            "m".to_string(),
+            TensorView::new(Dtype::F32, vec![n], m).expect("m length"),
+        ),
+        (
+            "v".to_string(),
+            TensorView::new(Dtype::F32, vec![n], v).expect("v length"),
+        ),
+    ];
+    let (kind, momentum, beta1, beta2, eps) = match ts.optim.kind {
+        OptimizerKind::Adam { beta1, beta2, eps } => ("adam", 0.0, beta1, beta2, eps),
+        OptimizerKind::Sgd { momentum } => ("sgd", momentum, 0.0, 0.0, 0.0),
+    };
+    let mut info = HashMap::new();
+    for (k, v) in [
+        ("format", "wgtrain-training-state".to_string()),
+        ("optimizer", kind.to_string()),
+        ("lr", ts.optim.lr.to_string()),
+        ("weight_decay", ts.optim.weight_decay.to_string()),
+        ("momentum", momentum.to_string()),
+        ("beta1", beta1.to_string()),
+        ("beta2", beta2.to_string()),
+        ("eps", eps.to_string()),
+        ("step", ts.state.t.to_string()),
+        ("seed", ts.seed.to_string()),
+        ("batch_size", ts.batch_size.to_string()),
+        ("epoch", ts.epoch.to_string()),
+    ] {
+        info.insert(k.to_string(), v);
+    }
+    let data = safetensors::serialize(views, Some(info))
+        .map_err(|e| Error::data(&sp, format!("cannot serialise training state: {e}")))?;
+    write_atomic(&sp, &data)
+}
+
+/// Read the training state saved next to checkpoint `path`, checking it belongs to `epoch`.
+pub fn load_training_state(path: &Path, param_len: usize, epoch: usize) -> Result<TrainingState> {
+    let sp = state_path(path);
+    let bytes = std::fs::read(&sp).map_err(|e| {
+        Error::data(
+            &sp,
+            format!("cannot read the training state that --resume needs next to the checkpoint ({e}); it is written by `train --save`"),
+        )
+    })?;
+    let bad = |msg: String| Error::data(&sp, msg);
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a training-state file ({e})")))?;
+    let info = header.metadata().clone().unwrap_or_default();
+    let get = |k: &str| -> Result<String> {
+        info.get(k)
+            .cloned()
+            .ok_or_else(|| bad(format!("training state has no `{k}`")))
+    };
+    fn num<T: std::str::FromStr>(s: String, k: &str, sp: &Path) -> Result<T> {
+        s.parse()
+            .map_err(|_| Error::data(sp, format!("malformed `{k}` in training state")))
+    }
+    let saved_epoch: usize = num(get("epoch")?, "epoch", &sp)?;
+    if saved_epoch != epoch {
+        return Err(bad(format!(
+            "training state is from epoch {saved_epoch} but the checkpoint from epoch {epoch} (a crash between the two writes?); resume from a matching pair"
+        )));
+    }
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("corrupt training state ({e})")))?;
+    let read = |name: &str| -> Result<Vec<f32>> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| bad(format!("training state has no tensor `{name}`")))?;
+        if t.dtype() != Dtype::F32 || t.shape() != [param_len] {
+            return Err(bad(format!(
+                "tensor `{name}` does not match the model ({param_len} parameters)"
+            )));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    let lr: f32 = num(get("lr")?, "lr", &sp)?;
+    let mut optim = match get("optimizer")?.as_str() {
+        "adam" => crate::nn::OptimConfig {
+            kind: crate::nn::OptimizerKind::Adam {
+                beta1: num(get("beta1")?, "beta1", &sp)?,
+                beta2: num(get("beta2")?, "beta2", &sp)?,
+                eps: num(get("eps")?, "eps", &sp)?,
+            },
+            ..crate::nn::OptimConfig::adam(lr)
+        },
+        "sgd" => crate::nn::OptimConfig::sgd(lr, num(get("momentum")?, "momentum", &sp)?),
+        other => return Err(bad(format!("unknown optimizer `{other}`"))),
+    };
+    optim.weight_decay = num(get("weight_decay")?, "weight_decay", &sp)?;
+    Ok(TrainingState {
+        optim,
+        state: crate::optim::OptimState {
+            m: read("m")?,
+            v: read("v")?,
+            t: num(get("step")?, "step", &sp)?,
+        },
+        seed: num(get("seed")?, "seed", &sp)?,
+        batch_size: num(get("batch_size")?, "batch_size", &sp)?,
+        epoch: saved_epoch,
+    })
+}

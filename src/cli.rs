@@ -126,9 +126,14 @@ pub struct TrainArgs {
     /// Write a JSON report of the run to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Save a safetensors checkpoint here after every epoch (atomic write).
+    /// Save a safetensors checkpoint here after every epoch (atomic write), plus FILE's training
+    /// state (optimiser moments, step, seed) as NAME.optim.safetensors for --resume.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Continue a run saved with --save: model, weights, optimiser state, seed and batch size come from
+    /// the checkpoint; --epochs is the total, so a checkpoint of epoch 2 with --epochs 5 trains 3-5.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -327,14 +332,54 @@ fn optimizer_label(cfg: &OptimConfig) -> String {
 
 /// `wgtrain train`.
 pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
-    let optim = args.validate()?;
+    let mut optim = args.validate()?;
     let data = data::load(&args.data.choice(), args.train_size)?;
-    let model = models::build(
-        Some(&args.model),
-        args.arch.as_deref(),
-        data.train.shape,
-        data.num_classes,
-    )?;
+    // --resume: model, weights, optimiser state, seed and batch size all come from the checkpoint.
+    let resumed = match &args.resume {
+        Some(path) => {
+            let (model, params, meta) = checkpoint::load(path)?;
+            let ts = checkpoint::load_training_state(path, model.param_len, meta.epoch)?;
+            if model.input != data.train.shape || model.num_classes < data.num_classes {
+                return Err(Error::data(
+                    path,
+                    "was trained on data of another shape or class count than --data gives",
+                ));
+            }
+            if meta.epoch >= args.epochs {
+                return Err(Error::Config(format!(
+                    "--resume {}: already trained {} epoch(s); --epochs is the total, so ask for more than {}",
+                    path.display(),
+                    meta.epoch,
+                    meta.epoch
+                )));
+            }
+            Some((model, params, ts))
+        }
+        None => None,
+    };
+    let (model, params, seed, batch_size, start_epoch, opt_state) = match resumed {
+        Some((model, params, ts)) => {
+            optim = ts.optim;
+            (
+                model,
+                params,
+                ts.seed,
+                ts.batch_size,
+                ts.epoch,
+                Some(ts.state),
+            )
+        }
+        None => {
+            let model = models::build(
+                Some(&args.model),
+                args.arch.as_deref(),
+                data.train.shape,
+                data.num_classes,
+            )?;
+            let params = model.init_params(args.seed);
+            (model, params, args.seed, args.batch_size, 0, None)
+        }
+    };
     let (device, why) = args.device.select()?;
     println!("device: {why}");
     println!(
@@ -355,15 +400,24 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         model.num_params(),
         model.forward_flops() as f64 / 1e6
     );
-    let params = model.init_params(args.seed);
+    if start_epoch > 0 {
+        println!(
+            "resuming after epoch {start_epoch} with the checkpoint's seed {seed}, batch size {batch_size} and optimiser ({})",
+            optimizer_label(&optim)
+        );
+    }
     let cfg = TrainConfig {
         epochs: args.epochs,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        eval_batch_size: args.batch_size.max(256),
+        batch_size,
+        seed,
+        eval_batch_size: batch_size.max(256),
         progress: !args.quiet,
+        start_epoch,
     };
     let mut exec = device.executor(&model, &params, optim, cfg.max_batch())?;
+    if let Some(state) = &opt_state {
+        exec.set_optimizer_state(state)?;
+    }
     let meta = CheckpointMeta {
         model_name: model.name.clone(),
         arch: model.spec(),
@@ -373,9 +427,20 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         class_names: data.class_names.clone(),
         epoch: 0,
     };
-    // Saved after every epoch (atomically: a crash mid-save leaves the previous checkpoint intact).
+    // A resumed run keeps saving to the file it resumed from unless --save says otherwise.
+    let save_path = args.save.clone().or_else(|| args.resume.clone());
+    // Saved after every epoch, atomically: the training state first, then the weights, so a crash at any
+    // moment leaves a loadable pair (or an epoch mismatch that --resume reports).
     let save = |r: &crate::train::EpochRecord, exec: &mut dyn crate::nn::Executor| -> Result<()> {
-        if let Some(path) = &args.save {
+        if let Some(path) = &save_path {
+            let ts = checkpoint::TrainingState {
+                optim,
+                state: exec.optimizer_state()?,
+                seed,
+                batch_size,
+                epoch: r.epoch,
+            };
+            checkpoint::save_training_state(path, &ts)?;
             let meta = CheckpointMeta {
                 epoch: r.epoch,
                 ..meta.clone()
@@ -404,8 +469,12 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
             save(r, exec)
         },
     )?;
-    if let Some(path) = &args.save {
-        println!("saved {} after every epoch", path.display());
+    if let Some(path) = &save_path {
+        println!(
+            "saved {} (and its training state {}) after every epoch",
+            path.display(),
+            checkpoint::state_path(path).display()
+        );
     }
     let last = outcome.epochs.last().expect("at least one epoch");
     let startup = outcome
@@ -431,10 +500,10 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
             data: data.source.clone(),
             train_images: data.train.len(),
             test_images: data.test.len(),
-            batch_size: args.batch_size,
+            batch_size,
             optimizer: optimizer_label(&optim),
-            lr: args.lr,
-            seed: args.seed,
+            lr: optim.lr,
+            seed,
             threads: rayon::current_num_threads(),
             test_accuracy: last.test_accuracy,
             train_images_per_sec: median(&ips),

@@ -18,6 +18,9 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// Draw a progress bar (only when a terminal is attached).
     pub progress: bool,
+    /// Epochs already completed (when resuming): training runs epochs `start_epoch + 1 ..= epochs`,
+    /// with the same shuffles an uninterrupted run would draw.
+    pub start_epoch: usize,
 }
 
 impl TrainConfig {
@@ -120,9 +123,13 @@ pub fn train(
     let mut x = vec![0f32; cfg.batch_size * n];
     let mut y = vec![0u32; cfg.batch_size];
     let mut rng = Rng::derive(cfg.seed, 2);
+    // Replay the shuffles of the epochs already done, so a resumed run sees the same order.
+    for _ in 0..cfg.start_epoch {
+        epoch_order(train.len(), &mut rng);
+    }
     let mut records = Vec::new();
     let mut first_step_done = None;
-    for epoch in 1..=cfg.epochs {
+    for epoch in cfg.start_epoch + 1..=cfg.epochs {
         let order = epoch_order(train.len(), &mut rng);
         let steps = order.len().div_ceil(cfg.batch_size);
         let bar = progress_bar(steps, cfg.progress, epoch, cfg.epochs);

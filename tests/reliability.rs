@@ -59,5 +59,162 @@ fn sigkill_during_training_never_corrupts_the_checkpoint() {
     }
     // The test is only meaningful if the killed runs really were writing checkpoints.
     assert!(latest_epoch > 1, "no killed run got past its first save");
+
+    // Resuming the surviving checkpoint reproduces an uninterrupted run bit for bit (CPU).
+    let (_, _, meta) = checkpoint::load(&ckpt).unwrap();
+    let total = (meta.epoch + 2).to_string();
+    let out = Command::new(bin)
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--embedded",
+            "--train-size",
+            "256",
+            "--quiet",
+        ])
+        .args(["--resume", ckpt.to_str().unwrap(), "--epochs", &total])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = dir.join("reference.safetensors");
+    let out = Command::new(bin)
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--embedded",
+            "--model",
+            "mlp",
+            "--train-size",
+            "256",
+        ])
+        .args([
+            "--epochs",
+            &total,
+            "--save",
+            reference.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, resumed, m1) = checkpoint::load(&ckpt).unwrap();
+    let (_, straight, m2) = checkpoint::load(&reference).unwrap();
+    assert_eq!((m1.epoch, m2.epoch), (meta.epoch + 2, meta.epoch + 2));
+    assert!(
+        resumed == straight,
+        "resumed weights differ from the uninterrupted run"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn resume_continues_exactly_and_refuses_nothing_to_do() {
+    let dir = std::env::temp_dir().join(format!("wgtrain-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = env!("CARGO_BIN_EXE_wgtrain");
+    let run = |extra: &[&str]| {
+        Command::new(bin)
+            .args([
+                "train",
+                "--device",
+                "cpu",
+                "--embedded",
+                "--train-size",
+                "600",
+                "--quiet",
+            ])
+            .args([
+                "--model",
+                "cnn",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "0.02",
+                "--momentum",
+                "0.9",
+                "--seed",
+                "4",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    assert!(run(&["--epochs", "3", "--save", a.to_str().unwrap()])
+        .status
+        .success());
+    assert!(run(&["--epochs", "1", "--save", b.to_str().unwrap()])
+        .status
+        .success());
+    // Flags that would change the run are ignored on resume: they come from the checkpoint.
+    let out = Command::new(bin)
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--embedded",
+            "--train-size",
+            "600",
+            "--quiet",
+            "--lr",
+            "0.5",
+        ])
+        .args(["--resume", b.to_str().unwrap(), "--epochs", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, pa, _) = checkpoint::load(&a).unwrap();
+    let (_, pb, mb) = checkpoint::load(&b).unwrap();
+    assert_eq!(mb.epoch, 3);
+    assert!(
+        pa == pb,
+        "1 + 2 resumed epochs differ from 3 straight epochs"
+    );
+    let sa = checkpoint::load_training_state(&a, pa.len(), 3).unwrap();
+    let sb = checkpoint::load_training_state(&b, pb.len(), 3).unwrap();
+    assert_eq!(sa, sb);
+    // Nothing left to do: a clear error, exit code 2.
+    let out = Command::new(bin)
+        .args([
+            "train",
+            "--embedded",
+            "--resume",
+            b.to_str().unwrap(),
+            "--epochs",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already trained 3 epoch(s)"));
+    // A checkpoint without its training state: the message names the missing file.
+    std::fs::remove_file(checkpoint::state_path(&b)).unwrap();
+    let out = Command::new(bin)
+        .args([
+            "train",
+            "--embedded",
+            "--resume",
+            b.to_str().unwrap(),
+            "--epochs",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("b.optim.safetensors"));
     std::fs::remove_dir_all(dir).ok();
 }

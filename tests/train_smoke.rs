@@ -32,6 +32,7 @@ fn run_model(
         seed,
         eval_batch_size: 500,
         progress: false,
+        start_epoch: 0,
     };
     let params = model.init_params(seed);
     let mut exec = device

@@ -108,6 +108,7 @@ pub fn train_run(
         seed,
         eval_batch_size: recipe.eval_batch_size,
         progress: false,
+        start_epoch: 0,
     };
     let mut executor = device.executor(model, init, optim, cfg.max_batch())?;
     let out = train::train(&mut *executor, train, test, norm, &cfg, |_, _| Ok(()))?;

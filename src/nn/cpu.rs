@@ -280,4 +280,14 @@ impl Executor for CpuExecutor {
     fn params(&mut self) -> Result<Vec<f32>> {
         Ok(self.params.clone())
     }
+
+    fn optimizer_state(&mut self) -> Result<OptimState> {
+        Ok(self.state.clone())
+    }
+
+    fn set_optimizer_state(&mut self, state: &OptimState) -> Result<()> {
+        assert_eq!(state.m.len(), self.params.len(), "optimizer state length");
+        self.state = state.clone();
+        Ok(())
+    }
 }

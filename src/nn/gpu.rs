@@ -456,6 +456,35 @@ impl Executor for GpuExecutor {
         self.ctx.check("waiting for the device")
     }
 
+    fn optimizer_state(&mut self) -> Result<crate::optim::OptimState> {
+        let bytes = (self.model.param_len * 4) as u64;
+        let m = self
+            .ctx
+            .read_buffer(&self.moment1, bytes, "reading optimiser state")?;
+        let v = self
+            .ctx
+            .read_buffer(&self.moment2, bytes, "reading optimiser state")?;
+        self.in_flight = None;
+        Ok(crate::optim::OptimState {
+            m: bytemuck::pod_collect_to_vec(&m),
+            v: bytemuck::pod_collect_to_vec(&v),
+            t: self.t,
+        })
+    }
+
+    fn set_optimizer_state(&mut self, state: &crate::optim::OptimState) -> Result<()> {
+        assert_eq!(
+            state.m.len(),
+            self.model.param_len,
+            "optimizer state length"
+        );
+        let q = &self.ctx.queue;
+        q.write_buffer(&self.moment1, 0, bytemuck::cast_slice(&state.m));
+        q.write_buffer(&self.moment2, 0, bytemuck::cast_slice(&state.v));
+        self.t = state.t;
+        self.ctx.check("restoring optimiser state")
+    }
+
     fn params(&mut self) -> Result<Vec<f32>> {
         let bytes = (self.model.param_len * 4) as u64;
         let raw = self

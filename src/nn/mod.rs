@@ -502,6 +502,10 @@ pub trait Executor {
     fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>>;
     /// The flat parameter vector (see [`Model::params`] for the layout).
     fn params(&mut self) -> Result<Vec<f32>>;
+    /// The optimiser's moments and step count (for exact resume).
+    fn optimizer_state(&mut self) -> Result<crate::optim::OptimState>;
+    /// Restore what [`optimizer_state`](Self::optimizer_state) returned.
+    fn set_optimizer_state(&mut self, state: &crate::optim::OptimState) -> Result<()>;
     /// GPU dispatches one training step records at `batch` (always one submit); `None` on the CPU.
     fn dispatches_per_step(&mut self, _batch: usize) -> Result<Option<usize>> {
         Ok(None)
