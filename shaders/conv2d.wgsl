@@ -2,7 +2,8 @@
 // [out_c, in_c, kh, kw] and bias [out_c] at offsets w_off / b_off of the parameter buffer.
 //
 // conv2d_forward          implicit GEMM: rows = output channels, columns = (example, output position),
-//                         reduction over (in channel, ky, kx); 4x4 register block per invocation, fused
+//                         reduction over (in channel, ky, kx); 8x4 register block per invocation (each
+//                         gathered input value feeds 8 output channels), fused
 //                         bias and ReLU. No im2col buffer, no workgroup memory, no barriers.
 // conv2d_backward_input   gather: each input element sums w * dy over the outputs that read it; 4 input
 //                         channels x 4 positions per invocation; optional ReLU mask of the input. Used
@@ -67,7 +68,7 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let positions = p.out_h * p.out_w;
     let n_total = p.batch * positions;
     let n0 = gid.x * 4u;
-    let co0 = gid.y * 4u;
+    let co0 = gid.y * 8u;
     if (n0 >= n_total || co0 >= p.out_c) {
         return;
     }
@@ -91,19 +92,29 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let flip = (p.flags & FLAG_FLIP_TRANSPOSE) != 0u;
     let kernel = p.kh * p.kw;
     let last_co = p.out_c - 1u;
-    var wrow = vec4<u32>(0u);
-    for (var r = 0u; r < 4u; r = r + 1u) {
+    // Rows 0-3 in wlo, 4-7 in whi (clamped to the last channel; extra rows are dropped at the store).
+    var wlo = vec4<u32>(0u);
+    var whi = vec4<u32>(0u);
+    for (var r = 0u; r < 8u; r = r + 1u) {
         let co = min(co0 + r, last_co);
+        var start = p.w_off + co * p.in_c * kernel;
         if (flip) {
-            wrow[r] = p.w_off + co * kernel + kernel - 1u;
+            start = p.w_off + co * kernel + kernel - 1u;
+        }
+        if (r < 4u) {
+            wlo[r] = start;
         } else {
-            wrow[r] = p.w_off + co * p.in_c * kernel;
+            whi[r - 4u] = start;
         }
     }
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
     let in_h = i32(p.in_h);
     let in_w = i32(p.in_w);
     for (var ci = 0u; ci < p.in_c; ci = ci + 1u) {
@@ -130,23 +141,28 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
                     }
                 }
                 let step = ky * p.kw + kx;
-                var w = vec4<f32>(0.0);
+                // Flipped weights walk backwards through the window: subtract instead of add.
+                var lo = wlo + vec4<u32>(wci + step);
+                var hi = whi + vec4<u32>(wci + step);
                 if (flip) {
-                    w = vec4<f32>(b[wrow.x + wci - step], b[wrow.y + wci - step],
-                                  b[wrow.z + wci - step], b[wrow.w + wci - step]);
-                } else {
-                    w = vec4<f32>(b[wrow.x + wci + step], b[wrow.y + wci + step],
-                                  b[wrow.z + wci + step], b[wrow.w + wci + step]);
+                    lo = wlo + vec4<u32>(wci) - vec4<u32>(step);
+                    hi = whi + vec4<u32>(wci) - vec4<u32>(step);
                 }
-                acc0 = fma(vec4<f32>(w.x), xv, acc0);
-                acc1 = fma(vec4<f32>(w.y), xv, acc1);
-                acc2 = fma(vec4<f32>(w.z), xv, acc2);
-                acc3 = fma(vec4<f32>(w.w), xv, acc3);
+                let w0 = vec4<f32>(b[lo.x], b[lo.y], b[lo.z], b[lo.w]);
+                let w1 = vec4<f32>(b[hi.x], b[hi.y], b[hi.z], b[hi.w]);
+                acc0 = fma(vec4<f32>(w0.x), xv, acc0);
+                acc1 = fma(vec4<f32>(w0.y), xv, acc1);
+                acc2 = fma(vec4<f32>(w0.z), xv, acc2);
+                acc3 = fma(vec4<f32>(w0.w), xv, acc3);
+                acc4 = fma(vec4<f32>(w1.x), xv, acc4);
+                acc5 = fma(vec4<f32>(w1.y), xv, acc5);
+                acc6 = fma(vec4<f32>(w1.z), xv, acc6);
+                acc7 = fma(vec4<f32>(w1.w), xv, acc7);
             }
         }
     }
-    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var r = 0u; r < 4u; r = r + 1u) {
+    var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    for (var r = 0u; r < 8u; r = r + 1u) {
         let co = co0 + r;
         if (co >= p.out_c) {
             break;

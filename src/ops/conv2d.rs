@@ -431,7 +431,7 @@ impl ConvParams {
     }
 }
 
-/// GPU [`conv2d_forward`]: each invocation computes 4 output channels x 4 output positions.
+/// GPU [`conv2d_forward`]: each invocation computes 8 output channels x 4 output positions.
 #[allow(clippy::too_many_arguments)]
 pub fn push_conv2d_forward(
     pb: &mut PlanBuilder<'_>,
