@@ -9,7 +9,7 @@
 //                         channels x 4 positions per invocation; optional ReLU mask of the input. Used
 //                         for strides > 1: with stride 1 the launcher runs conv2d_forward on dy with
 //                         transposed, flipped weights instead (FLAG_FLIP_TRANSPOSE), which is faster.
-// conv2d_backward_weight  4 output channels x 4 weight elements per invocation, reducing over one range
+// conv2d_backward_weight  8 output channels x 4 weight elements per invocation, reducing over one range
 //                         of the batch (gid.z) into a partial sum; an extra tile column sums dy for the
 //                         bias. conv2d_weight_reduce then adds the partials in order into the gradients.
 //                         Split-K keeps enough invocations busy when out_c x k is small; no atomics.
@@ -276,7 +276,7 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k_total = p.in_c * kernel;
     let k_tiles = (k_total + 3u) / 4u;
     let tile = gid.x;
-    let co0 = gid.y * 4u;
+    let co0 = gid.y * 8u;
     let split = gid.z;
     if (tile > k_tiles || co0 >= p.out_c || split >= p.splits) {
         return;
@@ -287,21 +287,32 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b_hi = (split + 1u) * p.batch / p.splits;
     let last_co = p.out_c - 1u;
     let co = vec4<u32>(co0, min(co0 + 1u, last_co), min(co0 + 2u, last_co), min(co0 + 3u, last_co));
+    let co_hi = vec4<u32>(min(co0 + 4u, last_co), min(co0 + 5u, last_co), min(co0 + 6u, last_co),
+                          min(co0 + 7u, last_co));
     let row = k_total + 1u;
     let out_base = split * p.out_c * row;
     if (tile == k_tiles) {
         // Bias tile: sums of dy over this batch range and all positions.
         var sums = vec4<f32>(0.0);
+        var sums_hi = vec4<f32>(0.0);
         for (var n = b_lo; n < b_hi; n = n + 1u) {
             for (var q = 0u; q < positions; q = q + 1u) {
                 let base = n * p.out_c * positions + q;
                 sums = sums + vec4<f32>(a[base + co.x * positions], a[base + co.y * positions],
                                         a[base + co.z * positions], a[base + co.w * positions]);
+                sums_hi = sums_hi + vec4<f32>(a[base + co_hi.x * positions], a[base + co_hi.y * positions],
+                                              a[base + co_hi.z * positions], a[base + co_hi.w * positions]);
             }
         }
-        for (var r = 0u; r < 4u; r = r + 1u) {
+        for (var r = 0u; r < 8u; r = r + 1u) {
             if (co0 + r < p.out_c) {
-                c[out_base + (co0 + r) * row + k_total] = sums[r];
+                var v = 0.0;
+                if (r < 4u) {
+                    v = sums[r];
+                } else {
+                    v = sums_hi[r - 4u];
+                }
+                c[out_base + (co0 + r) * row + k_total] = v;
             }
         }
         return;
@@ -320,6 +331,10 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
     let stride = i32(p.stride);
     let pad = i32(p.pad);
     let in_h = i32(p.in_h);
@@ -332,6 +347,8 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let q = oy * p.out_w + ox;
                 let dv = vec4<f32>(a[dbase + co.x * positions + q], a[dbase + co.y * positions + q],
                                    a[dbase + co.z * positions + q], a[dbase + co.w * positions + q]);
+                let dh = vec4<f32>(a[dbase + co_hi.x * positions + q], a[dbase + co_hi.y * positions + q],
+                                   a[dbase + co_hi.z * positions + q], a[dbase + co_hi.w * positions + q]);
                 var xv = vec4<f32>(0.0);
                 for (var j = 0u; j < 4u; j = j + 1u) {
                     let iy = i32(oy) * stride + ky[j] - pad;
@@ -344,11 +361,15 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
                 acc1 = fma(vec4<f32>(dv.y), xv, acc1);
                 acc2 = fma(vec4<f32>(dv.z), xv, acc2);
                 acc3 = fma(vec4<f32>(dv.w), xv, acc3);
+                acc4 = fma(vec4<f32>(dh.x), xv, acc4);
+                acc5 = fma(vec4<f32>(dh.y), xv, acc5);
+                acc6 = fma(vec4<f32>(dh.z), xv, acc6);
+                acc7 = fma(vec4<f32>(dh.w), xv, acc7);
             }
         }
     }
-    var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var r = 0u; r < 4u; r = r + 1u) {
+    var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    for (var r = 0u; r < 8u; r = r + 1u) {
         if (co0 + r >= p.out_c) {
             break;
         }

@@ -531,7 +531,7 @@ impl ConvShape {
     }
 }
 
-/// GPU [`conv2d_backward_weight`]: two dispatches. The first computes 4 output channels x 4 weight
+/// GPU [`conv2d_backward_weight`]: two dispatches. The first computes 8 output channels x 4 weight
 /// elements per invocation over one range of the batch each into `partial` (`gpu_partial_len` floats);
 /// the second adds the partials into the weight and bias gradients.
 #[allow(clippy::too_many_arguments)]
@@ -550,7 +550,7 @@ pub fn push_conv2d_backward_weight(
     let splits = gpu_weight_splits(batch);
     p.splits = splits as u32;
     let tiles = (s.k().div_ceil(4) + 1) as u32;
-    let rows = s.out_c.div_ceil(4) as u32;
+    let rows = s.out_c.div_ceil(8) as u32;
     pb.push(
         &CONV2D_BACKWARD_WEIGHT,
         &p,
