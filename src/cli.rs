@@ -45,6 +45,16 @@ pub enum Command {
         after_help = "Examples:\n  wgtrain compare                                  # mlp vs cnn on the embedded subset, 3 seeds (~3 min on 2 cores)\n  wgtrain compare --full                           # the full Fashion-MNIST protocol\n  wgtrain compare --cnn lenet5 --seeds 1 --out runs/lenet\n  wgtrain compare --ann flatten,fc512,relu,fc10 --device gpu"
     )]
     Compare(CompareArgs),
+    /// Per-layer output shapes, parameters and FLOPs of a model (like Keras' summary / torchinfo).
+    #[command(
+        after_help = "Examples:\n  wgtrain summary --model cnn\n  wgtrain summary --arch conv5x5x6p2,relu,maxpool2,flatten,fc10 --input 3x32x32\n  wgtrain summary --checkpoint mlp.safetensors"
+    )]
+    Summary(SummaryArgs),
+    /// Classify image files (PNG, JPEG, BMP) with a checkpoint: top-k classes with probabilities.
+    #[command(
+        after_help = "Example:\n  wgtrain predict --checkpoint cnn.safetensors shirt.png boot.jpg --top-k 3"
+    )]
+    Predict(PredictArgs),
     /// Kernel GFLOP/s and model training/inference images/s on the CPU and the GPU adapter.
     #[command(
         after_help = "Examples:\n  wgtrain bench                         # everything, CPU and GPU\n  wgtrain bench --device cpu --models cnn --batch-sizes 64 --json bench.json"
@@ -187,6 +197,44 @@ pub struct CompareArgs {
     /// Fashion-MNIST when installed).
     #[arg(long)]
     pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SummaryArgs {
+    /// Preset model.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Layer spec instead of a preset.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Input shape CxHxW.
+    #[arg(long, default_value = "1x28x28")]
+    pub input: String,
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Summarise the model a checkpoint holds instead.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// Checkpoint written by `wgtrain train --save`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Image files.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    pub top_k: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -794,6 +842,99 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     if let Some(path) = &args.json {
         write_json(path, &report)?;
         println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn parse_input_shape(s: &str) -> Result<crate::data::ImageShape> {
+    let dims: Option<Vec<usize>> = s.split('x').map(|d| d.trim().parse().ok()).collect();
+    match dims.as_deref() {
+        Some(&[channels, height, width]) if channels * height * width > 0 => {
+            Ok(crate::data::ImageShape {
+                channels,
+                height,
+                width,
+            })
+        }
+        _ => Err(Error::Config(format!(
+            "--input {s}: expected CxHxW with positive sizes, e.g. 1x28x28 or 3x32x32"
+        ))),
+    }
+}
+
+/// `wgtrain summary`.
+pub fn run_summary(args: &SummaryArgs) -> Result<()> {
+    let model = match &args.checkpoint {
+        Some(p) => checkpoint::load(p)?.0,
+        None => {
+            if args.classes < 2 {
+                return Err(Error::Config("--classes must be at least 2".into()));
+            }
+            let input = parse_input_shape(&args.input)?;
+            models::build(Some(&args.model), args.arch.as_deref(), input, args.classes)?
+        }
+    };
+    let rows = model.summary();
+    if args.json {
+        let v = serde_json::json!({
+            "model": model.name, "arch": model.spec(),
+            "input": [model.input.channels, model.input.height, model.input.width],
+            "layers": rows, "params": model.num_params(), "forward_flops": model.forward_flops(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(());
+    }
+    let shape = |d: &[usize]| {
+        d.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("x")
+    };
+    println!(
+        "{} [{}], input {}",
+        model.name,
+        model.spec(),
+        shape(&[model.input.channels, model.input.height, model.input.width])
+    );
+    println!(
+        "{:>3}  {:<16} {:>12} {:>10} {:>14}",
+        "#", "layer", "output", "params", "fwd FLOPs"
+    );
+    for r in &rows {
+        println!(
+            "{:>3}  {:<16} {:>12} {:>10} {:>14}",
+            r.index,
+            r.layer,
+            shape(&r.output_shape),
+            r.params,
+            r.forward_flops
+        );
+    }
+    println!(
+        "total: {} parameters ({:.2} MiB as f32), {:.3} MFLOP forward per image",
+        model.num_params(),
+        model.num_params() as f64 * 4.0 / (1 << 20) as f64,
+        model.forward_flops() as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// `wgtrain predict`.
+pub fn run_predict(args: &PredictArgs) -> Result<()> {
+    let (device, _) = args.device.select()?;
+    let preds = crate::predict::predict(&device, &args.checkpoint, &args.images, args.top_k)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&preds).expect("json"));
+        return Ok(());
+    }
+    for p in &preds {
+        let top = p
+            .top
+            .iter()
+            .map(|c| format!("{} {:.1}%", c.name, 100.0 * c.probability))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!("{}: {top}", p.file.display());
     }
     Ok(())
 }

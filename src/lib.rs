@@ -13,6 +13,7 @@
 //! - [`bench`]: `wgtrain bench`, kernel GFLOP/s and model images/s per device.
 //! - [`checkpoint`]: safetensors checkpoints with PyTorch tensor names.
 //! - [`metrics`]: JSON reports and atomic file writes.
+//! - [`predict`]: `wgtrain predict`, image files -> top-k classes.
 //! - [`rng`]: a version-stable seeded RNG.
 //! - [`error`]: the user-facing error type.
 
@@ -28,6 +29,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod predict;
 pub mod rng;
 pub mod train;
 

@@ -14,6 +14,8 @@ fn main() {
         Command::Devices(a) => cli::run_devices(a).map_err(Into::into),
         Command::Compare(a) => cli::run_compare(a).map_err(Into::into),
         Command::Bench(a) => cli::run_bench(a).map_err(Into::into),
+        Command::Summary(a) => cli::run_summary(a).map_err(Into::into),
+        Command::Predict(a) => cli::run_predict(a).map_err(Into::into),
     };
     if let Err(e) = result {
         let code = e

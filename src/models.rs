@@ -245,6 +245,26 @@ mod tests {
     }
 
     #[test]
+    fn summary_rows_add_up() {
+        let cnn = build(Some("cnn"), None, MNIST, 10).unwrap();
+        let rows = cnn.summary();
+        assert_eq!(rows.len(), 10);
+        assert_eq!(rows[0].output_shape, vec![16, 28, 28]);
+        assert_eq!(rows[2].output_shape, vec![16, 14, 14]);
+        assert_eq!(rows[6].output_shape, vec![1568]);
+        assert_eq!(rows[9].output_shape, vec![10]);
+        assert_eq!(rows[0].params, 160);
+        assert_eq!(
+            rows.iter().map(|r| r.params).sum::<usize>(),
+            cnn.num_params()
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.forward_flops).sum::<usize>(),
+            cnn.forward_flops()
+        );
+    }
+
+    #[test]
     fn conv_and_pool_tokens_parse() {
         let l = parse_arch("conv5x3x8p2s2, avgpool3s2 ,maxpool2").unwrap();
         assert_eq!(

@@ -108,6 +108,69 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.tensor("1.weight").unwrap().shape(), &[256, 784]);
     assert_eq!(st.tensor("5.bias").unwrap().shape(), &[10]);
+
+    // predict on PNG files of test images gives the class the model gives those images in memory.
+    let data = wgtrain::data::load(&wgtrain::data::DataChoice::Embedded, None).unwrap();
+    let n = 12;
+    let mut files = Vec::new();
+    for i in 0..n {
+        let p = dir.join(format!("img{i}.png"));
+        image::GrayImage::from_raw(28, 28, data.test.image(i).to_vec())
+            .unwrap()
+            .save(&p)
+            .unwrap();
+        files.push(p.to_str().unwrap().to_string());
+    }
+    let mut args = vec![
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+        "--top-k",
+        "2",
+    ];
+    args.extend(files.iter().map(|s| s.as_str()));
+    let out = wgtrain(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let preds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (model, params, meta) = wgtrain::checkpoint::load(&ckpt).unwrap();
+    let batcher = wgtrain::data::Batcher::new(&meta.normalization, model.input);
+    let mut x = vec![0f32; n * 784];
+    let mut y = vec![0u32; n];
+    batcher.fill(&data.test, &(0..n).collect::<Vec<_>>(), &mut x, &mut y);
+    let mut exec = wgtrain::Device::Cpu
+        .executor(&model, &params, wgtrain::nn::OptimConfig::adam(1e-3), n)
+        .unwrap();
+    let logits = exec.logits(&x).unwrap();
+    for (i, z) in logits.chunks_exact(10).enumerate() {
+        let argmax = (0..10).fold(0, |b, c| if z[c] > z[b] { c } else { b });
+        let top = &preds[i]["top"];
+        assert_eq!(top[0]["class"], argmax, "image {i}");
+        assert_eq!(top[0]["name"], wgtrain::data::FASHION_MNIST_CLASSES[argmax]);
+        let (p0, p1) = (
+            top[0]["probability"].as_f64().unwrap(),
+            top[1]["probability"].as_f64().unwrap(),
+        );
+        assert!(p0 >= p1 && p0 <= 1.0 && p1 >= 0.0);
+    }
+    // A file that is not an image: a one-line error naming it.
+    let junk = dir.join("notes.png");
+    std::fs::write(&junk, b"not an image").unwrap();
+    let out = wgtrain(&[
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--device",
+        "cpu",
+        junk.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, 2, "notes.png");
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -200,4 +263,23 @@ fn gpu_without_adapter_is_a_clear_error() {
         "--embedded",
     ]);
     assert_one_line_error(&out, 2, "--adapter no-such-card");
+}
+
+#[test]
+fn summary_prints_shapes_params_and_totals() {
+    let out = wgtrain(&["summary", "--model", "cnn"]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("32x7x7") && s.contains("200832") && s.contains("total: 206922 parameters"),
+        "{s}"
+    );
+    let out = wgtrain(&[
+        "summary",
+        "--arch",
+        "conv3x3x8,flatten,fc10",
+        "--input",
+        "3x5",
+    ]);
+    assert_one_line_error(&out, 2, "--input 3x5");
 }

@@ -160,6 +160,20 @@ pub struct Model {
     /// Length of the flat parameter vector, padding included.
     pub param_len: usize,
     pub num_classes: usize,
+    /// Output shape per example of each layer: `[C, H, W]`, or `[N]` once flat.
+    pub layer_outputs: Vec<Vec<usize>>,
+}
+
+/// One layer as `wgtrain summary` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LayerSummary {
+    /// Index in the Sequential (the prefix of its tensors' names).
+    pub index: usize,
+    pub layer: String,
+    pub output_shape: Vec<usize>,
+    pub params: usize,
+    /// Forward FLOPs per example (2 per multiply-add).
+    pub forward_flops: usize,
 }
 
 fn align4(x: usize) -> usize {
@@ -214,6 +228,7 @@ impl Model {
         let err = |i: usize, l: &Layer, msg: String| {
             Error::Config(format!("layer {} ({}): {msg}", i + 1, l.token()))
         };
+        let mut layer_outputs = Vec::with_capacity(layers.len());
         for (i, layer) in layers.iter().enumerate() {
             match layer {
                 Layer::Flatten => {
@@ -371,6 +386,10 @@ impl Model {
                     });
                 }
             }
+            layer_outputs.push(match act {
+                Act::Image(s) => vec![s.channels, s.height, s.width],
+                Act::Flat(n) => vec![n],
+            });
         }
         match (nodes.last(), act) {
             (Some(n), Act::Flat(k)) if !n.relu() && k == num_classes => {}
@@ -398,7 +417,39 @@ impl Model {
             params,
             param_len: offset,
             num_classes,
+            layer_outputs,
         })
+    }
+
+    /// One row per layer: index, token, output shape per example, parameters and forward FLOPs — what
+    /// `wgtrain summary` prints.
+    pub fn summary(&self) -> Vec<LayerSummary> {
+        let mut prev: Vec<usize> = vec![self.input.channels, self.input.height, self.input.width];
+        let mut rows = Vec::new();
+        for (i, (layer, out)) in self.layers.iter().zip(&self.layer_outputs).enumerate() {
+            let params: usize = self
+                .params
+                .iter()
+                .filter(|t| t.name.split('.').next() == Some(&i.to_string()))
+                .map(|t| t.len())
+                .sum();
+            let flops = match layer {
+                Layer::Linear { out: o } => 2 * prev.iter().product::<usize>() * o,
+                Layer::Conv2d { kh, kw, .. } => {
+                    2 * out.iter().product::<usize>() * prev[0] * kh * kw
+                }
+                _ => 0,
+            };
+            rows.push(LayerSummary {
+                index: i,
+                layer: layer.token(),
+                output_shape: out.clone(),
+                params,
+                forward_flops: flops,
+            });
+            prev = out.clone();
+        }
+        rows
     }
 
     /// Number of trainable parameters (padding excluded).
