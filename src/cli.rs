@@ -102,6 +102,22 @@ pub struct DataArgs {
     /// Use the embedded 10k/2k Fashion-MNIST subset even when the full set is installed.
     #[arg(long, conflicts_with = "data")]
     pub embedded: bool,
+    /// Format of --data (default: detected from what the directory holds).
+    #[arg(long, value_enum, requires = "data")]
+    pub format: Option<FormatArg>,
+    /// Image folders: resize every image to this size, N or HxW (default: the first image's size).
+    #[arg(long, requires = "data")]
+    pub image_size: Option<String>,
+    /// Image folders with one level of class folders: fraction of each class held out for testing.
+    #[arg(long, requires = "data")]
+    pub val_split: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Idx,
+    Cifar,
+    Folder,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -323,12 +339,51 @@ impl DeviceArgs {
 }
 
 impl DataArgs {
-    fn choice(&self) -> DataChoice {
-        match (&self.data, self.embedded) {
-            (Some(d), _) => DataChoice::Dir(d.clone()),
-            (None, true) => DataChoice::Embedded,
-            (None, false) => DataChoice::Default,
+    fn choice(&self) -> Result<DataChoice> {
+        let Some(dir) = &self.data else {
+            return Ok(if self.embedded {
+                DataChoice::Embedded
+            } else {
+                DataChoice::Default
+            });
+        };
+        if self.format.is_none() && self.image_size.is_none() && self.val_split.is_none() {
+            return Ok(DataChoice::Dir(dir.clone()));
         }
+        let image_size = match &self.image_size {
+            None => None,
+            Some(s) => {
+                let dims: Option<Vec<usize>> =
+                    s.split('x').map(|d| d.trim().parse().ok()).collect();
+                match dims.as_deref() {
+                    Some(&[n]) if n > 0 => Some((n, n)),
+                    Some(&[h, w]) if h > 0 && w > 0 => Some((h, w)),
+                    _ => return Err(Error::Config(format!(
+                        "--image-size {s}: expected N or HxW with positive sizes, e.g. 32 or 28x28"
+                    ))),
+                }
+            }
+        };
+        if let Some(v) = self.val_split {
+            if !(v > 0.0 && v < 1.0) {
+                return Err(Error::Config(format!(
+                    "--val-split {v}: must be between 0 and 1, e.g. 0.2"
+                )));
+            }
+        }
+        let format = self.format.map(|f| match f {
+            FormatArg::Idx => data::Format::Idx,
+            FormatArg::Cifar => data::Format::Cifar,
+            FormatArg::Folder => data::Format::Folder,
+        });
+        Ok(DataChoice::DirWith(
+            dir.clone(),
+            data::DirOptions {
+                format,
+                image_size,
+                test_fraction: self.val_split,
+            },
+        ))
     }
 }
 
@@ -381,7 +436,7 @@ fn optimizer_label(cfg: &OptimConfig) -> String {
 /// `wgtrain train`.
 pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
     let mut optim = args.validate()?;
-    let data = data::load(&args.data.choice(), args.train_size)?;
+    let data = data::load(&args.data.choice()?, args.train_size)?;
     // --resume: model, weights, optimiser state, seed and batch size all come from the checkpoint.
     let resumed = match &args.resume {
         Some(path) => {
@@ -571,7 +626,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         return Err(Error::Config("--batch-size must be at least 1".into()));
     }
     let (model, params, meta) = checkpoint::load(&args.checkpoint)?;
-    let data = data::load(&args.data.choice(), None)?;
+    let data = data::load(&args.data.choice()?, None)?;
     if data.test.shape != model.input {
         return Err(Error::data(
             &args.checkpoint,

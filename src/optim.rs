@@ -87,7 +87,8 @@ pub fn step_cpu(cfg: &OptimConfig, state: &mut OptimState, params: &mut [f32], g
                 .zip(m.par_chunks_mut(CPU_CHUNK))
                 .zip(v.par_chunks_mut(CPU_CHUNK))
                 .for_each(|(((w, g), m), v)| {
-                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+                    {
                         let g = g + p.weight_decay * *w;
                         *m = p.beta1 * *m + (1.0 - p.beta1) * g;
                         *v = p.beta2 * *v + (1.0 - p.beta2) * g * g;

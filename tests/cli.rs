@@ -214,6 +214,27 @@ fn bad_flags_and_files_fail_with_one_line_messages() {
         let out = wgtrain(&["train", "--device", "cpu", "--embedded", flag, value]);
         assert_one_line_error(&out, 2, needle);
     }
+    let d = dir.to_str().unwrap();
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        d,
+        "--val-split",
+        "1.5",
+    ]);
+    assert_one_line_error(&out, 2, "--val-split 1.5");
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        d,
+        "--image-size",
+        "0x4",
+    ]);
+    assert_one_line_error(&out, 2, "--image-size 0x4");
     // clap rejects unknown values with its own message naming the flag (exit 2).
     let out = wgtrain(&["train", "--device", "tpu"]);
     assert_fails(&out, 2, "--device");

@@ -3,10 +3,11 @@
 //! Layout: a 4-byte magic `0x00 0x00 <type> <ndim>` (type 0x08 = unsigned byte, the only one these data
 //! sets use), `ndim` big-endian u32 dimensions, then the payload in row-major order.
 
+use super::{Dataset, ImageShape};
 use crate::error::{Error, Result};
 use flate2::read::GzDecoder;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Largest decompressed IDX file accepted (the full 60k MNIST training images are 47 MB).
 const MAX_IDX_BYTES: u64 = 2 << 30;
@@ -126,6 +127,161 @@ pub fn parse_idx_maybe_gz(bytes: &[u8], name: &Path) -> Result<IdxArray> {
     } else {
         parse_idx(bytes, name)
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// IDX data directories and the embedded subset
+
+const EMBEDDED_TRAIN_IMAGES: &[u8] =
+    include_bytes!("../../assets/fashion-mnist-subset/train-images-idx3-ubyte.gz");
+const EMBEDDED_TRAIN_LABELS: &[u8] =
+    include_bytes!("../../assets/fashion-mnist-subset/train-labels-idx1-ubyte.gz");
+const EMBEDDED_TEST_IMAGES: &[u8] =
+    include_bytes!("../../assets/fashion-mnist-subset/t10k-images-idx3-ubyte.gz");
+const EMBEDDED_TEST_LABELS: &[u8] =
+    include_bytes!("../../assets/fashion-mnist-subset/t10k-labels-idx1-ubyte.gz");
+
+/// The file names an IDX data directory may use for each of the four parts.
+pub(crate) fn find_idx_file(dir: &Path, stem: &str, kind: &str) -> Option<PathBuf> {
+    let candidates = [
+        format!("{stem}-{kind}.gz"),
+        format!("{stem}-{kind}"),
+        format!(
+            "{}.gz",
+            format!("{stem}-{kind}").replacen("-idx", ".idx", 1)
+        ),
+        format!("{stem}-{kind}").replacen("-idx", ".idx", 1),
+    ];
+    candidates.iter().map(|c| dir.join(c)).find(|p| p.is_file())
+}
+
+fn images_from_idx(arr: IdxArray, path: &Path) -> Result<(ImageShape, Vec<u8>)> {
+    if arr.dims.len() != 3 {
+        return Err(Error::data(
+            path,
+            format!(
+                "expected an image file with 3 dimensions [count, height, width], found {:?}",
+                arr.dims
+            ),
+        ));
+    }
+    let shape = ImageShape {
+        channels: 1,
+        height: arr.dims[1],
+        width: arr.dims[2],
+    };
+    if shape.is_empty() {
+        return Err(Error::data(path, "images have zero pixels"));
+    }
+    Ok((shape, arr.data))
+}
+
+fn labels_from_idx(arr: IdxArray, path: &Path) -> Result<Vec<u8>> {
+    if arr.dims.len() != 1 {
+        return Err(Error::data(
+            path,
+            format!(
+                "expected a label file with 1 dimension, found {:?}",
+                arr.dims
+            ),
+        ));
+    }
+    Ok(arr.data)
+}
+
+fn make_dataset(
+    images: (ImageShape, Vec<u8>),
+    labels: Vec<u8>,
+    image_path: &Path,
+    label_path: &Path,
+) -> Result<Dataset> {
+    let (shape, data) = images;
+    let count = data.len() / shape.len();
+    if count != labels.len() {
+        return Err(Error::data(
+            label_path,
+            format!(
+                "holds {} labels but {} holds {} images; the two files must match",
+                labels.len(),
+                image_path.display(),
+                count
+            ),
+        ));
+    }
+    if count == 0 {
+        return Err(Error::data(image_path, "holds no images"));
+    }
+    Ok(Dataset {
+        shape,
+        images: data,
+        labels,
+    })
+}
+
+/// Load an IDX directory holding train-images/train-labels/t10k-images/t10k-labels (plain or .gz).
+pub fn load_idx_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
+    if !dir.is_dir() {
+        return Err(Error::data(
+            dir,
+            "no such directory; pass --data DIR with the four IDX files (train-images-idx3-ubyte[.gz], ...)",
+        ));
+    }
+    let find = |stem: &str, kind: &str| {
+        find_idx_file(dir, stem, kind).ok_or_else(|| {
+            Error::data(
+                dir,
+                format!("missing {stem}-{kind}[.gz]; an IDX data directory needs train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (plain or .gz)"),
+            )
+        })
+    };
+    let tri = find("train", "images-idx3-ubyte")?;
+    let trl = find("train", "labels-idx1-ubyte")?;
+    let tei = find("t10k", "images-idx3-ubyte")?;
+    let tel = find("t10k", "labels-idx1-ubyte")?;
+    let train = make_dataset(
+        images_from_idx(read_idx(&tri)?, &tri)?,
+        labels_from_idx(read_idx(&trl)?, &trl)?,
+        &tri,
+        &trl,
+    )?;
+    let test = make_dataset(
+        images_from_idx(read_idx(&tei)?, &tei)?,
+        labels_from_idx(read_idx(&tel)?, &tel)?,
+        &tei,
+        &tel,
+    )?;
+    Ok((train, test))
+}
+
+/// The embedded class-balanced Fashion-MNIST subset (10,000 train + 2,000 test).
+pub fn load_embedded() -> Result<(Dataset, Dataset)> {
+    let p = |s: &str| PathBuf::from(format!("<embedded>/{s}"));
+    let parse = |b: &[u8], s: &str| parse_idx_maybe_gz(b, &p(s));
+    let train = make_dataset(
+        images_from_idx(
+            parse(EMBEDDED_TRAIN_IMAGES, "train-images")?,
+            &p("train-images"),
+        )?,
+        labels_from_idx(
+            parse(EMBEDDED_TRAIN_LABELS, "train-labels")?,
+            &p("train-labels"),
+        )?,
+        &p("train-images"),
+        &p("train-labels"),
+    )?;
+    let test = make_dataset(
+        images_from_idx(
+            parse(EMBEDDED_TEST_IMAGES, "t10k-images")?,
+            &p("t10k-images"),
+        )?,
+        labels_from_idx(
+            parse(EMBEDDED_TEST_LABELS, "t10k-labels")?,
+            &p("t10k-labels"),
+        )?,
+        &p("t10k-images"),
+        &p("t10k-labels"),
+    )?;
+    Ok((train, test))
 }
 
 #[cfg(test)]

@@ -3,7 +3,11 @@
 //! Images are kept as raw bytes (`u8`, NCHW per image) and normalised into a reused `f32` batch buffer
 //! only when a batch is assembled: the full Fashion-MNIST training set is 47 MB this way instead of 188 MB.
 
+pub mod cifar;
+pub mod folder;
 pub mod idx;
+
+pub use idx::{load_embedded, load_idx_dir};
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -29,15 +33,6 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "Bag",
     "Ankle boot",
 ];
-
-const EMBEDDED_TRAIN_IMAGES: &[u8] =
-    include_bytes!("../../assets/fashion-mnist-subset/train-images-idx3-ubyte.gz");
-const EMBEDDED_TRAIN_LABELS: &[u8] =
-    include_bytes!("../../assets/fashion-mnist-subset/train-labels-idx1-ubyte.gz");
-const EMBEDDED_TEST_IMAGES: &[u8] =
-    include_bytes!("../../assets/fashion-mnist-subset/t10k-images-idx3-ubyte.gz");
-const EMBEDDED_TEST_LABELS: &[u8] =
-    include_bytes!("../../assets/fashion-mnist-subset/t10k-labels-idx1-ubyte.gz");
 
 /// Per-image shape, NCHW without the batch: `[channels, height, width]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -162,83 +157,6 @@ pub struct DataSplit {
     pub source: DataSource,
 }
 
-/// The file names an IDX data directory may use for each of the four parts.
-fn find_idx_file(dir: &Path, stem: &str, kind: &str) -> Option<PathBuf> {
-    let candidates = [
-        format!("{stem}-{kind}.gz"),
-        format!("{stem}-{kind}"),
-        format!(
-            "{}.gz",
-            format!("{stem}-{kind}").replacen("-idx", ".idx", 1)
-        ),
-        format!("{stem}-{kind}").replacen("-idx", ".idx", 1),
-    ];
-    candidates.iter().map(|c| dir.join(c)).find(|p| p.is_file())
-}
-
-fn images_from_idx(arr: idx::IdxArray, path: &Path) -> Result<(ImageShape, Vec<u8>)> {
-    if arr.dims.len() != 3 {
-        return Err(Error::data(
-            path,
-            format!(
-                "expected an image file with 3 dimensions [count, height, width], found {:?}",
-                arr.dims
-            ),
-        ));
-    }
-    let shape = ImageShape {
-        channels: 1,
-        height: arr.dims[1],
-        width: arr.dims[2],
-    };
-    if shape.is_empty() {
-        return Err(Error::data(path, "images have zero pixels"));
-    }
-    Ok((shape, arr.data))
-}
-
-fn labels_from_idx(arr: idx::IdxArray, path: &Path) -> Result<Vec<u8>> {
-    if arr.dims.len() != 1 {
-        return Err(Error::data(
-            path,
-            format!(
-                "expected a label file with 1 dimension, found {:?}",
-                arr.dims
-            ),
-        ));
-    }
-    Ok(arr.data)
-}
-
-fn make_dataset(
-    images: (ImageShape, Vec<u8>),
-    labels: Vec<u8>,
-    image_path: &Path,
-    label_path: &Path,
-) -> Result<Dataset> {
-    let (shape, data) = images;
-    let count = data.len() / shape.len();
-    if count != labels.len() {
-        return Err(Error::data(
-            label_path,
-            format!(
-                "holds {} labels but {} holds {} images; the two files must match",
-                labels.len(),
-                image_path.display(),
-                count
-            ),
-        ));
-    }
-    if count == 0 {
-        return Err(Error::data(image_path, "holds no images"));
-    }
-    Ok(Dataset {
-        shape,
-        images: data,
-        labels,
-    })
-}
-
 /// Check labels against the class count and that test images match the training shape.
 fn validate_pair(train: &Dataset, test: &Dataset, test_path: &Path) -> Result<usize> {
     let num_classes = *train.labels.iter().max().unwrap_or(&0) as usize + 1;
@@ -269,77 +187,116 @@ fn validate_pair(train: &Dataset, test: &Dataset, test_path: &Path) -> Result<us
     Ok(num_classes)
 }
 
-/// Load an IDX directory holding train-images/train-labels/t10k-images/t10k-labels (plain or .gz).
-pub fn load_idx_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
+/// On-disk formats `--data DIR` understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// MNIST-family IDX files.
+    Idx,
+    /// CIFAR-10 binary batches.
+    Cifar,
+    /// One sub-folder of images per class.
+    Folder,
+}
+
+/// How to read a `--data` directory.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DirOptions {
+    /// Force a format instead of detecting it.
+    pub format: Option<Format>,
+    /// Image folders: resize every image to (height, width).
+    pub image_size: Option<(usize, usize)>,
+    /// Image folders with a single level of class folders: the fraction of each class held out as the
+    /// test set (default 0.2).
+    pub test_fraction: Option<f64>,
+}
+
+/// Which format a directory holds, or an error listing what was expected.
+pub fn detect_format(dir: &Path) -> Result<Format> {
     if !dir.is_dir() {
         return Err(Error::data(
             dir,
-            "no such directory; pass --data DIR with the four IDX files (train-images-idx3-ubyte[.gz], ...)",
+            "no such directory; pass --data DIR with IDX files, CIFAR-10 batches or class folders",
         ));
     }
-    let find = |stem: &str, kind: &str| {
-        find_idx_file(dir, stem, kind).ok_or_else(|| {
-            Error::data(
-                dir,
-                format!("missing {stem}-{kind}[.gz]; an IDX data directory needs train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (plain or .gz)"),
-            )
-        })
-    };
-    let tri = find("train", "images-idx3-ubyte")?;
-    let trl = find("train", "labels-idx1-ubyte")?;
-    let tei = find("t10k", "images-idx3-ubyte")?;
-    let tel = find("t10k", "labels-idx1-ubyte")?;
-    let train = make_dataset(
-        images_from_idx(idx::read_idx(&tri)?, &tri)?,
-        labels_from_idx(idx::read_idx(&trl)?, &trl)?,
-        &tri,
-        &trl,
-    )?;
-    let test = make_dataset(
-        images_from_idx(idx::read_idx(&tei)?, &tei)?,
-        labels_from_idx(idx::read_idx(&tel)?, &tel)?,
-        &tei,
-        &tel,
-    )?;
-    Ok((train, test))
+    if idx::find_idx_file(dir, "train", "images-idx3-ubyte").is_some() {
+        Ok(Format::Idx)
+    } else if cifar::is_cifar_dir(dir) {
+        Ok(Format::Cifar)
+    } else if folder::is_folder_dataset(dir) {
+        Ok(Format::Folder)
+    } else {
+        Err(Error::data(
+            dir,
+            "unrecognised data directory: expected IDX files (train-images-idx3-ubyte[.gz], ...), CIFAR-10 binary batches (data_batch_1.bin .. test_batch.bin) or one folder of images per class",
+        ))
+    }
 }
 
-/// The embedded class-balanced Fashion-MNIST subset (10,000 train + 2,000 test).
-pub fn load_embedded() -> Result<(Dataset, Dataset)> {
-    let p = |s: &str| PathBuf::from(format!("<embedded>/{s}"));
-    let parse = |b: &[u8], s: &str| idx::parse_idx_maybe_gz(b, &p(s));
-    let train = make_dataset(
-        images_from_idx(
-            parse(EMBEDDED_TRAIN_IMAGES, "train-images")?,
-            &p("train-images"),
-        )?,
-        labels_from_idx(
-            parse(EMBEDDED_TRAIN_LABELS, "train-labels")?,
-            &p("train-labels"),
-        )?,
-        &p("train-images"),
-        &p("train-labels"),
-    )?;
-    let test = make_dataset(
-        images_from_idx(
-            parse(EMBEDDED_TEST_IMAGES, "t10k-images")?,
-            &p("t10k-images"),
-        )?,
-        labels_from_idx(
-            parse(EMBEDDED_TEST_LABELS, "t10k-labels")?,
-            &p("t10k-labels"),
-        )?,
-        &p("t10k-images"),
-        &p("t10k-labels"),
-    )?;
-    Ok((train, test))
+/// Read a data directory: (train, test, class names when the format has them).
+fn load_dir(dir: &Path, opts: &DirOptions) -> Result<(Dataset, Dataset, Option<Vec<String>>)> {
+    let format = match opts.format {
+        Some(f) => f,
+        None => detect_format(dir)?,
+    };
+    match format {
+        Format::Idx => {
+            let (tr, te) = load_idx_dir(dir)?;
+            Ok((tr, te, None))
+        }
+        Format::Cifar => {
+            let (tr, te, names) = cifar::load_cifar_dir(dir)?;
+            Ok((tr, te, Some(names)))
+        }
+        Format::Folder => {
+            let fraction = opts.test_fraction.unwrap_or(0.2);
+            let channels = folder_channels(dir)?;
+            let (tr, te, names) = folder::load_folder(dir, channels, opts.image_size, fraction)?;
+            Ok((tr, te, Some(names)))
+        }
+    }
+}
+
+/// Grey (1 channel) when the first image found is grey, else RGB (3).
+fn folder_channels(dir: &Path) -> Result<usize> {
+    let first = walk_first_image(dir)
+        .ok_or_else(|| Error::data(dir, "contains no PNG, JPEG or BMP images"))?;
+    let img = image::open(&first)
+        .map_err(|e| Error::data(&first, format!("cannot decode image ({e})")))?;
+    Ok(if img.color().channel_count() <= 2 {
+        1
+    } else {
+        3
+    })
+}
+
+fn walk_first_image(dir: &Path) -> Option<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for e in &entries {
+        if e.is_file()
+            && e.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                ["png", "jpg", "jpeg", "bmp"].contains(&x.to_ascii_lowercase().as_str())
+            })
+        {
+            return Some(e.clone());
+        }
+    }
+    entries
+        .iter()
+        .filter(|e| e.is_dir())
+        .find_map(|d| walk_first_image(d))
 }
 
 /// What `--data` asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataChoice {
-    /// `--data DIR`.
+    /// `--data DIR`, format detected.
     Dir(PathBuf),
+    /// `--data DIR` with `--format` / `--image-size` / `--val-split`.
+    DirWith(PathBuf, DirOptions),
     /// No flag: the system Fashion-MNIST when installed, else the embedded subset.
     Default,
     /// Always the embedded subset.
@@ -350,14 +307,20 @@ pub enum DataChoice {
 /// statistics are fixed, so a subset is normalised like the whole set).
 pub fn load(choice: &DataChoice, train_size: Option<usize>) -> Result<DataSplit> {
     let system = Path::new(SYSTEM_FASHION_MNIST);
+    let mut names = None;
     let (train, test, source, fashion) = match choice {
-        DataChoice::Dir(dir) => {
-            let (tr, te) = load_idx_dir(dir)?;
+        DataChoice::Dir(dir) | DataChoice::DirWith(dir, _) => {
+            let opts = match choice {
+                DataChoice::DirWith(_, o) => o.clone(),
+                _ => DirOptions::default(),
+            };
+            let (tr, te, n) = load_dir(dir, &opts)?;
+            names = n;
             let src = DataSource {
                 name: dir
                     .file_name()
                     .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "idx".into()),
+                    .unwrap_or_else(|| "data".into()),
                 location: dir.display().to_string(),
             };
             (tr, te, src, false)
@@ -389,13 +352,13 @@ pub fn load(choice: &DataChoice, train_size: Option<usize>) -> Result<DataSplit>
     } else {
         Normalization::from_data(&train)
     };
-    let class_names = if fashion && num_classes == 10 {
-        FASHION_MNIST_CLASSES
+    let class_names = match names {
+        Some(n) if n.len() >= num_classes => n[..num_classes].to_vec(),
+        _ if fashion && num_classes == 10 => FASHION_MNIST_CLASSES
             .iter()
             .map(|s| s.to_string())
-            .collect()
-    } else {
-        (0..num_classes).map(|c| c.to_string()).collect()
+            .collect(),
+        _ => (0..num_classes).map(|c| c.to_string()).collect(),
     };
     let mut train = train;
     if let Some(n) = train_size {
