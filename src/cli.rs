@@ -174,6 +174,12 @@ pub struct EvalArgs {
     /// Checkpoint written by `wgtrain train --save`.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// Write accuracy, loss, per-class precision/recall and the confusion matrix as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Draw the confusion matrix into this PNG.
+    #[arg(long)]
+    pub confusion_png: Option<PathBuf>,
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
     #[command(flatten)]
@@ -358,9 +364,11 @@ impl DataArgs {
                 match dims.as_deref() {
                     Some(&[n]) if n > 0 => Some((n, n)),
                     Some(&[h, w]) if h > 0 && w > 0 => Some((h, w)),
-                    _ => return Err(Error::Config(format!(
+                    _ => {
+                        return Err(Error::Config(format!(
                         "--image-size {s}: expected N or HxW with positive sizes, e.g. 32 or 28x28"
-                    ))),
+                    )))
+                    }
                 }
             }
         };
@@ -668,6 +676,53 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         stats.mean_loss(),
         data.test.len() as f64 / secs.max(1e-9)
     );
+    let mut names = meta.class_names.clone();
+    names.resize_with(model.num_classes, || String::from("?"));
+    let cm = train::confusion(&mut *exec, &data.test, &batcher, batch, names)?;
+    let per_class = cm.per_class();
+    println!(
+        "\n{:<14} {:>9} {:>9} {:>8}",
+        "class", "precision", "recall", "images"
+    );
+    for c in &per_class {
+        println!(
+            "{:<14} {:>8.2}% {:>8.2}% {:>8}",
+            c.class,
+            100.0 * c.precision,
+            100.0 * c.recall,
+            c.support
+        );
+    }
+    println!("\nconfusion matrix (rows: true class, columns: predicted class)");
+    for (name, row) in cm.class_names.iter().zip(&cm.counts) {
+        let cells: String = row.iter().map(|n| format!("{n:>6}")).collect();
+        println!("{:<14}{cells}", name);
+    }
+    if let Some(path) = &args.confusion_png {
+        crate::experiments::plots::confusion_png(
+            path,
+            &cm,
+            &format!(
+                "{} on {}: confusion matrix",
+                meta.model_name, data.source.name
+            ),
+        )?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.report {
+        let v = serde_json::json!({
+            "model": meta.model_name,
+            "arch": meta.arch,
+            "data": data.source,
+            "test_images": data.test.len(),
+            "test_accuracy": stats.accuracy(),
+            "test_loss": stats.mean_loss(),
+            "per_class": per_class,
+            "confusion_matrix": cm,
+        });
+        write_json(path, &v)?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }
 

@@ -86,3 +86,99 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     s.push('\n');
     write_atomic(path, s.as_bytes())
 }
+
+/// Counts of (true class, predicted class) over a data set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConfusionMatrix {
+    pub class_names: Vec<String>,
+    /// `counts[true][predicted]`.
+    pub counts: Vec<Vec<u64>>,
+}
+
+/// Per-class precision and recall.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClassMetrics {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+    /// Test images of this class.
+    pub support: u64,
+}
+
+impl ConfusionMatrix {
+    pub fn new(class_names: Vec<String>) -> Self {
+        let n = class_names.len();
+        ConfusionMatrix {
+            class_names,
+            counts: vec![vec![0; n]; n],
+        }
+    }
+
+    pub fn add(&mut self, truth: usize, predicted: usize) {
+        self.counts[truth][predicted] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().flatten().sum()
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        let right: u64 = (0..self.counts.len()).map(|i| self.counts[i][i]).sum();
+        right as f64 / self.total().max(1) as f64
+    }
+
+    /// Precision (of the predictions of a class, how many were right) and recall (of the images of a
+    /// class, how many were found); 0 where undefined.
+    pub fn per_class(&self) -> Vec<ClassMetrics> {
+        let n = self.counts.len();
+        (0..n)
+            .map(|c| {
+                let tp = self.counts[c][c] as f64;
+                let predicted: u64 = (0..n).map(|t| self.counts[t][c]).sum();
+                let support: u64 = self.counts[c].iter().sum();
+                ClassMetrics {
+                    class: self.class_names[c].clone(),
+                    precision: if predicted > 0 {
+                        tp / predicted as f64
+                    } else {
+                        0.0
+                    },
+                    recall: if support > 0 {
+                        tp / support as f64
+                    } else {
+                        0.0
+                    },
+                    support,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_matrix_metrics_hand_computed() {
+        let mut m = ConfusionMatrix::new(vec!["a".into(), "b".into()]);
+        // truth a: 3 right, 1 called b; truth b: 2 right, 2 called a.
+        for (t, p) in [
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 1),
+            (1, 1),
+            (1, 1),
+            (1, 0),
+            (1, 0),
+        ] {
+            m.add(t, p);
+        }
+        assert_eq!(m.accuracy(), 5.0 / 8.0);
+        let pc = m.per_class();
+        assert!((pc[0].precision - 3.0 / 5.0).abs() < 1e-12 && (pc[0].recall - 0.75).abs() < 1e-12);
+        assert!((pc[1].precision - 2.0 / 3.0).abs() < 1e-12 && (pc[1].recall - 0.5).abs() < 1e-12);
+        assert_eq!(pc[1].support, 4);
+    }
+}

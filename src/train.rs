@@ -74,6 +74,34 @@ pub fn evaluate(
     exec.take_eval_stats()
 }
 
+/// Predictions of `exec` on every example of `ds`, tallied against the labels.
+pub fn confusion(
+    exec: &mut dyn Executor,
+    ds: &Dataset,
+    batcher: &Batcher,
+    batch: usize,
+    class_names: Vec<String>,
+) -> Result<crate::metrics::ConfusionMatrix> {
+    let classes = class_names.len();
+    let mut m = crate::metrics::ConfusionMatrix::new(class_names);
+    let n = ds.shape.len();
+    let batch = batch.min(ds.len()).max(1);
+    let mut x = vec![0f32; batch * n];
+    let mut y = vec![0u32; batch];
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    for chunk in idx.chunks(batch) {
+        let b = chunk.len();
+        batcher.fill(ds, chunk, &mut x[..b * n], &mut y[..b]);
+        let logits = exec.logits(&x[..b * n])?;
+        for (z, &t) in logits.chunks_exact(classes).zip(&y[..b]) {
+            // argmax, ties to the lowest index (as in the loss kernels)
+            let p = (0..classes).fold(0, |best, c| if z[c] > z[best] { c } else { best });
+            m.add(t as usize, p);
+        }
+    }
+    Ok(m)
+}
+
 fn progress_bar(
     steps: usize,
     enabled: bool,

@@ -133,3 +133,73 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
     root.present().map_err(|e| plot_err(path, e))?;
     Ok(())
 }
+
+/// A confusion-matrix heat map: rows = true class, columns = predicted class, each cell shaded by its
+/// share of the row and labelled with its count.
+pub fn confusion_png(path: &Path, m: &crate::metrics::ConfusionMatrix, title: &str) -> Result<()> {
+    register_font();
+    let n = m.counts.len();
+    let cell = 56i32;
+    let (left, top) = (150i32, 60i32);
+    let size = (
+        (left + cell * n as i32 + 20) as u32,
+        (top + cell * n as i32 + 150) as u32,
+    );
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let style = |px: u32| ("sans-serif", px).into_font();
+    root.draw(&Text::new(title.to_string(), (20, 18), style(22)))
+        .map_err(|e| plot_err(path, e))?;
+    for (t, row) in m.counts.iter().enumerate() {
+        let total = row.iter().sum::<u64>().max(1) as f64;
+        let y = top + t as i32 * cell;
+        root.draw(&Text::new(
+            m.class_names[t].clone(),
+            (8, y + cell / 2 - 8),
+            style(14),
+        ))
+        .map_err(|e| plot_err(path, e))?;
+        for (p, &count) in row.iter().enumerate() {
+            let x = left + p as i32 * cell;
+            let share = count as f64 / total;
+            let shade = (255.0 * (1.0 - share)) as u8;
+            let color = RGBColor(shade, shade, 255);
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                color.filled(),
+            ))
+            .map_err(|e| plot_err(path, e))?;
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                BLACK.mix(0.2),
+            ))
+            .map_err(|e| plot_err(path, e))?;
+            let ink = if share > 0.5 { WHITE } else { BLACK };
+            root.draw(&Text::new(
+                count.to_string(),
+                (x + 8, y + cell / 2 - 8),
+                style(14).color(&ink),
+            ))
+            .map_err(|e| plot_err(path, e))?;
+        }
+    }
+    let bottom = top + cell * n as i32;
+    for (p, name) in m.class_names.iter().enumerate() {
+        let x = left + p as i32 * cell + 4;
+        let label = if name.chars().count() > 7 {
+            format!("{}.", name.chars().take(6).collect::<String>())
+        } else {
+            name.clone()
+        };
+        root.draw(&Text::new(label, (x, bottom + 8), style(12)))
+            .map_err(|e| plot_err(path, e))?;
+    }
+    root.draw(&Text::new(
+        "predicted class (columns) vs true class (rows)".to_string(),
+        (left, bottom + 40),
+        style(16),
+    ))
+    .map_err(|e| plot_err(path, e))?;
+    root.present().map_err(|e| plot_err(path, e))?;
+    Ok(())
+}
