@@ -160,6 +160,9 @@ pub struct TrainArgs {
     /// the checkpoint; --epochs is the total, so a checkpoint of epoch 2 with --epochs 5 trains 3-5.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Write metrics.csv, metrics.jsonl (one line per epoch) and learning_curves.png here.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -542,24 +545,32 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
     let save_path = args.save.clone().or_else(|| args.resume.clone());
     // Saved after every epoch, atomically: the training state first, then the weights, so a crash at any
     // moment leaves a loadable pair (or an epoch mismatch that --resume reports).
-    let save = |r: &crate::train::EpochRecord, exec: &mut dyn crate::nn::Executor| -> Result<()> {
-        if let Some(path) = &save_path {
-            let ts = checkpoint::TrainingState {
-                optim,
-                state: exec.optimizer_state()?,
-                seed,
-                batch_size,
-                epoch: r.epoch,
-            };
-            checkpoint::save_training_state(path, &ts)?;
-            let meta = CheckpointMeta {
-                epoch: r.epoch,
-                ..meta.clone()
-            };
-            checkpoint::save(path, &model, &exec.params()?, &meta)?;
-        }
-        Ok(())
+    let mut log = match &args.log_dir {
+        Some(d) => Some(crate::metrics::EpochLog::create(d, start_epoch > 0)?),
+        None => None,
     };
+    let mut save =
+        |r: &crate::train::EpochRecord, exec: &mut dyn crate::nn::Executor| -> Result<()> {
+            if let Some(log) = log.as_mut() {
+                log.append(r)?;
+            }
+            if let Some(path) = &save_path {
+                let ts = checkpoint::TrainingState {
+                    optim,
+                    state: exec.optimizer_state()?,
+                    seed,
+                    batch_size,
+                    epoch: r.epoch,
+                };
+                checkpoint::save_training_state(path, &ts)?;
+                let meta = CheckpointMeta {
+                    epoch: r.epoch,
+                    ..meta.clone()
+                };
+                checkpoint::save(path, &model, &exec.params()?, &meta)?;
+            }
+            Ok(())
+        };
     let outcome = train::train(
         &mut *exec,
         &data.train,
@@ -580,6 +591,16 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
             save(r, exec)
         },
     )?;
+    if let (Some(log), Some(dir)) = (&log, &args.log_dir) {
+        log.finish(&format!(
+            "{} on {}: learning curves",
+            model.name, data.source.name
+        ))?;
+        println!(
+            "wrote metrics.csv, metrics.jsonl and learning_curves.png to {}",
+            dir.display()
+        );
+    }
     if let Some(path) = &save_path {
         println!(
             "saved {} (and its training state {}) after every epoch",

@@ -87,6 +87,102 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, s.as_bytes())
 }
 
+/// `--log-dir`: one line per epoch in `metrics.csv` and `metrics.jsonl` (flushed as each epoch ends,
+/// so a crashed run keeps its history), and `learning_curves.png` when training ends.
+pub struct EpochLog {
+    dir: std::path::PathBuf,
+    records: Vec<EpochRecord>,
+}
+
+const CSV_HEADER: &str =
+    "epoch,train_loss,train_accuracy,test_loss,test_accuracy,images_per_sec,seconds,eval_seconds\n";
+
+impl EpochLog {
+    /// Start logging into `dir` (created if needed). A fresh run truncates the files; `append`
+    /// (a resumed run) continues them.
+    pub fn create(dir: &Path, append: bool) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let csv = dir.join("metrics.csv");
+        if !append || !csv.exists() {
+            std::fs::write(&csv, CSV_HEADER).map_err(|e| Error::io(&csv, e))?;
+            let jsonl = dir.join("metrics.jsonl");
+            std::fs::write(&jsonl, "").map_err(|e| Error::io(&jsonl, e))?;
+        }
+        Ok(EpochLog {
+            dir: dir.to_path_buf(),
+            records: Vec::new(),
+        })
+    }
+
+    pub fn append(&mut self, r: &EpochRecord) -> Result<()> {
+        let line = |name: &str, text: String| -> Result<()> {
+            let path = self.dir.join(name);
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            f.write_all(text.as_bytes())
+                .map_err(|e| Error::io(&path, e))
+        };
+        line(
+            "metrics.csv",
+            format!(
+                "{},{},{},{},{},{},{},{}\n",
+                r.epoch,
+                r.train_loss,
+                r.train_accuracy,
+                r.test_loss,
+                r.test_accuracy,
+                r.images_per_sec,
+                r.seconds,
+                r.eval_seconds
+            ),
+        )?;
+        let json = serde_json::to_string(r).map_err(|e| Error::data(&self.dir, e.to_string()))?;
+        line("metrics.jsonl", json + "\n")?;
+        self.records.push(r.clone());
+        Ok(())
+    }
+
+    /// Draw the learning curves of this run's epochs.
+    pub fn finish(&self, title: &str) -> Result<()> {
+        use crate::experiments::plots::{line_chart, Chart, Series};
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let pts = |f: fn(&EpochRecord) -> f64| {
+            self.records
+                .iter()
+                .map(|r| (r.epoch as f64, 100.0 * f(r)))
+                .collect()
+        };
+        line_chart(
+            &self.dir.join("learning_curves.png"),
+            &Chart {
+                title,
+                x_label: "epoch",
+                y_label: "accuracy (%)",
+                log_x: false,
+                x_ticks: self.records.len().min(12),
+            },
+            &[
+                Series {
+                    name: "test".into(),
+                    points: pts(|r| r.test_accuracy),
+                    secondary: false,
+                    color: 1,
+                },
+                Series {
+                    name: "train (running)".into(),
+                    points: pts(|r| r.train_accuracy),
+                    secondary: true,
+                    color: 0,
+                },
+            ],
+        )
+    }
+}
+
 /// Counts of (true class, predicted class) over a data set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ConfusionMatrix {

@@ -53,6 +53,8 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
         "--save",
         ckpt.to_str().unwrap(),
         "--quiet",
+        "--log-dir",
+        dir.join("logs").to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -74,6 +76,23 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
     assert!(v["adapter"].is_string());
     let epochs = v["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 2);
+    // --log-dir: a header and one line per epoch, the same numbers as the report, and a plot.
+    let csv = std::fs::read_to_string(dir.join("logs/metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let last: Vec<f64> = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(last[4], epochs[1]["test_accuracy"].as_f64().unwrap());
+    let jsonl = std::fs::read_to_string(dir.join("logs/metrics.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 2);
+    assert_eq!(
+        &std::fs::read(dir.join("logs/learning_curves.png")).unwrap()[..4],
+        b"\x89PNG"
+    );
     for key in [
         "epoch",
         "train_loss",
