@@ -140,6 +140,9 @@ pub struct TrainArgs {
     /// SGD momentum (ignored by Adam).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub momentum: f32,
+    /// Learning-rate schedule per epoch: constant, cosine, or step:EVERY:GAMMA.
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: String,
     /// L2 weight decay added to the gradient.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub weight_decay: f32,
@@ -514,6 +517,8 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         model.num_params(),
         model.forward_flops() as f64 / 1e6
     );
+    let schedule = train::LrSchedule::parse(&args.lr_schedule)?;
+    let lr_schedule = (schedule != train::LrSchedule::Constant).then_some((schedule, optim.lr));
     if start_epoch > 0 {
         println!(
             "resuming after epoch {start_epoch} with the checkpoint's seed {seed}, batch size {batch_size} and optimiser ({})",
@@ -527,6 +532,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         eval_batch_size: batch_size.max(256),
         progress: !args.quiet,
         start_epoch,
+        lr_schedule,
     };
     let mut exec = device.executor(&model, &params, optim, cfg.max_batch())?;
     if let Some(state) = &opt_state {

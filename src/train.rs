@@ -21,6 +21,60 @@ pub struct TrainConfig {
     /// Epochs already completed (when resuming): training runs epochs `start_epoch + 1 ..= epochs`,
     /// with the same shuffles an uninterrupted run would draw.
     pub start_epoch: usize,
+    /// Learning rate per epoch, with the base rate; `None` keeps the optimiser's rate.
+    pub lr_schedule: Option<(LrSchedule, f32)>,
+}
+
+/// Per-epoch learning-rate schedules (PyTorch's StepLR and CosineAnnealingLR with eta_min 0, stepped
+/// once per epoch).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum LrSchedule {
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        every: usize,
+        gamma: f32,
+    },
+    /// Half a cosine from the base rate down to 0 over the run's epochs.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The rate for epoch `epoch` (1-based) of `total`.
+    pub fn lr(&self, base: f32, epoch: usize, total: usize) -> f32 {
+        let done = epoch.saturating_sub(1);
+        match *self {
+            LrSchedule::Constant => base,
+            LrSchedule::Step { every, gamma } => base * gamma.powi((done / every.max(1)) as i32),
+            LrSchedule::Cosine => {
+                let t = done as f64 / total.max(1) as f64;
+                (base as f64 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+            }
+        }
+    }
+
+    /// Parse `constant`, `step:EVERY:GAMMA` or `cosine`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::Config(format!(
+                "--lr-schedule {s}: expected constant, cosine or step:EVERY:GAMMA (e.g. step:2:0.5)"
+            ))
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            ["constant"] => Ok(LrSchedule::Constant),
+            ["cosine"] => Ok(LrSchedule::Cosine),
+            ["step", every, gamma] => {
+                let every: usize = every.parse().map_err(|_| bad())?;
+                let gamma: f32 = gamma.parse().map_err(|_| bad())?;
+                if every == 0 || !(gamma.is_finite() && gamma > 0.0) {
+                    return Err(bad());
+                }
+                Ok(LrSchedule::Step { every, gamma })
+            }
+            _ => Err(bad()),
+        }
+    }
 }
 
 impl TrainConfig {
@@ -158,6 +212,9 @@ pub fn train(
     let mut records = Vec::new();
     let mut first_step_done = None;
     for epoch in cfg.start_epoch + 1..=cfg.epochs {
+        if let Some((schedule, base)) = cfg.lr_schedule {
+            exec.set_lr(schedule.lr(base, epoch, cfg.epochs));
+        }
         let order = epoch_order(train.len(), &mut rng);
         let steps = order.len().div_ceil(cfg.batch_size);
         let bar = progress_bar(steps, cfg.progress, epoch, cfg.epochs);
@@ -223,4 +280,22 @@ pub fn median(values: &[f64]) -> f64 {
 /// Format seconds for humans.
 pub fn fmt_duration(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_follow_pytorch() {
+        let step = LrSchedule::parse("step:2:0.5").unwrap();
+        let lrs: Vec<f32> = (1..=5).map(|e| step.lr(0.1, e, 5)).collect();
+        assert_eq!(lrs, [0.1, 0.1, 0.05, 0.05, 0.025]);
+        let cos = LrSchedule::parse("cosine").unwrap();
+        assert_eq!(cos.lr(0.1, 1, 4), 0.1);
+        assert!((cos.lr(0.1, 3, 4) - 0.05).abs() < 1e-7);
+        assert!(LrSchedule::parse("step:0:0.5").is_err());
+        assert!(LrSchedule::parse("linear").is_err());
+        assert_eq!(LrSchedule::parse("constant").unwrap().lr(0.3, 9, 10), 0.3);
+    }
 }

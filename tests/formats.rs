@@ -47,6 +47,7 @@ fn fit(data: &DataSplit, device: &Device, model: &str, epochs: usize) -> f64 {
         eval_batch_size: 64,
         progress: false,
         start_epoch: 0,
+        lr_schedule: None,
     };
     let mut exec = device
         .executor(

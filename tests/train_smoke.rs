@@ -33,6 +33,7 @@ fn run_model(
         eval_batch_size: 500,
         progress: false,
         start_epoch: 0,
+        lr_schedule: None,
     };
     let params = model.init_params(seed);
     let mut exec = device
@@ -110,4 +111,57 @@ fn cnn_on_gpu_learns_and_matches_cpu() {
     let (g, c) = (gpu[0].test_accuracy, cpu[0].test_accuracy);
     assert!(g >= 0.6, "gpu cnn test accuracy {g}");
     assert!((g - c).abs() <= 0.015, "gpu {g} vs cpu {c}");
+}
+
+#[test]
+fn a_step_schedule_that_zeroes_the_rate_freezes_the_weights_after_epoch_one() {
+    use wgtrain::train::LrSchedule;
+    let data = embedded(Some(500));
+    let model = models::build(Some("mlp"), None, data.train.shape, data.num_classes).unwrap();
+    let run = |epochs: usize, schedule: Option<(LrSchedule, f32)>| {
+        let cfg = TrainConfig {
+            epochs,
+            batch_size: 50,
+            seed: 3,
+            eval_batch_size: 500,
+            progress: false,
+            start_epoch: 0,
+            lr_schedule: schedule,
+        };
+        let mut exec = Device::Cpu
+            .executor(
+                &model,
+                &model.init_params(3),
+                OptimConfig::sgd(0.05, 0.0),
+                cfg.max_batch(),
+            )
+            .unwrap();
+        train(
+            &mut *exec,
+            &data.train,
+            &data.test,
+            &data.normalization,
+            &cfg,
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        exec.params().unwrap()
+    };
+    let one = run(1, None);
+    let frozen = run(
+        3,
+        Some((
+            LrSchedule::Step {
+                every: 1,
+                gamma: 0.0,
+            },
+            0.05,
+        )),
+    );
+    let constant = run(3, Some((LrSchedule::Constant, 0.05)));
+    assert_eq!(
+        one, frozen,
+        "epochs 2-3 ran at lr 0 and must not move the weights"
+    );
+    assert_ne!(one, constant);
 }

@@ -109,6 +109,7 @@ pub fn train_run(
         eval_batch_size: recipe.eval_batch_size,
         progress: false,
         start_epoch: 0,
+        lr_schedule: None,
     };
     let mut executor = device.executor(model, init, optim, cfg.max_batch())?;
     let out = train::train(&mut *executor, train, test, norm, &cfg, |_, _| Ok(()))?;

@@ -281,6 +281,10 @@ impl Executor for CpuExecutor {
         Ok(self.params.clone())
     }
 
+    fn set_lr(&mut self, lr: f32) {
+        self.optim.lr = lr;
+    }
+
     fn optimizer_state(&mut self) -> Result<OptimState> {
         Ok(self.state.clone())
     }

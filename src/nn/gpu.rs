@@ -456,6 +456,11 @@ impl Executor for GpuExecutor {
         self.ctx.check("waiting for the device")
     }
 
+    fn set_lr(&mut self, lr: f32) {
+        // The optimiser uniform is rebuilt from `self.optim` before every step.
+        self.optim.lr = lr;
+    }
+
     fn optimizer_state(&mut self) -> Result<crate::optim::OptimState> {
         let bytes = (self.model.param_len * 4) as u64;
         let m = self

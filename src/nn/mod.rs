@@ -557,6 +557,8 @@ pub trait Executor {
     fn optimizer_state(&mut self) -> Result<crate::optim::OptimState>;
     /// Restore what [`optimizer_state`](Self::optimizer_state) returned.
     fn set_optimizer_state(&mut self, state: &crate::optim::OptimState) -> Result<()>;
+    /// Change the learning rate from the next step on (learning-rate schedules).
+    fn set_lr(&mut self, lr: f32);
     /// GPU dispatches one training step records at `batch` (always one submit); `None` on the CPU.
     fn dispatches_per_step(&mut self, _batch: usize) -> Result<Option<usize>> {
         Ok(None)
