@@ -189,11 +189,22 @@ pub fn state_path(path: &Path) -> std::path::PathBuf {
     path.with_extension("optim.safetensors")
 }
 
-/// Write the training state next to checkpoint `path` (atomically; written before the weights, so a
-/// crash between the two leaves an epoch mismatch that `load_training_state` reports).
+/// The previous epoch's training state, kept so that a crash between writing the new state and the new
+/// weights still leaves a matching pair.
+fn previous_state_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("optim.prev.safetensors")
+}
+
+/// Write the training state next to checkpoint `path`, before the weights. The state it replaces is
+/// first renamed to `NAME.optim.prev.safetensors`, so whichever moment a crash hits, one of the two
+/// state files matches the weights file's epoch (`load_training_state` picks it).
 pub fn save_training_state(path: &Path, ts: &TrainingState) -> Result<()> {
     use crate::nn::OptimizerKind;
     let sp = state_path(path);
+    if sp.exists() {
+        let prev = previous_state_path(path);
+        std::fs::rename(&sp, &prev).map_err(|e| Error::io(&prev, e))?;
+    }
     let m: &[u8] = bytemuck::cast_slice(&ts.state.m);
     let v: &[u8] = bytemuck::cast_slice(&ts.state.v);
     let n = ts.state.m.len();
@@ -233,9 +244,25 @@ pub fn save_training_state(path: &Path, ts: &TrainingState) -> Result<()> {
     write_atomic(&sp, &data)
 }
 
-/// Read the training state saved next to checkpoint `path`, checking it belongs to `epoch`.
+/// Read the training state saved next to checkpoint `path` for its `epoch` (the current state file, or
+/// the previous one when a crash came between the two writes).
 pub fn load_training_state(path: &Path, param_len: usize, epoch: usize) -> Result<TrainingState> {
-    let sp = state_path(path);
+    match read_training_state(&state_path(path), param_len, epoch) {
+        Err(first) => {
+            let prev = previous_state_path(path);
+            if prev.exists() {
+                if let Ok(ts) = read_training_state(&prev, param_len, epoch) {
+                    return Ok(ts);
+                }
+            }
+            Err(first)
+        }
+        ok => ok,
+    }
+}
+
+fn read_training_state(sp: &Path, param_len: usize, epoch: usize) -> Result<TrainingState> {
+    let sp = sp.to_path_buf();
     let bytes = std::fs::read(&sp).map_err(|e| {
         Error::data(
             &sp,
