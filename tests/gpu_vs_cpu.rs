@@ -6,7 +6,6 @@ mod common;
 use common::{assert_close, download, gpu, random, run, upload_f32, upload_u32};
 use wgtrain::data::ImageShape;
 use wgtrain::device::gpu::PlanBuilder;
-use wgtrain::device::Device;
 use wgtrain::models;
 use wgtrain::nn::OptimConfig;
 use wgtrain::ops::matmul::{self as mm, matmul_reference, MatmulParams, Strided};
@@ -279,38 +278,15 @@ fn mlp_training_steps_agree_with_cpu() {
         OptimConfig::sgd(0.05, 0.9),
         head_only,
     ] {
-        let mut cpu = Device::Cpu.executor(&model, &init, optim, batch).unwrap();
-        let mut gpu = Device::Gpu(ctx.clone())
-            .executor(&model, &init, optim, batch)
-            .unwrap();
-        for step in 1..=3 {
-            cpu.train_step(&x, &y).unwrap();
-            gpu.train_step(&x, &y).unwrap();
-            let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
-            let dc: Vec<f32> = pc.iter().zip(&init).map(|(a, b)| a - b).collect();
-            let dg: Vec<f32> = pg.iter().zip(&init).map(|(a, b)| a - b).collect();
-            assert_close(
-                &dg,
-                &dc,
-                1e-5,
-                1e-2,
-                &format!("{optim:?} update after step {step}"),
-            );
-            let mean_diff: f64 = pc
-                .iter()
-                .zip(&pg)
-                .map(|(a, b)| (a - b).abs() as f64)
-                .sum::<f64>()
-                / pc.len() as f64;
-            assert!(mean_diff < 1e-6, "mean |cpu - gpu| = {mean_diff}");
-            assert!(
-                dc.iter().any(|d| d.abs() > 1e-4),
-                "the step changed nothing"
-            );
-            // A frozen prefix (transfer learning's frozen body) stays bit-identical on the GPU.
-            let frozen = optim.frozen_prefix;
-            assert!(pg[..frozen] == init[..frozen], "frozen body moved");
-        }
+        let (mut cpu, mut gpu) = common::assert_steps_agree(&ctx, &model, &init, optim, &x, &y, 3);
+        let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
+        let mean_diff: f64 = pc
+            .iter()
+            .zip(&pg)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .sum::<f64>()
+            / pc.len() as f64;
+        assert!(mean_diff < 1e-6, "mean |cpu - gpu| = {mean_diff}");
         let (sc, sg) = (
             cpu.take_train_stats().unwrap(),
             gpu.take_train_stats().unwrap(),
@@ -321,8 +297,5 @@ fn mlp_training_steps_agree_with_cpu() {
             (sc.loss_sum - sg.loss_sum).abs() < 1e-3 * sc.loss_sum,
             "{sc:?} vs {sg:?}"
         );
-        // Predictions agree too.
-        let (lc, lg) = (cpu.logits(&x).unwrap(), gpu.logits(&x).unwrap());
-        assert_close(&lg, &lc, 1e-4, 1e-3, "logits");
     }
 }

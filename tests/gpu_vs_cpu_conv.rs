@@ -11,7 +11,6 @@ use wgtrain::models;
 use wgtrain::nn::OptimConfig;
 use wgtrain::ops::conv2d::{self as cv, ConvShape};
 use wgtrain::ops::pool::{self as pl, PoolKind, PoolShape};
-use wgtrain::Device;
 
 #[test]
 fn conv2d_kernels_match_cpu() {
@@ -202,26 +201,6 @@ fn cnn_training_steps_agree_with_cpu() {
         let y: Vec<u32> = (0..batch as u32)
             .map(|i| i % model.num_classes as u32)
             .collect();
-        let optim = OptimConfig::adam(1e-3);
-        let mut cpu = Device::Cpu.executor(&model, &init, optim, batch).unwrap();
-        let mut gpu = Device::Gpu(ctx.clone())
-            .executor(&model, &init, optim, batch)
-            .unwrap();
-        for step in 1..=3 {
-            cpu.train_step(&x, &y).unwrap();
-            gpu.train_step(&x, &y).unwrap();
-            let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
-            let dc: Vec<f32> = pc.iter().zip(&init).map(|(a, b)| a - b).collect();
-            let dg: Vec<f32> = pg.iter().zip(&init).map(|(a, b)| a - b).collect();
-            assert_close(
-                &dg,
-                &dc,
-                1e-5,
-                1e-2,
-                &format!("{} update after step {step}", model.spec()),
-            );
-        }
-        let (lc, lg) = (cpu.logits(&x).unwrap(), gpu.logits(&x).unwrap());
-        assert_close(&lg, &lc, 1e-4, 1e-3, "cnn logits");
+        common::assert_steps_agree(&ctx, &model, &init, OptimConfig::adam(1e-3), &x, &y, 3);
     }
 }

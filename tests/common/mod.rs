@@ -143,3 +143,47 @@ pub fn conv_cases() -> Vec<(usize, wgtrain::ops::conv2d::ConvShape)> {
         c(2, 5, 4, 9, 1, 1, 1, 1, 0),
     ]
 }
+
+/// Train the same model from the same init on the CPU and on `ctx` for `steps` steps of (x, y), checking
+/// after each step that the GPU's update (new - init) matches the CPU's to 1e-5 absolute + 1e-2
+/// relative (Adam's lr is 1e-3: a weight moves by up to ~1e-3 per step), and at the end that the
+/// logits agree to 1e-4. Returns both executors for further checks.
+pub fn assert_steps_agree(
+    ctx: &Arc<GpuContext>,
+    model: &wgtrain::nn::Model,
+    init: &[f32],
+    optim: wgtrain::nn::OptimConfig,
+    x: &[f32],
+    y: &[u32],
+    steps: usize,
+) -> (
+    Box<dyn wgtrain::nn::Executor>,
+    Box<dyn wgtrain::nn::Executor>,
+) {
+    let batch = y.len();
+    let mut cpu = Device::Cpu.executor(model, init, optim, batch).unwrap();
+    let mut gpu = Device::Gpu(ctx.clone())
+        .executor(model, init, optim, batch)
+        .unwrap();
+    for step in 1..=steps {
+        cpu.train_step(x, y).unwrap();
+        gpu.train_step(x, y).unwrap();
+        let (pc, pg) = (cpu.params().unwrap(), gpu.params().unwrap());
+        let dc: Vec<f32> = pc.iter().zip(init).map(|(a, b)| a - b).collect();
+        let dg: Vec<f32> = pg.iter().zip(init).map(|(a, b)| a - b).collect();
+        let what = format!("{} {optim:?}: update after step {step}", model.spec());
+        assert_close(&dg, &dc, 1e-5, 1e-2, &what);
+        assert!(
+            dc.iter().any(|d| d.abs() > 1e-4),
+            "{what}: the step changed nothing"
+        );
+        let frozen = optim.frozen_prefix;
+        assert!(
+            pg[..frozen] == init[..frozen],
+            "{what}: frozen prefix moved"
+        );
+    }
+    let (lc, lg) = (cpu.logits(x).unwrap(), gpu.logits(x).unwrap());
+    assert_close(&lg, &lc, 1e-4, 1e-3, &format!("{} logits", model.spec()));
+    (cpu, gpu)
+}
