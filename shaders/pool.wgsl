@@ -99,6 +99,34 @@ fn pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let is_max = (p.flags & FLAG_MAX) != 0u;
     let use_mask = (p.flags & FLAG_MASK) != 0u;
     let inv_area = 1.0 / f32(p.k * p.k);
+    if (p.k == p.stride) {
+        // Non-overlapping windows (the common 2x2/2 case): each input lies in at most one window.
+        let oy = iy / p.k;
+        var ox = 0u;
+        var next = p.k;
+        for (var ix = 0u; ix < p.in_w; ix = ix + 1u) {
+            if (ix == next) {
+                ox = ox + 1u;
+                next = next + p.k;
+            }
+            var v = 0.0;
+            if (oy < p.out_h && ox < p.out_w) {
+                let o = out_base + oy * p.out_w + ox;
+                if (is_max) {
+                    if (winner[o] == iy * p.in_w + ix) {
+                        v = src[o];
+                    }
+                } else {
+                    v = src[o] * inv_area;
+                }
+            }
+            if (use_mask && mask[in_row + ix] <= 0.0) {
+                v = 0.0;
+            }
+            dst[in_row + ix] = v;
+        }
+        return;
+    }
     // Output columns whose windows contain ix, maintained by counting as ix advances:
     // ox_lo = ceil((ix + 1 - k) / stride), ox_hi = floor(ix / stride) (clipped to the output).
     var ox_lo = 0u;
