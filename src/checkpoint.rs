@@ -134,6 +134,24 @@ pub fn load(path: &Path) -> Result<(Model, Vec<f32>, CheckpointMeta)> {
     Ok((model, params, meta))
 }
 
+/// Whether the safetensors file at `path` carries wgtrain's metadata (else it is a plain `state_dict`,
+/// e.g. written by PyTorch's `safetensors.torch.save_file(model.state_dict(), path)`).
+pub fn has_wgtrain_metadata(path: &Path) -> Result<bool> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::data(path, format!("not a safetensors checkpoint ({e})")))?;
+    Ok(header
+        .metadata()
+        .as_ref()
+        .is_some_and(|m| m.get("format").map(String::as_str) == Some("wgtrain")))
+}
+
+/// Load a plain `state_dict` (PyTorch `nn.Sequential` names and layouts, f32) for `model`.
+pub fn load_plain(path: &Path, model: &Model) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    read_params(path, &bytes, model)
+}
+
 /// Read the tensors `model` needs from safetensors bytes into a flat parameter vector, checking names,
 /// dtypes and shapes.
 pub fn read_params(path: &Path, bytes: &[u8], model: &Model) -> Result<Vec<f32>> {

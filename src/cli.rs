@@ -186,6 +186,12 @@ pub struct EvalArgs {
     /// Draw the confusion matrix into this PNG.
     #[arg(long)]
     pub confusion_png: Option<PathBuf>,
+    /// For a plain state_dict without wgtrain metadata (e.g. saved by PyTorch): the preset it holds.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// For a plain state_dict: the layer spec it holds.
+    #[arg(long)]
+    pub arch: Option<String>,
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
     #[command(flatten)]
@@ -660,8 +666,30 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     if args.batch_size == 0 {
         return Err(Error::Config("--batch-size must be at least 1".into()));
     }
-    let (model, params, meta) = checkpoint::load(&args.checkpoint)?;
     let data = data::load(&args.data.choice()?, None)?;
+    let plain = !checkpoint::has_wgtrain_metadata(&args.checkpoint)?;
+    let (model, params, meta) = if plain && (args.model.is_some() || args.arch.is_some()) {
+        // A plain state_dict: the flags say what it is, the data gives shapes and normalisation.
+        let model = models::build(
+            args.model.as_deref(),
+            args.arch.as_deref(),
+            data.test.shape,
+            data.num_classes,
+        )?;
+        let params = checkpoint::load_plain(&args.checkpoint, &model)?;
+        let meta = CheckpointMeta {
+            model_name: model.name.clone(),
+            arch: model.spec(),
+            input: model.input,
+            num_classes: model.num_classes,
+            normalization: data.normalization.clone(),
+            class_names: data.class_names.clone(),
+            epoch: 0,
+        };
+        (model, params, meta)
+    } else {
+        checkpoint::load(&args.checkpoint)?
+    };
     if data.test.shape != model.input {
         return Err(Error::data(
             &args.checkpoint,

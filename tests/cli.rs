@@ -178,6 +178,52 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
         );
         assert!(p0 >= p1 && p0 <= 1.0 && p1 >= 0.0);
     }
+    // A plain state_dict (what PyTorch's safetensors.torch.save_file writes: the same names and
+    // layouts, metadata {"format": "pt"}) loads with --model and gives the same accuracy.
+    let plain = dir.join("plain.safetensors");
+    {
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("format".to_string(), "pt".to_string());
+        std::fs::write(&plain, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
+    }
+    let out = wgtrain(&[
+        "eval",
+        "--checkpoint",
+        plain.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--embedded",
+        "--model",
+        "mlp",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("accuracy {:.2}%", 100.0 * acc)));
+    let out = wgtrain(&[
+        "eval",
+        "--checkpoint",
+        plain.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--embedded",
+    ]);
+    assert_one_line_error(&out, 2, "give --model or --arch");
+    let out = wgtrain(&[
+        "eval",
+        "--checkpoint",
+        plain.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--embedded",
+        "--model",
+        "cnn",
+    ]);
+    assert_one_line_error(&out, 2, "has no tensor `0.weight`");
     // A file that is not an image: a one-line error naming it.
     let junk = dir.join("notes.png");
     std::fs::write(&junk, b"not an image").unwrap();
