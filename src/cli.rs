@@ -108,9 +108,10 @@ pub struct DataArgs {
     /// Image folders: resize every image to this size, N or HxW (default: the first image's size).
     #[arg(long, requires = "data")]
     pub image_size: Option<String>,
-    /// Image folders with one level of class folders: fraction of each class held out for testing.
+    /// Image folders with one level of class folders: fraction of each class held out as the test set
+    /// (default 0.2).
     #[arg(long, requires = "data")]
-    pub val_split: Option<f64>,
+    pub test_split: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,6 +164,16 @@ pub struct TrainArgs {
     /// the checkpoint; --epochs is the total, so a checkpoint of epoch 2 with --epochs 5 trains 3-5.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Hold out this fraction of each class's training images as a validation set (evaluated every
+    /// epoch; used by --save-best and --early-stop, never the test set).
+    #[arg(long)]
+    pub val_split: Option<f64>,
+    /// Also save the checkpoint of the epoch with the best validation accuracy here (needs --val-split).
+    #[arg(long, requires = "val_split")]
+    pub save_best: Option<PathBuf>,
+    /// Stop when validation accuracy has not improved for N epochs (needs --val-split).
+    #[arg(long, requires = "val_split")]
+    pub early_stop: Option<usize>,
     /// Write metrics.csv, metrics.jsonl (one line per epoch) and learning_curves.png here.
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
@@ -365,7 +376,7 @@ impl DataArgs {
                 DataChoice::Default
             });
         };
-        if self.format.is_none() && self.image_size.is_none() && self.val_split.is_none() {
+        if self.format.is_none() && self.image_size.is_none() && self.test_split.is_none() {
             return Ok(DataChoice::Dir(dir.clone()));
         }
         let image_size = match &self.image_size {
@@ -384,10 +395,10 @@ impl DataArgs {
                 }
             }
         };
-        if let Some(v) = self.val_split {
+        if let Some(v) = self.test_split {
             if !(v > 0.0 && v < 1.0) {
                 return Err(Error::Config(format!(
-                    "--val-split {v}: must be between 0 and 1, e.g. 0.2"
+                    "--test-split {v}: must be between 0 and 1, e.g. 0.2"
                 )));
             }
         }
@@ -401,7 +412,7 @@ impl DataArgs {
             data::DirOptions {
                 format,
                 image_size,
-                test_fraction: self.val_split,
+                test_fraction: self.test_split,
             },
         ))
     }
@@ -437,6 +448,18 @@ impl TrainArgs {
         if self.train_size == Some(0) {
             return Err(Error::Config("--train-size must be at least 1".into()));
         }
+        if let Some(v) = self.val_split {
+            if !(v > 0.0 && v < 1.0) {
+                return Err(Error::Config(format!(
+                    "--val-split {v}: must be between 0 and 1, e.g. 0.1"
+                )));
+            }
+        }
+        if self.early_stop == Some(0) {
+            return Err(Error::Config(
+                "--early-stop must be at least 1 epoch".into(),
+            ));
+        }
         let mut cfg = match self.optimizer {
             OptimizerArg::Adam => OptimConfig::adam(self.lr),
             OptimizerArg::Sgd => OptimConfig::sgd(self.lr, self.momentum),
@@ -456,7 +479,10 @@ fn optimizer_label(cfg: &OptimConfig) -> String {
 /// `wgtrain train`.
 pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
     let mut optim = args.validate()?;
-    let data = data::load(&args.data.choice()?, args.train_size)?;
+    let mut data = data::load(&args.data.choice()?, args.train_size)?;
+    if let Some(f) = args.val_split {
+        data.split_validation(f)?;
+    }
     // --resume: model, weights, optimiser state, seed and batch size all come from the checkpoint.
     let resumed = match &args.resume {
         Some(path) => {
@@ -539,6 +565,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         progress: !args.quiet,
         start_epoch,
         lr_schedule,
+        early_stop: args.early_stop,
     };
     let mut exec = device.executor(&model, &params, optim, cfg.max_batch())?;
     if let Some(state) = &opt_state {
@@ -561,10 +588,21 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         Some(d) => Some(crate::metrics::EpochLog::create(d, start_epoch > 0)?),
         None => None,
     };
+    let mut best_val = f64::NEG_INFINITY;
     let mut save =
         |r: &crate::train::EpochRecord, exec: &mut dyn crate::nn::Executor| -> Result<()> {
             if let Some(log) = log.as_mut() {
                 log.append(r)?;
+            }
+            if let (Some(path), Some(acc)) = (&args.save_best, r.val_accuracy) {
+                if acc > best_val {
+                    best_val = acc;
+                    let meta = CheckpointMeta {
+                        epoch: r.epoch,
+                        ..meta.clone()
+                    };
+                    checkpoint::save(path, &model, &exec.params()?, &meta)?;
+                }
             }
             if let Some(path) = &save_path {
                 let ts = checkpoint::TrainingState {
@@ -583,15 +621,19 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
             }
             Ok(())
         };
-    let outcome = train::train(
+    let outcome = train::train_validated(
         &mut *exec,
         &data.train,
+        data.val.as_ref(),
         &data.test,
         &data.normalization,
         &cfg,
         |r, exec| {
+            let val = r
+                .val_accuracy
+                .map_or(String::new(), |v| format!("  val acc {:.2}%", 100.0 * v));
             println!(
-                "epoch {:>3}  loss {:.4}  train acc {:.2}%  test acc {:.2}%  {:>8.0} img/s  {:.2}s (+{:.2}s eval)",
+                "epoch {:>3}  loss {:.4}  train acc {:.2}%{val}  test acc {:.2}%  {:>8.0} img/s  {:.2}s (+{:.2}s eval)",
                 r.epoch,
                 r.train_loss,
                 100.0 * r.train_accuracy,

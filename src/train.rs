@@ -23,6 +23,8 @@ pub struct TrainConfig {
     pub start_epoch: usize,
     /// Learning rate per epoch, with the base rate; `None` keeps the optimiser's rate.
     pub lr_schedule: Option<(LrSchedule, f32)>,
+    /// Stop when validation accuracy has not improved for this many epochs (needs a validation set).
+    pub early_stop: Option<usize>,
 }
 
 /// Per-epoch learning-rate schedules (PyTorch's StepLR and CosineAnnealingLR with eta_min 0, stepped
@@ -98,6 +100,11 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Seconds spent evaluating the test set after this epoch.
     pub eval_seconds: f64,
+    /// Loss and accuracy on the validation set, when there is one (`--val-split`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
 }
 
 /// What a finished run returns.
@@ -185,8 +192,28 @@ pub fn train(
     test: &Dataset,
     normalization: &Normalization,
     cfg: &TrainConfig,
+    on_epoch: impl FnMut(&EpochRecord, &mut dyn Executor) -> Result<()>,
+) -> Result<TrainOutcome> {
+    train_validated(exec, train, None, test, normalization, cfg, on_epoch)
+}
+
+/// [`train`] with an optional validation set, evaluated every epoch (for `--save-best` and early
+/// stopping, which never look at the test set).
+pub fn train_validated(
+    exec: &mut dyn Executor,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    test: &Dataset,
+    normalization: &Normalization,
+    cfg: &TrainConfig,
     mut on_epoch: impl FnMut(&EpochRecord, &mut dyn Executor) -> Result<()>,
 ) -> Result<TrainOutcome> {
+    if cfg.early_stop.is_some() && val.is_none() {
+        return Err(Error::Config(
+            "--early-stop needs a validation set: add --val-split (early stopping on the test set would leak it)".into(),
+        ));
+    }
+    let mut best_val: Option<(f64, usize)> = None;
     if cfg.epochs == 0 {
         return Err(Error::Config("--epochs must be at least 1".into()));
     }
@@ -241,6 +268,10 @@ pub fn train(
                 loss: stats.mean_loss(),
             });
         }
+        let val_stats = match val {
+            Some(v) => Some(evaluate(exec, v, &batcher, cfg.eval_batch_size)?),
+            None => None,
+        };
         let te = Instant::now();
         let test = evaluate(exec, test, &batcher, cfg.eval_batch_size)?;
         let record = EpochRecord {
@@ -252,9 +283,22 @@ pub fn train(
             images_per_sec: train.len() as f64 / seconds.max(1e-9),
             seconds,
             eval_seconds: te.elapsed().as_secs_f64(),
+            val_loss: val_stats.map(|v| v.mean_loss()),
+            val_accuracy: val_stats.map(|v| v.accuracy()),
         };
         on_epoch(&record, exec)?;
         records.push(record);
+        if let (Some(patience), Some(acc)) = (cfg.early_stop, val_stats.map(|v| v.accuracy())) {
+            match best_val {
+                Some((best, _)) if acc <= best => {}
+                _ => best_val = Some((acc, epoch)),
+            }
+            if let Some((_, best_epoch)) = best_val {
+                if epoch - best_epoch >= patience {
+                    break;
+                }
+            }
+        }
     }
     Ok(TrainOutcome {
         epochs: records,

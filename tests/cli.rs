@@ -370,3 +370,64 @@ fn summary_prints_shapes_params_and_totals() {
     ]);
     assert_one_line_error(&out, 2, "--input 3x5");
 }
+
+#[test]
+fn validation_split_save_best_and_early_stopping() {
+    let dir = tmpdir("val");
+    let (best, report) = (dir.join("best.safetensors"), dir.join("r.json"));
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--embedded",
+        "--train-size",
+        "1000",
+        "--val-split",
+        "0.2",
+        "--save-best",
+        best.to_str().unwrap(),
+        "--early-stop",
+        "2",
+        "--epochs",
+        "40",
+        "--lr",
+        "0.01",
+        "--report",
+        report.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("val acc"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    // 20 % of each class held out (per-class rounding: the first 1,000 images are not exactly balanced).
+    let train_images = v["train_images"].as_u64().unwrap();
+    assert!((790..=810).contains(&train_images), "{train_images}");
+    let epochs = v["epochs"].as_array().unwrap();
+    assert!(epochs.len() < 40, "early stopping never triggered");
+    let vals: Vec<f64> = epochs
+        .iter()
+        .map(|e| e["val_accuracy"].as_f64().unwrap())
+        .collect();
+    let best_epoch = 1 + (0..vals.len()).fold(0, |b, i| if vals[i] > vals[b] { i } else { b });
+    // Stopped exactly `patience` epochs after the best one, and the best checkpoint is that epoch's.
+    assert_eq!(epochs.len(), best_epoch + 2);
+    let (_, _, meta) = wgtrain::checkpoint::load(&best).unwrap();
+    assert_eq!(meta.epoch, best_epoch);
+    // --early-stop without a validation set is refused by the flag parser.
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--embedded",
+        "--early-stop",
+        "2",
+    ]);
+    assert_fails(&out, 2, "--val-split");
+    std::fs::remove_dir_all(dir).ok();
+}

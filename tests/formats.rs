@@ -48,6 +48,7 @@ fn fit(data: &DataSplit, device: &Device, model: &str, epochs: usize) -> f64 {
         progress: false,
         start_epoch: 0,
         lr_schedule: None,
+        early_stop: None,
     };
     let mut exec = device
         .executor(

@@ -34,6 +34,7 @@ fn run_model(
         progress: false,
         start_epoch: 0,
         lr_schedule: None,
+        early_stop: None,
     };
     let params = model.init_params(seed);
     let mut exec = device
@@ -127,6 +128,7 @@ fn a_step_schedule_that_zeroes_the_rate_freezes_the_weights_after_epoch_one() {
             progress: false,
             start_epoch: 0,
             lr_schedule: schedule,
+            early_stop: None,
         };
         let mut exec = Device::Cpu
             .executor(

@@ -146,10 +146,12 @@ pub struct DataSource {
     pub location: String,
 }
 
-/// A train/test pair with the normalisation that goes with it.
+/// A train/test pair (and an optional validation set) with the normalisation that goes with it.
 #[derive(Debug, Clone)]
 pub struct DataSplit {
     pub train: Dataset,
+    /// Held out from the training images by [`DataSplit::split_validation`].
+    pub val: Option<Dataset>,
     pub test: Dataset,
     pub normalization: Normalization,
     pub num_classes: usize,
@@ -369,12 +371,65 @@ pub fn load(choice: &DataChoice, train_size: Option<usize>) -> Result<DataSplit>
     }
     Ok(DataSplit {
         train,
+        val: None,
         test,
         normalization,
         num_classes,
         class_names,
         source,
     })
+}
+
+impl DataSplit {
+    /// Move the last `fraction` of each class's training images (in data-set order) into a validation
+    /// set, for model selection (`--save-best`) and early stopping without touching the test set.
+    pub fn split_validation(&mut self, fraction: f64) -> Result<()> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::Config(format!(
+                "--val-split {fraction}: must be between 0 and 1, e.g. 0.1"
+            )));
+        }
+        let n = self.train.shape.len();
+        let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); self.num_classes];
+        for (i, &l) in self.train.labels.iter().enumerate() {
+            per_class[l as usize].push(i);
+        }
+        let mut is_val = vec![false; self.train.len()];
+        for idx in &per_class {
+            let k = ((idx.len() as f64) * fraction).round() as usize;
+            for &i in &idx[idx.len() - k.min(idx.len())..] {
+                is_val[i] = true;
+            }
+        }
+        let (mut tr, mut va) = (
+            Dataset {
+                shape: self.train.shape,
+                images: Vec::new(),
+                labels: Vec::new(),
+            },
+            Dataset {
+                shape: self.train.shape,
+                images: Vec::new(),
+                labels: Vec::new(),
+            },
+        );
+        for (i, &v) in is_val.iter().enumerate() {
+            let dst = if v { &mut va } else { &mut tr };
+            dst.images
+                .extend_from_slice(&self.train.images[i * n..(i + 1) * n]);
+            dst.labels.push(self.train.labels[i]);
+        }
+        if tr.is_empty() || va.is_empty() {
+            return Err(Error::Config(format!(
+                "--val-split {fraction} leaves {} training and {} validation images; both must be non-empty",
+                tr.len(),
+                va.len()
+            )));
+        }
+        self.train = tr;
+        self.val = Some(va);
+        Ok(())
+    }
 }
 
 /// Fills normalised `f32` batches from a data set without allocating per batch.
