@@ -164,6 +164,10 @@ pub struct TrainArgs {
     /// the checkpoint; --epochs is the total, so a checkpoint of epoch 2 with --epochs 5 trains 3-5.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Training-time augmentation: shift:N (random shifts up to N pixels, zero fill) and/or flip
+    /// (mirror left-right half the time), e.g. shift:2,flip. Seeded, and identical on resume.
+    #[arg(long)]
+    pub augment: Option<String>,
     /// Hold out this fraction of each class's training images as a validation set (evaluated every
     /// epoch; used by --save-best and --early-stop, never the test set).
     #[arg(long)]
@@ -550,6 +554,10 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         model.forward_flops() as f64 / 1e6
     );
     let schedule = train::LrSchedule::parse(&args.lr_schedule)?;
+    let augment = match &args.augment {
+        Some(a) => Some(data::augment::Augment::parse(a)?),
+        None => None,
+    };
     let lr_schedule = (schedule != train::LrSchedule::Constant).then_some((schedule, optim.lr));
     if start_epoch > 0 {
         println!(
@@ -566,6 +574,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         start_epoch,
         lr_schedule,
         early_stop: args.early_stop,
+        augment,
     };
     let mut exec = device.executor(&model, &params, optim, cfg.max_batch())?;
     if let Some(state) = &opt_state {

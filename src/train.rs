@@ -25,6 +25,8 @@ pub struct TrainConfig {
     pub lr_schedule: Option<(LrSchedule, f32)>,
     /// Stop when validation accuracy has not improved for this many epochs (needs a validation set).
     pub early_stop: Option<usize>,
+    /// Training-time augmentation (`None`: the images as stored).
+    pub augment: Option<crate::data::augment::Augment>,
 }
 
 /// Per-epoch learning-rate schedules (PyTorch's StepLR and CosineAnnealingLR with eta_min 0, stepped
@@ -246,9 +248,20 @@ pub fn train_validated(
         let steps = order.len().div_ceil(cfg.batch_size);
         let bar = progress_bar(steps, cfg.progress, epoch, cfg.epochs);
         let t0 = Instant::now();
+        let mut aug_rng = crate::data::augment::Augment::rng(cfg.seed, epoch);
         for (step, chunk) in order.chunks(cfg.batch_size).enumerate() {
             let b = chunk.len();
-            batcher.fill(train, chunk, &mut x[..b * n], &mut y[..b]);
+            match &cfg.augment {
+                Some(a) if !a.is_identity() => batcher.fill_augmented(
+                    train,
+                    chunk,
+                    &mut x[..b * n],
+                    &mut y[..b],
+                    a,
+                    &mut aug_rng,
+                ),
+                _ => batcher.fill(train, chunk, &mut x[..b * n], &mut y[..b]),
+            }
             exec.train_step(&x[..b * n], &y[..b])?;
             if first_step_done.is_none() {
                 exec.wait()?;

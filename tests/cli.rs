@@ -276,6 +276,7 @@ fn bad_flags_and_files_fail_with_one_line_messages() {
         ("--arch", "flatten,fc10,conv9", "layer 3 `conv9`"),
         ("--threads", "0", "--threads"),
         ("--lr-schedule", "linear", "--lr-schedule linear"),
+        ("--augment", "rotate", "--augment rotate"),
     ] {
         let out = wgtrain(&["train", "--device", "cpu", "--embedded", flag, value]);
         assert_one_line_error(&out, 2, needle);

@@ -49,6 +49,7 @@ fn fit(data: &DataSplit, device: &Device, model: &str, epochs: usize) -> f64 {
         start_epoch: 0,
         lr_schedule: None,
         early_stop: None,
+        augment: None,
     };
     let mut exec = device
         .executor(

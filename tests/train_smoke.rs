@@ -35,6 +35,7 @@ fn run_model(
         start_epoch: 0,
         lr_schedule: None,
         early_stop: None,
+        augment: None,
     };
     let params = model.init_params(seed);
     let mut exec = device
@@ -129,6 +130,7 @@ fn a_step_schedule_that_zeroes_the_rate_freezes_the_weights_after_epoch_one() {
             start_epoch: 0,
             lr_schedule: schedule,
             early_stop: None,
+            augment: None,
         };
         let mut exec = Device::Cpu
             .executor(
@@ -166,4 +168,53 @@ fn a_step_schedule_that_zeroes_the_rate_freezes_the_weights_after_epoch_one() {
         "epochs 2-3 ran at lr 0 and must not move the weights"
     );
     assert_ne!(one, constant);
+}
+
+#[test]
+fn augmentation_is_seeded_and_changes_training() {
+    use wgtrain::data::augment::Augment;
+    let data = embedded(Some(400));
+    let model = models::build(Some("mlp"), None, data.train.shape, data.num_classes).unwrap();
+    let run = |augment: Option<Augment>| {
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 50,
+            seed: 9,
+            eval_batch_size: 500,
+            progress: false,
+            start_epoch: 0,
+            lr_schedule: None,
+            early_stop: None,
+            augment,
+        };
+        let mut exec = Device::Cpu
+            .executor(
+                &model,
+                &model.init_params(9),
+                OptimConfig::adam(1e-3),
+                cfg.max_batch(),
+            )
+            .unwrap();
+        train(
+            &mut *exec,
+            &data.train,
+            &data.test,
+            &data.normalization,
+            &cfg,
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        exec.params().unwrap()
+    };
+    let aug = Some(Augment {
+        shift: 2,
+        flip: true,
+    });
+    assert_eq!(run(aug), run(aug), "same seed, different augmented runs");
+    assert_ne!(run(aug), run(None));
+    assert_eq!(
+        run(Some(Augment::default())),
+        run(None),
+        "identity augmentation changed something"
+    );
 }

@@ -3,6 +3,7 @@
 //! Images are kept as raw bytes (`u8`, NCHW per image) and normalised into a reused `f32` batch buffer
 //! only when a batch is assembled: the full Fashion-MNIST training set is 47 MB this way instead of 188 MB.
 
+pub mod augment;
 pub mod cifar;
 pub mod folder;
 pub mod idx;
@@ -465,6 +466,37 @@ impl Batcher {
             {
                 let t = &self.table[ch];
                 for (o, &p) in d.iter_mut().zip(s) {
+                    *o = t[p as usize];
+                }
+            }
+            y[slot] = ds.labels[i] as u32;
+        }
+    }
+
+    /// [`fill`](Self::fill) with each image shifted / flipped as `aug` draws from `rng`.
+    pub fn fill_augmented(
+        &self,
+        ds: &Dataset,
+        indices: &[usize],
+        x: &mut [f32],
+        y: &mut [u32],
+        aug: &augment::Augment,
+        rng: &mut Rng,
+    ) {
+        let n = ds.shape.len();
+        let (h, w) = (ds.shape.height, ds.shape.width);
+        let mut plane = vec![0u8; self.plane];
+        for (slot, &i) in indices.iter().enumerate() {
+            let (dx, dy, flip) = aug.draw(rng);
+            let dst = &mut x[slot * n..(slot + 1) * n];
+            for (ch, (d, s)) in dst
+                .chunks_exact_mut(self.plane)
+                .zip(ds.image(i).chunks_exact(self.plane))
+                .enumerate()
+            {
+                augment::transform_plane(s, h, w, dx, dy, flip, &mut plane);
+                let t = &self.table[ch];
+                for (o, &p) in d.iter_mut().zip(&plane) {
                     *o = t[p as usize];
                 }
             }
