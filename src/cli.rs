@@ -178,6 +178,9 @@ pub struct TrainArgs {
     /// Stop when validation accuracy has not improved for N epochs (needs --val-split).
     #[arg(long, requires = "val_split")]
     pub early_stop: Option<usize>,
+    /// Machine-readable output: one JSON object per epoch on stdout, then the report; messages on stderr.
+    #[arg(long)]
+    pub json: bool,
     /// Write metrics.csv, metrics.jsonl (one line per epoch) and learning_curves.png here.
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
@@ -482,6 +485,16 @@ fn optimizer_label(cfg: &OptimConfig) -> String {
 
 /// `wgtrain train`.
 pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
+    // With --json, stdout carries only JSON (one line per epoch, then the report); messages go to stderr.
+    macro_rules! info {
+        ($($t:tt)*) => {
+            if args.json {
+                eprintln!($($t)*)
+            } else {
+                println!($($t)*)
+            }
+        };
+    }
     let mut optim = args.validate()?;
     let mut data = data::load(&args.data.choice()?, args.train_size)?;
     if let Some(f) = args.val_split {
@@ -534,8 +547,8 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         }
     };
     let (device, why) = args.device.select()?;
-    println!("device: {why}");
-    println!(
+    info!("device: {why}");
+    info!(
         "data: {} ({}), {} train / {} test images of {}x{}x{}, {} classes",
         data.source.name,
         data.source.location,
@@ -546,7 +559,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         data.train.shape.width,
         data.num_classes
     );
-    println!(
+    info!(
         "model: {} [{}], {} parameters, {:.3} MFLOP/image forward",
         model.name,
         model.spec(),
@@ -560,7 +573,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
     };
     let lr_schedule = (schedule != train::LrSchedule::Constant).then_some((schedule, optim.lr));
     if start_epoch > 0 {
-        println!(
+        info!(
             "resuming after epoch {start_epoch} with the checkpoint's seed {seed}, batch size {batch_size} and optimiser ({})",
             optimizer_label(&optim)
         );
@@ -638,10 +651,16 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         &data.normalization,
         &cfg,
         |r, exec| {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(r).expect("epoch record serialises")
+                );
+            }
             let val = r
                 .val_accuracy
                 .map_or(String::new(), |v| format!("  val acc {:.2}%", 100.0 * v));
-            println!(
+            info!(
                 "epoch {:>3}  loss {:.4}  train acc {:.2}%{val}  test acc {:.2}%  {:>8.0} img/s  {:.2}s (+{:.2}s eval)",
                 r.epoch,
                 r.train_loss,
@@ -659,13 +678,16 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
             "{} on {}: learning curves",
             model.name, data.source.name
         ))?;
-        println!(
-            "wrote metrics.csv, metrics.jsonl and learning_curves.png to {}",
+        let filters = log.filters(&model, &exec.params()?)?;
+        info!(
+            "wrote metrics.csv, metrics.jsonl, learning_curves.png{} to {}",
+            if filters { " and filters.png" } else { "" },
             dir.display()
         );
     }
+
     if let Some(path) = &save_path {
-        println!(
+        info!(
             "saved {} (and its training state {}) after every epoch",
             path.display(),
             checkpoint::state_path(path).display()
@@ -677,37 +699,43 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         .map(|t| t.duration_since(process_start).as_secs_f64())
         .unwrap_or(0.0);
     let ips: Vec<f64> = outcome.epochs.iter().map(|e| e.images_per_sec).collect();
-    println!(
+    info!(
         "final test accuracy {:.2}%, median {:.0} train img/s, first step done {:.2}s after start, peak memory {}",
         100.0 * last.test_accuracy,
         median(&ips),
         startup,
         crate::metrics::peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"))
     );
+    let report = TrainReport {
+        wgtrain_version: env!("CARGO_PKG_VERSION").into(),
+        model: model.name.clone(),
+        arch: model.spec(),
+        device: device.kind().into(),
+        adapter: device.adapter_name(),
+        params: model.num_params(),
+        data: data.source.clone(),
+        train_images: data.train.len(),
+        test_images: data.test.len(),
+        batch_size,
+        optimizer: optimizer_label(&optim),
+        lr: optim.lr,
+        seed,
+        threads: rayon::current_num_threads(),
+        test_accuracy: last.test_accuracy,
+        train_images_per_sec: median(&ips),
+        startup_seconds: startup,
+        peak_rss_mib: crate::metrics::peak_rss_mib(),
+        epochs: outcome.epochs.clone(),
+    };
     if let Some(path) = &args.report {
-        let report = TrainReport {
-            wgtrain_version: env!("CARGO_PKG_VERSION").into(),
-            model: model.name.clone(),
-            arch: model.spec(),
-            device: device.kind().into(),
-            adapter: device.adapter_name(),
-            params: model.num_params(),
-            data: data.source.clone(),
-            train_images: data.train.len(),
-            test_images: data.test.len(),
-            batch_size,
-            optimizer: optimizer_label(&optim),
-            lr: optim.lr,
-            seed,
-            threads: rayon::current_num_threads(),
-            test_accuracy: last.test_accuracy,
-            train_images_per_sec: median(&ips),
-            startup_seconds: startup,
-            peak_rss_mib: crate::metrics::peak_rss_mib(),
-            epochs: outcome.epochs.clone(),
-        };
         write_json(path, &report)?;
-        println!("report written to {}", path.display());
+        info!("report written to {}", path.display());
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
     }
     Ok(())
 }

@@ -144,6 +144,30 @@ impl EpochLog {
         Ok(())
     }
 
+    /// Draw the first convolution's filters (CNNs only) into `filters.png`; returns whether it did.
+    pub fn filters(&self, model: &crate::nn::Model, params: &[f32]) -> Result<bool> {
+        let Some(crate::nn::Node::Conv2d { shape, weight, .. }) = model.nodes.first() else {
+            return Ok(false);
+        };
+        if shape.in_c != 1 && shape.in_c != 3 {
+            return Ok(false);
+        }
+        let w = &params[*weight..weight + shape.out_c * shape.k()];
+        crate::experiments::plots::filters_png(
+            &self.dir.join("filters.png"),
+            w,
+            shape.out_c,
+            shape.in_c,
+            shape.kh,
+            shape.kw,
+            &format!(
+                "first-layer filters ({} of {}x{})",
+                shape.out_c, shape.kh, shape.kw
+            ),
+        )?;
+        Ok(true)
+    }
+
     /// Draw the learning curves of this run's epochs.
     pub fn finish(&self, title: &str) -> Result<()> {
         use crate::experiments::plots::{line_chart, Chart, Series};

@@ -432,3 +432,33 @@ fn validation_split_save_best_and_early_stopping() {
     assert_fails(&out, 2, "--val-split");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn train_json_prints_only_json_on_stdout() {
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--embedded",
+        "--epochs",
+        "2",
+        "--train-size",
+        "500",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[1]["epoch"], 2);
+    assert_eq!(lines[2]["epochs"].as_array().unwrap().len(), 2);
+    assert_eq!(lines[2]["test_accuracy"], lines[1]["test_accuracy"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("device: cpu"));
+}

@@ -203,3 +203,65 @@ pub fn confusion_png(path: &Path, m: &crate::metrics::ConfusionMatrix, title: &s
     root.present().map_err(|e| plot_err(path, e))?;
     Ok(())
 }
+
+/// The first convolution's filters as a grid of small grey (1 input channel) or colour (3 channels)
+/// images, each scaled to its own min..max, `scale` pixels per weight.
+pub fn filters_png(
+    path: &Path,
+    weights: &[f32],
+    out_c: usize,
+    in_c: usize,
+    kh: usize,
+    kw: usize,
+    title: &str,
+) -> Result<()> {
+    register_font();
+    let scale = 12i32;
+    let cols = out_c.min(8);
+    let rows = out_c.div_ceil(cols);
+    let (fw, fh) = (kw as i32 * scale, kh as i32 * scale);
+    let gap = 8i32;
+    let size = (
+        (cols as i32 * (fw + gap) + gap).max(320) as u32,
+        (rows as i32 * (fh + gap) + gap + 40) as u32,
+    );
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    root.draw(&Text::new(
+        title.to_string(),
+        (gap, 10),
+        ("sans-serif", 16).into_font(),
+    ))
+    .map_err(|e| plot_err(path, e))?;
+    let k = kh * kw;
+    for f in 0..out_c {
+        let w = &weights[f * in_c * k..(f + 1) * in_c * k];
+        let (lo, hi) = w
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let norm = |v: f32| (255.0 * (v - lo) / (hi - lo).max(1e-12)) as u8;
+        let (x0, y0) = (
+            gap + (f % cols) as i32 * (fw + gap),
+            40 + (f / cols) as i32 * (fh + gap),
+        );
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let at = |c: usize| norm(w[c * k + ky * kw + kx]);
+                let color = if in_c == 3 {
+                    RGBColor(at(0), at(1), at(2))
+                } else {
+                    let g = at(0);
+                    RGBColor(g, g, g)
+                };
+                let (x, y) = (x0 + kx as i32 * scale, y0 + ky as i32 * scale);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + scale, y + scale)],
+                    color.filled(),
+                ))
+                .map_err(|e| plot_err(path, e))?;
+            }
+        }
+    }
+    root.present().map_err(|e| plot_err(path, e))?;
+    Ok(())
+}
