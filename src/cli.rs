@@ -39,7 +39,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  wgtrain eval --checkpoint mlp.safetensors --device cpu")]
     Eval(EvalArgs),
     /// List the CPU and every GPU adapter wgpu finds.
-    #[command(after_help = "Examples:\n  wgtrain devices\n  wgtrain devices --backend vulkan --json")]
+    #[command(
+        after_help = "Examples:\n  wgtrain devices\n  wgtrain devices --backend vulkan --json"
+    )]
     Devices(DevicesArgs),
     /// The ANN-vs-CNN experiment: measure each claim made about CNNs and write a report with plots.
     #[command(

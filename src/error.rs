@@ -28,7 +28,7 @@ pub enum Error {
     #[error("GPU error during {op}: {msg}")]
     Gpu { op: String, msg: String },
     /// The loss became NaN or infinite.
-    #[error("training diverged at epoch {epoch}, step {step}: loss is {loss}; lower --lr or check the data")]
+    #[error("training diverged in epoch {epoch}: the loss was {loss} at step {step} (the first step checked after it happened); the last checkpoint, if any, is from the epoch before; lower --lr or check the data")]
     Diverged {
         epoch: usize,
         step: usize,

@@ -2,6 +2,8 @@
 //! checkpoint, `devices`, and bad input — each failure a one-line message naming the problem, a
 //! non-zero exit code and no panic.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -461,4 +463,70 @@ fn train_json_prints_only_json_on_stdout() {
     assert_eq!(lines[2]["epochs"].as_array().unwrap().len(), 2);
     assert_eq!(lines[2]["test_accuracy"], lines[1]["test_accuracy"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("device: cpu"));
+}
+
+#[test]
+fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
+    let dir = tmpdir("diverge");
+    let ckpt = dir.join("c.safetensors");
+    // Epoch 1 at lr 0.01, then the schedule multiplies the rate by 1e5: epoch 2 diverges.
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "cpu",
+        "--embedded",
+        "--train-size",
+        "1000",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--lr-schedule",
+        "step:1:100000",
+        "--epochs",
+        "3",
+        "--save",
+        ckpt.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_one_line_error(&out, 1, "training diverged in epoch 2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at step"), "{err}");
+    let (_, params, meta) = wgtrain::checkpoint::load(&ckpt).unwrap();
+    assert_eq!(meta.epoch, 1);
+    assert!(params.iter().all(|v| v.is_finite()));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_model_too_large_for_the_adapter_is_an_input_error() {
+    let Some(ctx) = common::gpu() else { return };
+    // 784 x 50,000 weights + biases = 159,000,048 bytes, over the 128 MiB storage-binding limit of
+    // lavapipe and of WebGPU's defaults. An adapter with larger limits must accept it instead.
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "gpu",
+        "--embedded",
+        "--arch",
+        "flatten,fc50000,relu,fc10",
+        "--epochs",
+        "1",
+        "--train-size",
+        "64",
+        "--quiet",
+    ]);
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    if limit < 159_000_048 {
+        assert_one_line_error(&out, 2, "the GPU buffer for params needs 159000048 bytes");
+    } else {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -191,13 +191,11 @@ impl GpuContext {
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size);
         if bytes > max {
-            return Err(Error::gpu(
-                format!("allocating {label}"),
-                format!(
-                    "needs {bytes} bytes but {} allows at most {max} per buffer; use a smaller --batch-size or model, or --device cpu",
-                    self.adapter.name
-                ),
-            ));
+            // The user's choice of model, batch size or device: an input error (exit code 2).
+            return Err(Error::Config(format!(
+                "the GPU buffer for {label} needs {bytes} bytes but {} allows at most {max}; use a smaller --batch-size or model, or --device cpu",
+                self.adapter.name
+            )));
         }
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),

@@ -262,6 +262,10 @@ impl Executor for CpuExecutor {
         Ok(())
     }
 
+    fn peek_train_loss(&mut self) -> Result<f64> {
+        Ok(self.train_stats.loss_sum)
+    }
+
     fn take_train_stats(&mut self) -> Result<Stats> {
         Ok(std::mem::take(&mut self.train_stats))
     }

@@ -418,6 +418,15 @@ impl Executor for GpuExecutor {
         Ok(())
     }
 
+    fn peek_train_loss(&mut self) -> Result<f64> {
+        let bytes = self
+            .ctx
+            .read_buffer(&self.stats, 16, "reading the training loss")?;
+        self.in_flight = None;
+        let s: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        Ok(s[TRAIN_STATS] as f64)
+    }
+
     fn take_train_stats(&mut self) -> Result<Stats> {
         let (loss_sum, correct) = self.take_stats(TRAIN_STATS)?;
         Ok(Stats {

@@ -547,6 +547,9 @@ pub trait Executor {
     fn eval_step(&mut self, x: &[f32], y: &[u32]) -> Result<()>;
     /// Return and reset the accumulated training statistics (waits for the device).
     fn take_train_stats(&mut self) -> Result<Stats>;
+    /// The training loss summed since the last `take_train_stats`, without resetting it (waits for the
+    /// device): the loop's divergence check.
+    fn peek_train_loss(&mut self) -> Result<f64>;
     /// Return and reset the accumulated evaluation statistics (waits for the device).
     fn take_eval_stats(&mut self) -> Result<Stats>;
     /// Class scores `[batch, classes]` for a batch.
