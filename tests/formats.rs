@@ -242,3 +242,61 @@ fn format_detection_and_forcing() {
     std::fs::remove_dir_all(empty).ok();
     std::fs::remove_dir_all(cifar).ok();
 }
+
+fn idx(dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn broken_idx_directories_get_messages_naming_file_and_problem() {
+    let dir = tmp("idx-bad");
+    let write = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
+    let load = || {
+        data::load(&DataChoice::Dir(dir.clone()), None)
+            .unwrap_err()
+            .to_string()
+    };
+    let img = |n: u32| idx(&[n, 2, 2], &vec![7u8; 4 * n as usize]);
+    write("train-images-idx3-ubyte", img(4));
+    write("train-labels-idx1-ubyte", idx(&[3], &[0, 1, 2]));
+    write("t10k-images-idx3-ubyte", img(2));
+    write("t10k-labels-idx1-ubyte", idx(&[2], &[0, 1]));
+    // image/label count mismatch
+    let e = load();
+    assert!(
+        e.contains("train-labels-idx1-ubyte")
+            && e.contains("holds 3 labels")
+            && e.contains("4 images"),
+        "{e}"
+    );
+    // test labels outside the training classes
+    write("train-labels-idx1-ubyte", idx(&[4], &[0, 1, 2, 1]));
+    write("t10k-labels-idx1-ubyte", idx(&[2], &[0, 7]));
+    let e = load();
+    assert!(e.contains("test label 7 is out of range"), "{e}");
+    // a truncated gzip file
+    write("t10k-labels-idx1-ubyte", idx(&[2], &[0, 1]));
+    let gz = {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&img(4)).unwrap();
+        enc.finish().unwrap()
+    };
+    std::fs::remove_file(dir.join("train-images-idx3-ubyte")).unwrap();
+    write("train-images-idx3-ubyte.gz", gz[..gz.len() / 2].to_vec());
+    let e = load();
+    assert!(
+        e.contains("train-images-idx3-ubyte.gz") && e.contains("corrupt or truncated gzip"),
+        "{e}"
+    );
+    // an empty file
+    write("train-images-idx3-ubyte.gz", Vec::new());
+    let e = load();
+    assert!(e.contains("too short for an IDX header"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -166,3 +166,45 @@ fn arch_parser_and_shape_check_never_panic() {
         let _ = models::parse_arch(&s);
     }
 }
+
+#[test]
+fn cifar_and_image_readers_never_panic() {
+    let dir = std::env::temp_dir().join(format!("wgtrain-fuzz-img-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = Rng::new(4);
+    // CIFAR-10: a valid 3-record batch, mutated.
+    let mut valid = Vec::new();
+    for i in 0..3u8 {
+        valid.push(i);
+        valid.extend((0..3072).map(|j| (j % 251) as u8));
+    }
+    for _ in 0..200 {
+        std::fs::write(dir.join("data_batch_1.bin"), mutate(&mut rng, &valid)).unwrap();
+        std::fs::write(dir.join("test_batch.bin"), mutate(&mut rng, &valid)).unwrap();
+        if let Ok((tr, te, names)) = wgtrain::data::cifar::load_cifar_dir(&dir) {
+            assert_eq!(tr.images.len(), tr.len() * 3072);
+            assert_eq!(te.images.len(), te.len() * 3072);
+            assert_eq!(names.len(), 10);
+        }
+    }
+    // Image files: a valid 6x5 PNG, mutated, decoded as predict and image folders do.
+    let png = dir.join("valid.png");
+    image::GrayImage::from_fn(6, 5, |x, y| image::Luma([(x * 40 + y * 7) as u8]))
+        .save(&png)
+        .unwrap();
+    let valid = std::fs::read(&png).unwrap();
+    let bad = dir.join("bad.png");
+    let shape = ImageShape {
+        channels: 3,
+        height: 4,
+        width: 4,
+    };
+    for _ in 0..300 {
+        std::fs::write(&bad, mutate(&mut rng, &valid)).unwrap();
+        if let Ok(px) = wgtrain::predict::load_image(&bad, shape) {
+            assert_eq!(px.len(), 48);
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
