@@ -1,7 +1,8 @@
 //! wgtrain: train MLPs and CNNs with hand-written WGSL compute shaders (wgpu) or on the CPU.
 //!
 //! Map of the crate:
-//! - [`cli`]: clap types and validation of flags into config structs; command implementations.
+//! - [`cli`]: clap types and validation of flags into config structs.
+//! - [`commands`]: the command implementations (train, eval/predict, compare, bench, devices/summary).
 //! - [`device`]: `Device` (CPU or a wgpu adapter) chosen at run time; adapter listing; plans of dispatches.
 //! - [`ops`]: one op family per file, CPU reference next to the GPU launcher (kernels in `shaders/`).
 //! - [`nn`]: layers, `Model` (shapes + flat parameter layout + fused plan), CPU and GPU executors.
@@ -20,6 +21,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod commands;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -3,19 +3,19 @@
 
 use clap::Parser;
 use std::time::Instant;
-use wgtrain::cli::{self, Cli, Command};
+use wgtrain::cli::{Cli, Command};
 
 fn main() {
     let start = Instant::now();
     let args = Cli::parse();
     let result: anyhow::Result<()> = match &args.command {
-        Command::Train(a) => cli::run_train(a, start).map_err(Into::into),
-        Command::Eval(a) => cli::run_eval(a).map_err(Into::into),
-        Command::Devices(a) => cli::run_devices(a).map_err(Into::into),
-        Command::Compare(a) => cli::run_compare(a).map_err(Into::into),
-        Command::Bench(a) => cli::run_bench(a).map_err(Into::into),
-        Command::Summary(a) => cli::run_summary(a).map_err(Into::into),
-        Command::Predict(a) => cli::run_predict(a).map_err(Into::into),
+        Command::Train(a) => wgtrain::commands::run_train(a, start).map_err(Into::into),
+        Command::Eval(a) => wgtrain::commands::run_eval(a).map_err(Into::into),
+        Command::Devices(a) => wgtrain::commands::run_devices(a).map_err(Into::into),
+        Command::Compare(a) => wgtrain::commands::run_compare(a).map_err(Into::into),
+        Command::Bench(a) => wgtrain::commands::run_bench(a).map_err(Into::into),
+        Command::Summary(a) => wgtrain::commands::run_summary(a).map_err(Into::into),
+        Command::Predict(a) => wgtrain::commands::run_predict(a).map_err(Into::into),
     };
     if let Err(e) = result {
         let code = e

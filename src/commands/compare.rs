@@ -1,0 +1,78 @@
+//! `wgtrain compare`: the command around `experiments::compare`.
+
+use crate::cli::*;
+use crate::data::DataChoice;
+use crate::error::{Error, Result};
+use crate::experiments::compare::{self, CompareConfig};
+use crate::experiments::runner::NetChoice;
+
+fn net_choice(role: &str, value: &str) -> NetChoice {
+    if value.contains(',') {
+        NetChoice {
+            role: role.into(),
+            preset: None,
+            arch: Some(value.into()),
+        }
+    } else {
+        NetChoice {
+            role: role.into(),
+            preset: Some(value.into()),
+            arch: None,
+        }
+    }
+}
+
+/// `wgtrain compare`.
+pub fn run_compare(args: &CompareArgs) -> Result<()> {
+    if args.seeds == 0 {
+        return Err(Error::Config("--seeds must be at least 1".into()));
+    }
+    if args.batch_size == 0 {
+        return Err(Error::Config("--batch-size must be at least 1".into()));
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(Error::Config(format!(
+            "--lr {} is not a positive finite number; try 0.001",
+            args.lr
+        )));
+    }
+    if !(args.throughput_seconds.is_finite() && args.throughput_seconds >= 0.0) {
+        return Err(Error::Config(
+            "--throughput-seconds must be a non-negative number".into(),
+        ));
+    }
+    let data = match (&args.data, args.full) {
+        (Some(d), _) => DataChoice::Dir(d.clone()),
+        (None, true) => DataChoice::Default,
+        (None, false) => DataChoice::Embedded,
+    };
+    let (device, why) = args.device.select()?;
+    println!("device: {why}");
+    let cfg = CompareConfig {
+        ann: net_choice("ann", &args.ann),
+        cnn: net_choice("cnn", &args.cnn),
+        data,
+        seeds: args.seeds,
+        full: args.full,
+        out: args.out.clone(),
+        batch_size: args.batch_size,
+        lr: args.lr,
+        throughput_seconds: args.throughput_seconds,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    // Fail on an unwritable output directory before spending minutes training.
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let report = compare::run(&cfg, &device, &mut |line| println!("{line}"))?;
+    let files = compare::write(&report, &cfg.out)?;
+    println!("\n{}", compare::summary_table(&report));
+    println!(
+        "finished in {:.0}s; wrote {}",
+        report.wall_seconds,
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
