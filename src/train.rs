@@ -8,9 +8,6 @@ use crate::rng::Rng;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-/// GPU steps between read-backs of the running loss for the divergence check.
-const DIVERGENCE_CHECK: usize = 32;
-
 /// Loop settings (the optimiser lives in the executor).
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -266,12 +263,11 @@ pub fn train_validated(
                 _ => batcher.fill(train, chunk, &mut x[..b * n], &mut y[..b]),
             }
             exec.train_step(&x[..b * n], &y[..b])?;
-            // Divergence check: every step on the CPU (free), every DIVERGENCE_CHECK steps on a GPU
-            // (one small read-back); the error names the first step at which the loss was seen to be
-            // NaN or infinite, and no checkpoint of this epoch is written.
+            // Divergence check at the executor's interval (every step on the CPU, every 32 on a GPU);
+            // the error names the first checked step at which the loss was NaN or infinite, and no
+            // checkpoint of this epoch is written.
             let last = step + 1 == steps;
-            if exec.dispatches_per_step(b)?.is_none() || (step + 1) % DIVERGENCE_CHECK == 0 || last
-            {
+            if (step + 1) % exec.loss_check_interval() == 0 || last {
                 let loss = exec.peek_train_loss()?;
                 if !loss.is_finite() {
                     return Err(Error::Diverged {

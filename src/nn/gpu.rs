@@ -418,6 +418,11 @@ impl Executor for GpuExecutor {
         Ok(())
     }
 
+    fn loss_check_interval(&self) -> usize {
+        // One small read-back (and a pipeline drain) every 32 steps.
+        32
+    }
+
     fn peek_train_loss(&mut self) -> Result<f64> {
         let bytes = self
             .ctx

@@ -180,6 +180,11 @@ pub trait Executor {
     /// The training loss summed since the last `take_train_stats`, without resetting it (waits for the
     /// device): the loop's divergence check.
     fn peek_train_loss(&mut self) -> Result<f64>;
+    /// How many steps apart the loop should call `peek_train_loss`: 1 where it is free (the CPU), more
+    /// where it costs a read-back.
+    fn loss_check_interval(&self) -> usize {
+        1
+    }
     /// Return and reset the accumulated evaluation statistics (waits for the device).
     fn take_eval_stats(&mut self) -> Result<Stats>;
     /// Class scores `[batch, classes]` for a batch.
