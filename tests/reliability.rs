@@ -1,9 +1,19 @@
 //! Crash safety of checkpoints: a training process killed with SIGKILL at arbitrary moments (often in the
 //! middle of writing a checkpoint) always leaves a checkpoint that loads.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use wgtrain::checkpoint;
+
+/// Run `wgtrain train` with `args` (as whitespace-free words) plus `extra`.
+fn train(args: &[&str], extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+        .arg("train")
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn sigkill_during_training_never_corrupts_the_checkpoint() {
@@ -188,32 +198,30 @@ fn resume_continues_exactly_and_refuses_nothing_to_do() {
     let sb = checkpoint::load_training_state(&b, pb.len(), 3).unwrap();
     assert_eq!(sa, sb);
     // Nothing left to do: a clear error, exit code 2.
-    let out = Command::new(bin)
-        .args([
-            "train",
+    let out = train(
+        &[
             "--embedded",
             "--resume",
             b.to_str().unwrap(),
             "--epochs",
             "3",
-        ])
-        .output()
-        .unwrap();
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already trained 3 epoch(s)"));
     // A checkpoint without its training state: the message names the missing file.
     std::fs::remove_file(checkpoint::state_path(&b)).unwrap();
-    let out = Command::new(bin)
-        .args([
-            "train",
+    let out = train(
+        &[
             "--embedded",
             "--resume",
             b.to_str().unwrap(),
             "--epochs",
             "5",
-        ])
-        .output()
-        .unwrap();
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("b.optim.safetensors"));
     std::fs::remove_dir_all(dir).ok();
