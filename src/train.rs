@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::nn::{Executor, Stats};
 use crate::rng::Rng;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Loop settings (the optimiser lives in the executor).
 #[derive(Debug, Clone)]
@@ -346,11 +346,6 @@ pub fn median(values: &[f64]) -> f64 {
     } else {
         (v[mid - 1] + v[mid]) / 2.0
     }
-}
-
-/// Format seconds for humans.
-pub fn fmt_duration(d: Duration) -> String {
-    format!("{:.2}s", d.as_secs_f64())
 }
 
 #[cfg(test)]

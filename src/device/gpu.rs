@@ -207,18 +207,35 @@ impl GpuContext {
 
     /// Copy `bytes` bytes at the start of `buffer` back to the host (waits for the queue).
     pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64, op: &str) -> Result<Vec<u8>> {
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.staging_buffer(bytes);
+        self.read_buffer_via(buffer, bytes, &staging, op)
+    }
+
+    /// A host-readable buffer of `bytes` for [`read_buffer_via`](Self::read_buffer_via).
+    pub fn staging_buffer(&self, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
+        })
+    }
+
+    /// [`read_buffer`](Self::read_buffer) through a caller-owned staging buffer (for read-backs that
+    /// repeat during training, so they allocate nothing).
+    pub fn read_buffer_via(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+        staging: &wgpu::Buffer,
+        op: &str,
+    ) -> Result<Vec<u8>> {
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(op) });
-        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        enc.copy_buffer_to_buffer(buffer, 0, staging, 0, bytes);
         self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
+        let slice = staging.slice(..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -339,15 +356,6 @@ impl<'a> PlanBuilder<'a> {
             storage: numbered(storage),
             workgroups,
         });
-    }
-
-    /// Number of dispatches so far.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
     }
 
     pub fn finish(self) -> Result<Plan> {

@@ -53,6 +53,8 @@ pub struct GpuExecutor {
     partials: Vec<wgpu::Buffer>,
     /// [train loss sum, train correct, eval loss sum, eval correct]
     stats: wgpu::Buffer,
+    /// Host-readable copy target for `stats` (read every few steps by the divergence check).
+    stats_staging: wgpu::Buffer,
     optim_uniform: wgpu::Buffer,
     plans: HashMap<(usize, Mode), Plan>,
     /// Examples behind the device-side stats, tracked on the host.
@@ -117,6 +119,7 @@ impl GpuExecutor {
             usage: U::UNIFORM | U::COPY_DST,
             mapped_at_creation: false,
         });
+        let stats_staging = ctx.staging_buffer(16);
         ctx.check("allocating model buffers")?;
         Ok(GpuExecutor {
             ctx,
@@ -135,6 +138,7 @@ impl GpuExecutor {
             argmax,
             partials,
             stats,
+            stats_staging,
             optim_uniform,
             plans: HashMap::new(),
             train_count: 0,
@@ -339,10 +343,7 @@ impl GpuExecutor {
             "batch {batch} outside 1..={}",
             self.max_batch
         );
-        if !self.plans.contains_key(&(batch, mode)) {
-            let plan = self.build_plan(batch, mode)?;
-            self.plans.insert((batch, mode), plan);
-        }
+        self.ensure_plan(batch, mode)?;
         let q = &self.ctx.queue;
         q.write_buffer(&self.input, 0, bytemuck::cast_slice(x));
         if let Some(y) = y {
@@ -381,11 +382,26 @@ impl GpuExecutor {
         Ok(batch)
     }
 
-    fn take_stats(&mut self, slot: usize) -> Result<(f64, u64)> {
+    /// The plan for (batch, mode), built on first use.
+    fn ensure_plan(&mut self, batch: usize, mode: Mode) -> Result<&Plan> {
+        if !self.plans.contains_key(&(batch, mode)) {
+            let plan = self.build_plan(batch, mode)?;
+            self.plans.insert((batch, mode), plan);
+        }
+        Ok(&self.plans[&(batch, mode)])
+    }
+
+    /// The 4 stats floats, through the executor's own staging buffer (waits for the device).
+    fn read_stats(&mut self, op: &str) -> Result<Vec<f32>> {
         let bytes = self
             .ctx
-            .read_buffer(&self.stats, 16, "reading loss and accuracy")?;
-        let s: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+            .read_buffer_via(&self.stats, 16, &self.stats_staging, op)?;
+        self.in_flight = None;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    fn take_stats(&mut self, slot: usize) -> Result<(f64, u64)> {
+        let s = self.read_stats("reading loss and accuracy")?;
         let out = (s[slot] as f64, s[slot + 1].round() as u64);
         self.ctx.queue.write_buffer(
             &self.stats,
@@ -399,11 +415,7 @@ impl GpuExecutor {
 
 impl Executor for GpuExecutor {
     fn dispatches_per_step(&mut self, batch: usize) -> Result<Option<usize>> {
-        if !self.plans.contains_key(&(batch, Mode::Train)) {
-            let plan = self.build_plan(batch, Mode::Train)?;
-            self.plans.insert((batch, Mode::Train), plan);
-        }
-        Ok(Some(self.plans[&(batch, Mode::Train)].len()))
+        Ok(Some(self.ensure_plan(batch, Mode::Train)?.len()))
     }
 
     fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
