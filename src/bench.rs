@@ -7,7 +7,6 @@ use crate::device::{cpu_description, Device};
 use crate::error::{Error, Result};
 use crate::experiments::runner::{measure_throughput, Throughput};
 use crate::models;
-use crate::nn::OptimConfig;
 use crate::ops::conv2d::{self as cv, ConvShape};
 use crate::ops::matmul::{self as mm, MatmulParams, Strided};
 use crate::ops::pool::{self as pl, PoolKind, PoolShape};
@@ -29,12 +28,12 @@ pub struct KernelResult {
     pub percent_of_cpu_peak: Option<f64>,
 }
 
-/// One model measurement.
+/// One model measurement (dispatches per step are part of the throughput record).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelResult {
     #[serde(flatten)]
     pub throughput: Throughput,
-    pub dispatches_per_step: Option<usize>,
+    /// Always 1 on a GPU (the whole step is one submit); `None` on the CPU.
     pub submits_per_step: Option<usize>,
 }
 
@@ -397,13 +396,9 @@ pub fn models(
         for &b in batches {
             let throughput =
                 measure_throughput(device, &model, &data.train, &data.normalization, b, seconds)?;
-            let mut exec =
-                device.executor(&model, &model.init_params(0), OptimConfig::adam(1e-3), b)?;
-            let dispatches = exec.dispatches_per_step(b)?;
             out.push(ModelResult {
+                submits_per_step: throughput.dispatches_per_step.map(|_| 1),
                 throughput,
-                dispatches_per_step: dispatches,
-                submits_per_step: dispatches.map(|_| 1),
             });
         }
     }

@@ -91,7 +91,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
                     m.throughput.train_images_per_sec,
                     m.throughput.inference_images_per_sec,
                     m.throughput.warmup_seconds,
-                    m.dispatches_per_step
+                    m.throughput
+                        .dispatches_per_step
                         .map_or("-".into(), |n| format!("{n} / 1 submit"))
                 );
                 report.models.push(m);

@@ -144,6 +144,8 @@ pub struct Throughput {
     pub inference_images_per_sec: f64,
     /// Seconds for executor creation (buffers, pipelines) plus the first training step.
     pub warmup_seconds: f64,
+    /// GPU dispatches one training step records (one submit per step); `None` on the CPU.
+    pub dispatches_per_step: Option<usize>,
 }
 
 /// Time training steps (after one warm-up step) until at least `min_seconds` and 3 steps have passed,
@@ -168,6 +170,7 @@ pub fn measure_throughput(
     exec.train_step(&x, &y)?;
     exec.wait()?;
     let warmup = t0.elapsed().as_secs_f64();
+    let dispatches = exec.dispatches_per_step(batch)?;
     let timed = |exec: &mut Box<dyn Executor>, train: bool| -> Result<f64> {
         let t = Instant::now();
         let mut steps = 0usize;
@@ -202,5 +205,6 @@ pub fn measure_throughput(
         train_images_per_sec: train_ips,
         inference_images_per_sec: infer_ips,
         warmup_seconds: warmup,
+        dispatches_per_step: dispatches,
     })
 }
