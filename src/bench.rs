@@ -48,12 +48,25 @@ pub struct BenchReport {
     pub models: Vec<ModelResult>,
 }
 
-/// Estimated f32 peak of the threads in use: cores x clock x FLOP per cycle, where FLOP per cycle is
-/// 32 with AVX2+FMA (two 8-wide FMA pipes, as on Zen 3/4 and recent Intel cores), 16 with AVX, 8
-/// otherwise. The clock is the maximum from cpufreq when the kernel exposes it, else the largest
-/// "cpu MHz" in /proc/cpuinfo — which in a VM is often the base clock, so the estimate can be low
-/// (then a kernel shows more than 100 %); `--cpu-peak-gflops` overrides it with a known figure.
+/// The f32 peak of the threads in use: measured with a register-only FMA loop ([`crate::peak`]) where
+/// the CPU has one, else estimated by [`cpu_peak_estimate`]; the string says which, with both figures.
 pub fn cpu_peak(threads: usize) -> (f64, String) {
+    let (estimate, formula) = cpu_peak_estimate(threads);
+    match crate::peak::measure_fma_peak(threads) {
+        Some((measured, isa)) => (
+            measured,
+            format!("measured: {threads} threads of a register-only {isa} loop; estimate {estimate:.1} = {formula}"),
+        ),
+        None => (estimate, formula),
+    }
+}
+
+/// Estimated f32 peak of the threads in use: cores x clock x FLOP per cycle, where FLOP per cycle is
+/// 64 with AVX-512 on Intel (two 16-wide FMA pipes), 32 with AVX2+FMA (two 8-wide pipes; also Zen 4's
+/// AVX-512, which is double-pumped 256-bit), 16 with AVX, 8 otherwise. The clock is the maximum from
+/// cpufreq when the kernel exposes it, else the largest "cpu MHz" in /proc/cpuinfo — which in a VM is
+/// often the base clock, so the estimate can be low; `--cpu-peak-gflops` overrides it.
+pub fn cpu_peak_estimate(threads: usize) -> (f64, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpufreq_khz =
         std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
@@ -67,7 +80,12 @@ pub fn cpu_peak(threads: usize) -> (f64, String) {
     });
     let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
     let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let per_cycle = if has("avx2") && has("fma") {
+    let intel = info
+        .lines()
+        .any(|l| l.starts_with("vendor_id") && l.contains("GenuineIntel"));
+    let per_cycle = if has("avx512f") && intel {
+        64.0
+    } else if has("avx2") && has("fma") {
         32.0
     } else if has("avx") {
         16.0

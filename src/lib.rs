@@ -12,6 +12,7 @@
 //! - [`train`]: the one training loop.
 //! - [`experiments`]: `compare`, the ANN-vs-CNN experiment (protocol, claims, report, plots).
 //! - [`bench`]: `wgtrain bench`, kernel GFLOP/s and model images/s per device.
+//! - [`peak`]: the CPU's f32 peak, measured with a register-only FMA loop.
 //! - [`checkpoint`]: safetensors checkpoints with PyTorch tensor names.
 //! - [`metrics`]: JSON reports and atomic file writes.
 //! - [`predict`]: `wgtrain predict`, image files -> top-k classes.
@@ -31,6 +32,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod peak;
 pub mod predict;
 pub mod rng;
 pub mod train;

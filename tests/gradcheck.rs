@@ -53,6 +53,9 @@ fn gemm_matches_reference_on_awkward_strided_shapes() {
         (33, 65, 17),
         (64, 10, 1000),
         (130, 70, 3),
+        // Large enough to be split across threads: by columns (odd width) and by rows (narrow C).
+        (70, 301, 33),
+        (301, 40, 50),
     ] {
         let a = random(m * k + 7, 1);
         let b = random(k * n + 5, 2);
@@ -68,6 +71,24 @@ fn gemm_matches_reference_on_awkward_strided_shapes() {
             matmul(m, n, k, &a, sa, &b, sb, &mut c, 0, n, true);
             let twice: Vec<f32> = expect.iter().map(|v| 2.0 * v).collect();
             assert_close(&c, &twice, 2e-4, 1e-4, "gemm accumulate");
+            // C inside a larger buffer: offset and a row stride wider than n; the gaps stay untouched.
+            let (c_off, c_rs) = (5, n + 3);
+            let mut big = vec![-7.0; c_off + m * c_rs];
+            matmul(m, n, k, &a, sa, &b, sb, &mut big, c_off, c_rs, false);
+            for i in 0..m {
+                let row = &big[c_off + i * c_rs..c_off + i * c_rs + n];
+                assert_close(
+                    row,
+                    &expect[i * n..(i + 1) * n],
+                    1e-4,
+                    1e-4,
+                    "gemm strided C",
+                );
+                assert!(big[c_off + i * c_rs + n..c_off + (i + 1) * c_rs]
+                    .iter()
+                    .all(|&v| v == -7.0));
+            }
+            assert!(big[..c_off].iter().all(|&v| v == -7.0));
         }
     }
 }

@@ -133,35 +133,87 @@ fn matmul_with(
         }
         return;
     }
-    let par = if parallel {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    let threads = if parallel {
+        rayon::current_num_threads()
     } else {
-        gemm::Parallelism::None
+        1
     };
-    // SAFETY: the asserts above keep every element of the three views inside its slice, and C does not
-    // alias A or B (it is a distinct &mut borrow).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr().add(c_off),
-            1,
-            c_rs as isize,
-            accumulate,
-            a.as_ptr().add(sa.off),
-            sa.cs as isize,
-            sa.rs as isize,
-            b.as_ptr().add(sb.off),
-            sb.cs as isize,
-            sb.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+    // Measured on the training shapes (docs/BENCHMARKS.md): gemm's own rayon split loses to splitting
+    // C into one column block (or, for narrow C, one row block) per thread and running the serial gemm
+    // in each, by up to 1.6x on X·Wᵀ at batch 64.
+    let split_cols = n >= m || n >= 64;
+    let (dim, align) = if split_cols { (n, 16) } else { (m, 8) };
+    let chunk = dim.div_ceil(threads).div_ceil(align) * align;
+    let parts = dim.div_ceil(chunk.max(1));
+    let pa = SendPtr(a[sa.off..].as_ptr());
+    let pb = SendPtr(b[sb.off..].as_ptr());
+    let pc = SendMut(c[c_off..].as_mut_ptr());
+    let run = |part: usize| {
+        let lo = part * chunk;
+        let len = chunk.min(dim - lo);
+        let (mm, nn, a_off, b_off, c_part) = if split_cols {
+            (m, len, 0, lo * sb.cs, lo)
+        } else {
+            (len, n, lo * sa.rs, 0, lo * c_rs)
+        };
+        // SAFETY: the asserts above keep every element of the three views inside its slice; each part
+        // writes a disjoint block of C, and C does not alias A or B (it is a distinct &mut borrow).
+        unsafe {
+            gemm::gemm(
+                mm,
+                nn,
+                k,
+                pc.get().add(c_part),
+                1,
+                c_rs as isize,
+                accumulate,
+                pa.get().add(a_off),
+                sa.cs as isize,
+                sa.rs as isize,
+                pb.get().add(b_off),
+                sb.cs as isize,
+                sb.rs as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    if parts <= 1 {
+        run(0);
+    } else {
+        rayon::scope(|s| {
+            for part in 1..parts {
+                s.spawn(move |_| run(part));
+            }
+            run(0);
+        });
+    }
+}
+
+/// A pointer that may cross threads: [`matmul_with`] hands each thread a disjoint block of C.
+#[derive(Clone, Copy)]
+struct SendPtr(*const f32);
+// SAFETY: only read through, and only inside the bounds asserted by `matmul_with`.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *const f32 {
+        self.0
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendMut(*mut f32);
+// SAFETY: each thread writes only its own block of C (see `matmul_with`).
+unsafe impl Send for SendMut {}
+unsafe impl Sync for SendMut {}
+impl SendMut {
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 
