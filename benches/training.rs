@@ -8,7 +8,7 @@ use wgtrain::data::ImageShape;
 use wgtrain::device::{AdapterFilter, Device, DeviceChoice};
 use wgtrain::models;
 use wgtrain::nn::OptimConfig;
-use wgtrain::ops::conv2d::{conv2d_forward, ConvShape};
+use wgtrain::ops::conv2d::{conv2d_forward, ConvShape, ConvWork};
 use wgtrain::ops::matmul::{matmul, Strided};
 use wgtrain::rng::Rng;
 
@@ -55,10 +55,9 @@ fn kernels(c: &mut Criterion) {
         random(batch * s.in_len(), 3),
         random(s.out_c * s.k() + s.out_c, 4),
     );
-    let (mut y, mut cols, mut tmp) = (
+    let (mut y, mut work) = (
         vec![0.0; batch * s.out_len()],
-        vec![0.0; s.cols_len(batch)],
-        vec![0.0; s.tmp_len(batch)],
+        ConvWork::for_current_pool(&s),
     );
     g.throughput(Throughput::Elements((2 * batch * s.macs()) as u64));
     g.bench_function(
@@ -71,8 +70,7 @@ fn kernels(c: &mut Criterion) {
                     0,
                     s.out_c * s.k(),
                     &mut y,
-                    &mut cols,
-                    &mut tmp,
+                    &mut work,
                     batch,
                     &s,
                     true,

@@ -258,20 +258,15 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
         match device {
             Device::Cpu => {
                 let mut y = vec![0.0; batch * s.out_len()];
-                let mut cols = vec![0.0; s.cols_len(batch)];
-                let mut dcols = cols.clone();
-                let mut tmp = vec![0.0; s.tmp_len(batch)];
+                let mut work = cv::ConvWork::for_current_pool(&s);
                 let mut dx = vec![0.0; batch * s.in_len()];
                 let mut grads = vec![0.0; params.len()];
-                let mut partial = vec![0.0; s.partial_len(rayon::current_num_threads())];
                 push(
                     "conv2d forward",
                     shape.clone(),
                     flops,
                     time_cpu(seconds, || {
-                        cv::conv2d_forward(
-                            &x, &params, 0, bias, &mut y, &mut cols, &mut tmp, batch, &s, true,
-                        )
+                        cv::conv2d_forward(&x, &params, 0, bias, &mut y, &mut work, batch, &s, true)
                     }),
                 );
                 push(
@@ -279,9 +274,8 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                     shape.clone(),
                     flops,
                     time_cpu(seconds, || {
-                        cv::to_channel_major(&dy, &mut tmp, batch, s.out_c, s.p());
                         cv::conv2d_backward_input(
-                            &tmp, &params, 0, &mut dx, None, &mut dcols, batch, &s,
+                            &dy, &params, 0, &mut dx, None, &mut work, batch, &s,
                         )
                     }),
                 );
@@ -290,16 +284,8 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                     shape.clone(),
                     flops,
                     time_cpu(seconds, || {
-                        cv::to_channel_major(&dy, &mut tmp, batch, s.out_c, s.p());
                         cv::conv2d_backward_weight(
-                            &tmp,
-                            &cols,
-                            &mut grads,
-                            0,
-                            bias,
-                            &mut partial,
-                            batch,
-                            &s,
+                            &dy, &x, &mut grads, 0, bias, &mut work, batch, &s,
                         )
                     }),
                 );

@@ -41,13 +41,10 @@ fn conv2d_kernels_match_cpu() {
             upload_f32(&ctx, &dy),
             upload_f32(&ctx, &mask),
         );
-        let mut cols = vec![0.0; s.cols_len(batch)];
-        let mut tmp = vec![0.0; s.tmp_len(batch)];
+        let mut work = cv::ConvWork::new(&s, 2);
         for relu in [false, true] {
             let mut y = vec![0.0; batch * s.out_len()];
-            cv::conv2d_forward(
-                &x, &params, w, bias, &mut y, &mut cols, &mut tmp, batch, &s, relu,
-            );
+            cv::conv2d_forward(&x, &params, w, bias, &mut y, &mut work, batch, &s, relu);
             let gy = upload_f32(&ctx, &vec![0.0; y.len()]);
             let mut pb = PlanBuilder::new(&ctx);
             cv::push_conv2d_forward(&mut pb, &gx, &gp, w, bias, &gy, batch, &s, relu);
@@ -60,13 +57,10 @@ fn conv2d_kernels_match_cpu() {
                 &what("conv forward"),
             );
         }
-        let mut dy_cm = vec![0.0; s.tmp_len(batch)];
-        cv::to_channel_major(&dy, &mut dy_cm, batch, s.out_c, s.p());
         for use_mask in [false, true] {
             let mut dx = vec![0.0; batch * s.in_len()];
-            let mut dcols = vec![0.0; s.cols_len(batch)];
             let m = use_mask.then_some(&mask[..]);
-            cv::conv2d_backward_input(&dy_cm, &params, w, &mut dx, m, &mut dcols, batch, &s);
+            cv::conv2d_backward_input(&dy, &params, w, &mut dx, m, &mut work, batch, &s);
             let gdx = upload_f32(&ctx, &vec![0.0; dx.len()]);
             let mut pb = PlanBuilder::new(&ctx);
             let gm = use_mask.then_some(&gmask);
@@ -81,8 +75,7 @@ fn conv2d_kernels_match_cpu() {
             );
         }
         let mut grads = vec![0.0; params.len()];
-        let mut partial = vec![0.0; s.partial_len(2)];
-        cv::conv2d_backward_weight(&dy_cm, &cols, &mut grads, w, bias, &mut partial, batch, &s);
+        cv::conv2d_backward_weight(&dy, &x, &mut grads, w, bias, &mut work, batch, &s);
         let gg = upload_f32(&ctx, &vec![0.0; params.len()]);
         let gpart = upload_f32(&ctx, &vec![0.0; s.gpu_partial_len(batch)]);
         let mut pb = PlanBuilder::new(&ctx);

@@ -10,7 +10,7 @@ use wgtrain::data::ImageShape;
 use wgtrain::models;
 use wgtrain::nn::OptimConfig;
 use wgtrain::ops::conv2d::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, to_channel_major, ConvShape,
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvShape, ConvWork,
 };
 use wgtrain::ops::pool::{pool_backward, pool_forward, PoolKind, PoolShape};
 use wgtrain::Device;
@@ -28,58 +28,51 @@ fn conv2d_gradients_match_finite_differences() {
         let params = random(bias + s.out_c, 40 + case as u64);
         let x = random(batch * s.in_len(), 50 + case as u64);
         let r = random(batch * s.out_len(), 60 + case as u64);
-        let mut tmp = vec![0.0; s.tmp_len(batch)];
         let forward = |p: &[f32], x: &[f32]| {
             let mut y = vec![0.0; batch * s.out_len()];
-            let mut cols = vec![0.0; s.cols_len(batch)];
-            let mut tmp = vec![0.0; s.tmp_len(batch)];
-            conv2d_forward(x, p, w, bias, &mut y, &mut cols, &mut tmp, batch, &s, false);
-            (y, cols)
+            let mut work = ConvWork::new(&s, 2);
+            conv2d_forward(x, p, w, bias, &mut y, &mut work, batch, &s, false);
+            y
         };
-        let (_, cols) = forward(&params, &x);
-        // The backward passes take the output gradient channel-major.
-        to_channel_major(&r, &mut tmp, batch, s.out_c, s.p());
         let mut grads = vec![0.0; params.len()];
+        // Thread counts below, at and above the batch size (empty ranges must not add anything).
         for threads in [1, 2, 5] {
-            let mut partial = vec![0.0; s.partial_len(threads)];
-            conv2d_backward_weight(&tmp, &cols, &mut grads, w, bias, &mut partial, batch, &s);
-            let gn = numeric(|p| dot(&forward(p, &x).0, &r), &params, 0.5);
+            let mut work = ConvWork::new(&s, threads);
+            conv2d_backward_weight(&r, &x, &mut grads, w, bias, &mut work, batch, &s);
+            let gn = numeric(|p| dot(&forward(p, &x), &r), &params, 0.5);
             assert_close(
                 &grads[w..],
                 &gn[w..],
                 1e-3,
                 1e-3,
-                &format!("conv dW/db case {case}, {threads} partials"),
+                &format!("conv dW/db case {case}, {threads} threads"),
             );
         }
+        let dxn = numeric(|xx| dot(&forward(&params, xx), &r), &x, 0.5);
         let mut dx = vec![0.0; batch * s.in_len()];
-        let mut dcols = vec![0.0; s.cols_len(batch)];
-        conv2d_backward_input(&tmp, &params, w, &mut dx, None, &mut dcols, batch, &s);
-        let dxn = numeric(|xx| dot(&forward(&params, xx).0, &r), &x, 0.5);
-        assert_close(&dx, &dxn, 1e-3, 1e-3, &format!("conv dX case {case}"));
+        for threads in [1, 3] {
+            let mut work = ConvWork::new(&s, threads);
+            conv2d_backward_input(&r, &params, w, &mut dx, None, &mut work, batch, &s);
+            assert_close(
+                &dx,
+                &dxn,
+                1e-3,
+                1e-3,
+                &format!("conv dX case {case}, {threads} threads"),
+            );
+        }
         // The ReLU mask zeroes exactly the positions where the mask is <= 0.
         let mask = random(batch * s.in_len(), 70);
         let mut dxm = vec![0.0; batch * s.in_len()];
-        conv2d_backward_input(
-            &tmp,
-            &params,
-            w,
-            &mut dxm,
-            Some(&mask),
-            &mut dcols,
-            batch,
-            &s,
-        );
+        let mut work = ConvWork::new(&s, 2);
+        conv2d_backward_input(&r, &params, w, &mut dxm, Some(&mask), &mut work, batch, &s);
         for ((m, a), b) in mask.iter().zip(&dxm).zip(&dx) {
             assert_eq!(*a, if *m > 0.0 { *b } else { 0.0 });
         }
         // Fused ReLU in the forward equals max(0, .) of the plain output.
         let mut yr = vec![0.0; batch * s.out_len()];
-        let mut cols2 = cols.clone();
-        conv2d_forward(
-            &x, &params, w, bias, &mut yr, &mut cols2, &mut tmp, batch, &s, true,
-        );
-        let plain = forward(&params, &x).0;
+        conv2d_forward(&x, &params, w, bias, &mut yr, &mut work, batch, &s, true);
+        let plain = forward(&params, &x);
         assert!(yr.iter().zip(&plain).all(|(a, b)| *a == b.max(0.0)));
     }
 }
@@ -100,9 +93,17 @@ fn conv2d_forward_hand_computed() {
     let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
     let params = [1.0, 1.0, 1.0, 1.0, 1.0];
     let mut y = [0.0; 4];
-    let mut cols = [0.0; 16];
-    let mut tmp = [0.0; 4];
-    conv2d_forward(&x, &params, 0, 4, &mut y, &mut cols, &mut tmp, 1, &s, false);
+    conv2d_forward(
+        &x,
+        &params,
+        0,
+        4,
+        &mut y,
+        &mut ConvWork::new(&s, 1),
+        1,
+        &s,
+        false,
+    );
     assert_eq!(y, [13.0, 17.0, 25.0, 29.0]);
     // Padding 1, stride 2: corners of the padded map see 4 real pixels each.
     let s = ConvShape {
@@ -111,9 +112,17 @@ fn conv2d_forward_hand_computed() {
         ..s
     };
     let mut y = [0.0; 4];
-    let mut cols = [0.0; 16];
-    let mut tmp = [0.0; 4];
-    conv2d_forward(&x, &params, 0, 4, &mut y, &mut cols, &mut tmp, 1, &s, false);
+    conv2d_forward(
+        &x,
+        &params,
+        0,
+        4,
+        &mut y,
+        &mut ConvWork::new(&s, 1),
+        1,
+        &s,
+        false,
+    );
     assert_eq!(y, [2.0, 6.0, 12.0, 29.0]);
 }
 

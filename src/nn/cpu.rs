@@ -3,9 +3,7 @@
 
 use super::{Executor, Model, Node, OptimConfig, Stats};
 use crate::error::Result;
-use crate::ops::conv2d::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, to_channel_major,
-};
+use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvWork};
 use crate::ops::matmul::{linear_backward_input, linear_backward_weight, linear_forward};
 use crate::ops::pool::{pool_backward, pool_forward};
 use crate::ops::softmax_xent::softmax_xent;
@@ -21,24 +19,17 @@ pub struct CpuExecutor {
     acts: Vec<Vec<f32>>,
     /// Gradient of the loss w.r.t. each node's output, already masked by that node's ReLU.
     dacts: Vec<Vec<f32>>,
-    /// Per-node working memory (im2col buffers, per-thread partial sums, pooling winners).
+    /// Per-node working memory (per-thread im2col buffers and partial sums, pooling winners).
     scratch: Vec<Scratch>,
     max_batch: usize,
     train_stats: Stats,
     eval_stats: Stats,
 }
 
-/// Working memory of one node, allocated once for the largest batch.
+/// Working memory of one node, allocated once (conv: per thread; pooling: for the largest batch).
 #[derive(Default)]
 struct Scratch {
-    /// Conv: im2col of every example of the batch, `[batch, k, p]`, kept from forward for backward.
-    cols: Vec<f32>,
-    /// Conv: gradient w.r.t. the im2col matrix, `[batch, k, p]`.
-    dcols: Vec<f32>,
-    /// Conv: channel-major output / output-gradient scratch, `[out_c, batch * p]`.
-    tmp: Vec<f32>,
-    /// Conv: per-thread partial weight/bias gradients.
-    partial: Vec<f32>,
+    conv: Option<ConvWork>,
     /// Max pooling: index of each output's winning input.
     argmax: Vec<u32>,
 }
@@ -48,10 +39,7 @@ impl Scratch {
         match node {
             Node::Linear { .. } => Scratch::default(),
             Node::Conv2d { shape, .. } => Scratch {
-                cols: vec![0.0; shape.cols_len(max_batch)],
-                dcols: vec![0.0; shape.cols_len(max_batch)],
-                tmp: vec![0.0; shape.tmp_len(max_batch)],
-                partial: vec![0.0; shape.partial_len(rayon::current_num_threads())],
+                conv: Some(ConvWork::for_current_pool(shape)),
                 argmax: Vec::new(),
             },
             Node::Pool { shape } => Scratch {
@@ -59,6 +47,10 @@ impl Scratch {
                 ..Scratch::default()
             },
         }
+    }
+
+    fn conv(&mut self) -> &mut ConvWork {
+        self.conv.as_mut().expect("conv node without conv scratch")
     }
 }
 
@@ -139,8 +131,7 @@ impl CpuExecutor {
                     weight,
                     bias,
                     &mut rest[0],
-                    &mut scratch.cols,
-                    &mut scratch.tmp,
+                    scratch.conv(),
                     batch,
                     &shape,
                     relu,
@@ -196,25 +187,24 @@ impl CpuExecutor {
                     bias,
                     ..
                 } => {
-                    to_channel_major(dy, &mut scratch.tmp, batch, shape.out_c, shape.p());
                     conv2d_backward_weight(
-                        &scratch.tmp,
-                        &scratch.cols,
+                        dy,
+                        input,
                         &mut self.grads,
                         weight,
                         bias,
-                        &mut scratch.partial,
+                        scratch.conv(),
                         batch,
                         &shape,
                     );
                     if i > 0 {
                         conv2d_backward_input(
-                            &scratch.tmp,
+                            dy,
                             &self.params,
                             weight,
                             &mut before[i - 1],
                             mask,
-                            &mut scratch.dcols,
+                            scratch.conv(),
                             batch,
                             &shape,
                         );

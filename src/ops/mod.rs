@@ -2,6 +2,7 @@
 //! The matching WGSL kernels live in `shaders/<op>.wgsl`.
 
 pub mod conv2d;
+pub mod conv2d_cpu;
 pub mod matmul;
 pub mod pool;
 pub mod softmax_xent;

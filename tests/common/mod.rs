@@ -141,6 +141,9 @@ pub fn conv_cases() -> Vec<(usize, wgtrain::ops::conv2d::ConvShape)> {
         c(2, 3, 8, 6, 5, 3, 2, 2, 0),
         c(3, 2, 7, 7, 6, 5, 5, 2, 2),
         c(2, 5, 4, 9, 1, 1, 1, 1, 0),
+        // Output rows of 13 and 16: the CPU im2col's 8-float blocks, with and without an overlapping tail.
+        c(2, 2, 6, 13, 3, 3, 3, 1, 1),
+        c(1, 1, 4, 18, 2, 3, 3, 1, 0),
     ]
 }
 

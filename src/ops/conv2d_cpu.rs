@@ -1,0 +1,393 @@
+//! The CPU convolution: forward and both backward passes, one example at a time, the batch split into
+//! one contiguous range per thread.
+//!
+//! Each example is unfolded (im2col, `cols: [in_c*kh*kw, out_h*out_w]`) into a buffer of its thread's
+//! that stays in L2, and multiplied there by one serial GEMM whose output is already the example's
+//! `[out_c, out_h*out_w]` block of the NCHW tensor — so no layout copies are needed, and bias/ReLU run
+//! on data still in cache. The weight gradient unfolds the input again instead of keeping the whole
+//! batch's im2col from the forward pass (megabytes that would go through DRAM twice). Measured against
+//! the previous whole-batch im2col + one multithreaded GEMM per pass in docs/BENCHMARKS.md.
+//!
+//! Shapes: `x: [batch, in_c, in_h, in_w]`, weight `[out_c, in_c, kh, kw]` at `params[w..]`, bias
+//! `[out_c]` at `params[bias..]`, `y` and `dy: [batch, out_c, out_h, out_w]`.
+
+use super::conv2d::ConvShape;
+use super::matmul::{matmul_serial, Strided};
+use rayon::prelude::*;
+
+/// Per-thread working memory of the CPU convolution; its size does not depend on the batch.
+#[derive(Debug, Clone)]
+pub struct ConvWork {
+    threads: usize,
+    /// One `[k, p]` im2col (or its gradient) per thread.
+    cols: Vec<f32>,
+    /// One `out_c*k + out_c` partial weight+bias gradient per thread.
+    partial: Vec<f32>,
+    /// One zero-padded copy of an example's input (or input gradient) per thread.
+    padded: Vec<f32>,
+}
+
+impl ConvWork {
+    /// Working memory for `threads` threads (the batch is split into that many ranges; results are
+    /// bit-identical for a given thread count).
+    pub fn new(s: &ConvShape, threads: usize) -> Self {
+        let threads = threads.max(1);
+        ConvWork {
+            threads,
+            cols: vec![0.0; threads * s.k() * s.p()],
+            partial: vec![0.0; threads * (s.out_c * s.k() + s.out_c)],
+            padded: vec![0.0; threads * padded_len(s).max(1)],
+        }
+    }
+
+    /// For the threads of the current rayon pool.
+    pub fn for_current_pool(s: &ConvShape) -> Self {
+        Self::new(s, rayon::current_num_threads())
+    }
+
+    /// Examples per thread for `batch` (the last range may be shorter).
+    fn per_thread(&self, batch: usize) -> usize {
+        batch.div_ceil(self.threads).max(1)
+    }
+}
+
+/// Height and width of an example's zero-padded planes.
+fn padded_hw(s: &ConvShape) -> (usize, usize) {
+    (s.in_h + 2 * s.pad, s.in_w + 2 * s.pad)
+}
+
+/// Floats of one example's zero-padded copy, `[in_c, in_h + 2 pad, in_w + 2 pad]` (0 without padding,
+/// when the input is read in place).
+fn padded_len(s: &ConvShape) -> usize {
+    let (ph, pw) = padded_hw(s);
+    if s.pad == 0 {
+        0
+    } else {
+        s.in_c * ph * pw
+    }
+}
+
+/// `dst = src` for two slices of equal length, in fixed 8-float blocks (the last one overlapping) so
+/// the copy is a few inline vector moves: im2col copies thousands of 10-30 float lines per example, and
+/// a `memcpy` call per line cost more than the GEMM.
+#[inline(always)]
+fn copy_line(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len();
+    let src = &src[..n];
+    if n < 8 {
+        for (d, v) in dst.iter_mut().zip(src) {
+            *d = *v;
+        }
+        return;
+    }
+    let block = |d: &mut [f32], v: &[f32]| {
+        let d: &mut [f32; 8] = d.try_into().expect("8-float block");
+        let v: &[f32; 8] = v.try_into().expect("8-float block");
+        *d = *v;
+    };
+    let mut i = 0;
+    while i + 8 <= n {
+        block(&mut dst[i..i + 8], &src[i..i + 8]);
+        i += 8;
+    }
+    if i < n {
+        block(&mut dst[n - 8..], &src[n - 8..]);
+    }
+}
+
+/// The example's input as planes of `[ph, pw]`: `x` itself without padding, else a zero-padded copy in
+/// `padded`.
+fn padded_input<'a>(x: &'a [f32], s: &ConvShape, padded: &'a mut [f32]) -> &'a [f32] {
+    if s.pad == 0 {
+        return &x[..s.in_len()];
+    }
+    let (ph, pw) = padded_hw(s);
+    let padded = &mut padded[..s.in_c * ph * pw];
+    padded.fill(0.0);
+    for (ci, plane) in padded.chunks_exact_mut(ph * pw).enumerate() {
+        for iy in 0..s.in_h {
+            let src = &x[(ci * s.in_h + iy) * s.in_w..(ci * s.in_h + iy + 1) * s.in_w];
+            let at = (iy + s.pad) * pw + s.pad;
+            copy_line(&mut plane[at..at + s.in_w], src);
+        }
+    }
+    padded
+}
+
+/// Unfold one example `x: [in_c, in_h, in_w]` into `cols: [in_c*kh*kw, out_h*out_w]` (zeros for
+/// padding). `padded` holds `padded_len` floats of scratch. Every line of `cols` is a copy from the
+/// padded input, with no bounds logic in the loop.
+pub fn im2col(x: &[f32], s: &ConvShape, padded: &mut [f32], cols: &mut [f32]) {
+    let (oh, ow, p) = (s.out_h(), s.out_w(), s.p());
+    let (ph, pw) = padded_hw(s);
+    let (ph, pw) = if s.pad == 0 {
+        (s.in_h, s.in_w)
+    } else {
+        (ph, pw)
+    };
+    let src = padded_input(x, s, padded);
+    for (row, dst) in cols[..s.k() * p].chunks_exact_mut(p).enumerate() {
+        let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+        let plane = &src[ci * ph * pw..(ci + 1) * ph * pw];
+        for (oy, line) in dst.chunks_exact_mut(ow).enumerate().take(oh) {
+            let at = (oy * s.stride + ky) * pw + kx;
+            if s.stride == 1 {
+                copy_line(line, &plane[at..at + ow]);
+            } else {
+                for (ox, v) in line.iter_mut().enumerate() {
+                    *v = plane[at + ox * s.stride];
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`] for one example: `dx = the columns folded back` (overwrites `dx`), then
+/// zeroed where `mask <= 0` when a mask is given. `padded` holds `padded_len` floats of scratch.
+pub fn col2im(
+    cols: &[f32],
+    s: &ConvShape,
+    padded: &mut [f32],
+    dx: &mut [f32],
+    mask: Option<&[f32]>,
+) {
+    let (oh, ow, p) = (s.out_h(), s.out_w(), s.p());
+    let (ph, pw) = if s.pad == 0 {
+        (s.in_h, s.in_w)
+    } else {
+        padded_hw(s)
+    };
+    let acc: &mut [f32] = if s.pad == 0 {
+        &mut dx[..s.in_len()]
+    } else {
+        &mut padded[..s.in_c * ph * pw]
+    };
+    acc.fill(0.0);
+    for (row, src) in cols[..s.k() * p].chunks_exact(p).enumerate() {
+        let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+        let plane = &mut acc[ci * ph * pw..(ci + 1) * ph * pw];
+        for (oy, src_row) in src.chunks_exact(ow).enumerate().take(oh) {
+            let at = (oy * s.stride + ky) * pw + kx;
+            if s.stride == 1 {
+                for (d, v) in plane[at..at + ow].iter_mut().zip(src_row) {
+                    *d += v;
+                }
+            } else {
+                for (ox, v) in src_row.iter().enumerate() {
+                    plane[at + ox * s.stride] += v;
+                }
+            }
+        }
+    }
+    if s.pad > 0 {
+        for ci in 0..s.in_c {
+            for iy in 0..s.in_h {
+                let at = (ci * ph + iy + s.pad) * pw + s.pad;
+                let o = (ci * s.in_h + iy) * s.in_w;
+                copy_line(&mut dx[o..o + s.in_w], &padded[at..at + s.in_w]);
+            }
+        }
+    }
+    if let Some(mask) = mask {
+        for (d, &m) in dx[..s.in_len()].iter_mut().zip(mask) {
+            if m <= 0.0 {
+                *d = 0.0;
+            }
+        }
+    }
+}
+
+/// Sum with 16 independent partial sums, so the compiler can keep them in vector registers (a plain
+/// `iter().sum()` is one serial chain of scalar adds, which profiling showed as a large share of the
+/// weight gradient).
+pub fn sum_lanes(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// True when im2col would copy the input unchanged (1x1 kernel, stride 1, no padding): then the GEMMs
+/// read the input directly.
+fn im2col_is_identity(s: &ConvShape) -> bool {
+    s.kh == 1 && s.kw == 1 && s.stride == 1 && s.pad == 0
+}
+
+/// Forward: `y = conv(x, w) + b`, then ReLU when `relu`. Per example:
+/// `y_b[out_c, p] = W[out_c, k] cols_b[k, p]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward(
+    x: &[f32],
+    params: &[f32],
+    w: usize,
+    bias: usize,
+    y: &mut [f32],
+    work: &mut ConvWork,
+    batch: usize,
+    s: &ConvShape,
+    relu: bool,
+) {
+    let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
+    let per = work.per_thread(batch);
+    let b = &params[bias..bias + s.out_c];
+    y[..batch * ol]
+        .par_chunks_mut(per * ol)
+        .zip(work.cols.par_chunks_mut(k * p))
+        .zip(work.padded.par_chunks_mut(padded_len(s).max(1)))
+        .enumerate()
+        .for_each(|(t, ((yt, cols), padded))| {
+            for (j, yb) in yt.chunks_exact_mut(ol).enumerate() {
+                let xb = &x[(t * per + j) * il..(t * per + j + 1) * il];
+                let src: &[f32] = if im2col_is_identity(s) {
+                    xb
+                } else {
+                    im2col(xb, s, padded, cols);
+                    cols
+                };
+                matmul_serial(
+                    s.out_c,
+                    p,
+                    k,
+                    params,
+                    Strided::rows(w, k),
+                    src,
+                    Strided::rows(0, p),
+                    yb,
+                    0,
+                    p,
+                    false,
+                );
+                for (row, &bb) in yb.chunks_exact_mut(p).zip(b) {
+                    for v in row.iter_mut() {
+                        let t = *v + bb;
+                        *v = if relu { t.max(0.0) } else { t };
+                    }
+                }
+            }
+        });
+}
+
+/// Backward to the input: per example `dcols_b = W^T dY_b`, folded back by [`col2im`] into `dx_b`,
+/// then zeroed where `mask <= 0` (the previous layer's ReLU).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_input(
+    dy: &[f32],
+    params: &[f32],
+    w: usize,
+    dx: &mut [f32],
+    mask: Option<&[f32]>,
+    work: &mut ConvWork,
+    batch: usize,
+    s: &ConvShape,
+) {
+    let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
+    let per = work.per_thread(batch);
+    dx[..batch * il]
+        .par_chunks_mut(per * il)
+        .zip(work.cols.par_chunks_mut(k * p))
+        .zip(work.padded.par_chunks_mut(padded_len(s).max(1)))
+        .enumerate()
+        .for_each(|(t, ((dxt, dcols), padded))| {
+            for (j, dxb) in dxt.chunks_exact_mut(il).enumerate() {
+                let e = t * per + j;
+                let dyb = &dy[e * ol..(e + 1) * ol];
+                let direct = im2col_is_identity(s);
+                let dst: &mut [f32] = if direct { dxb } else { dcols };
+                matmul_serial(
+                    k,
+                    p,
+                    s.out_c,
+                    params,
+                    Strided::transposed(w, k),
+                    dyb,
+                    Strided::rows(0, p),
+                    dst,
+                    0,
+                    p,
+                    false,
+                );
+                let mask = mask.map(|m| &m[e * il..(e + 1) * il]);
+                if !direct {
+                    col2im(dcols, s, padded, dxb, mask);
+                } else if let Some(mask) = mask {
+                    for (d, &m) in dxb.iter_mut().zip(mask) {
+                        if m <= 0.0 {
+                            *d = 0.0;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Backward to the parameters: `dW[out_c, k] = sum_b dY_b[out_c, p] cols_b[k, p]^T` and
+/// `db = sum_b row sums of dY_b`, into `grads[w..]` and `grads[bias..]` (overwritten). Each thread
+/// accumulates its range of examples into its own partial sum; the partials are added in thread order,
+/// so the result is deterministic for a given thread count.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_weight(
+    dy: &[f32],
+    x: &[f32],
+    grads: &mut [f32],
+    w: usize,
+    bias: usize,
+    work: &mut ConvWork,
+    batch: usize,
+    s: &ConvShape,
+) {
+    let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
+    let per = work.per_thread(batch);
+    let used = batch.div_ceil(per);
+    let part_len = s.out_c * k + s.out_c;
+    work.partial[..used * part_len]
+        .par_chunks_mut(part_len)
+        .zip(work.cols.par_chunks_mut(k * p))
+        .zip(work.padded.par_chunks_mut(padded_len(s).max(1)))
+        .enumerate()
+        .for_each(|(t, ((part, cols), padded))| {
+            part.fill(0.0);
+            let (dw, db) = part.split_at_mut(s.out_c * k);
+            for e in t * per..((t + 1) * per).min(batch) {
+                let xb = &x[e * il..(e + 1) * il];
+                let dyb = &dy[e * ol..(e + 1) * ol];
+                let src: &[f32] = if im2col_is_identity(s) {
+                    xb
+                } else {
+                    im2col(xb, s, padded, cols);
+                    cols
+                };
+                matmul_serial(
+                    s.out_c,
+                    k,
+                    p,
+                    dyb,
+                    Strided::rows(0, p),
+                    src,
+                    Strided::transposed(0, p),
+                    dw,
+                    0,
+                    k,
+                    true,
+                );
+                for (g, row) in db.iter_mut().zip(dyb.chunks_exact(p)) {
+                    *g += sum_lanes(row);
+                }
+            }
+        });
+    let (gw, gb) = (w..w + s.out_c * k, bias..bias + s.out_c);
+    grads[gw.clone()].fill(0.0);
+    grads[gb.clone()].fill(0.0);
+    for part in work.partial[..used * part_len].chunks_exact(part_len) {
+        for (g, v) in grads[gw.clone()].iter_mut().zip(&part[..s.out_c * k]) {
+            *g += v;
+        }
+        for (g, v) in grads[gb.clone()].iter_mut().zip(&part[s.out_c * k..]) {
+            *g += v;
+        }
+    }
+}
