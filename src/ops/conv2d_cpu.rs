@@ -1,12 +1,18 @@
 //! The CPU convolution: forward and both backward passes, one example at a time, the batch split into
 //! one contiguous range per thread.
 //!
-//! Each example is unfolded (im2col, `cols: [in_c*kh*kw, out_h*out_w]`) into a buffer of its thread's
-//! that stays in L2, and multiplied there by one serial GEMM whose output is already the example's
-//! `[out_c, out_h*out_w]` block of the NCHW tensor — so no layout copies are needed, and bias/ReLU run
-//! on data still in cache. The weight gradient unfolds the input again instead of keeping the whole
-//! batch's im2col from the forward pass (megabytes that would go through DRAM twice). Measured against
-//! the previous whole-batch im2col + one multithreaded GEMM per pass in docs/BENCHMARKS.md.
+//! Each example is unfolded (im2col) into a buffer of its thread's that stays in L2 and multiplied
+//! there by one serial GEMM; bias/ReLU (forward) and the ReLU mask (backward) run on data still in
+//! cache, and no whole-batch layout copies are needed. The weight gradient unfolds the input again
+//! instead of keeping the whole batch's im2col from the forward pass (megabytes that would go through
+//! DRAM twice).
+//!
+//! Stride 1 (every preset) uses a "wide" unfolding: output rows are computed over the padded input
+//! width `pw` instead of `out_w`, so each im2col row is ONE contiguous copy of `out_h * pw` floats from
+//! the padded input (shifted by `ky * pw + kx`) instead of `out_h` short copies; the extra
+//! `pw - out_w` columns per row are dropped when the output is written, and zero in the output
+//! gradient, so they contribute nothing to either backward pass. The GEMMs grow by `pw / out_w`
+//! (16/14 for the cnn's second layer); the unfolding cost falls by several times (docs/BENCHMARKS.md).
 //!
 //! Shapes: `x: [batch, in_c, in_h, in_w]`, weight `[out_c, in_c, kh, kw]` at `params[w..]`, bias
 //! `[out_c]` at `params[bias..]`, `y` and `dy: [batch, out_c, out_h, out_w]`.
@@ -18,25 +24,47 @@ use rayon::prelude::*;
 /// Per-thread working memory of the CPU convolution; its size does not depend on the batch.
 #[derive(Debug, Clone)]
 pub struct ConvWork {
-    threads: usize,
-    /// One `[k, p]` im2col (or its gradient) per thread.
+    lanes: Vec<Lane>,
+}
+
+/// The buffers of one thread.
+#[derive(Debug, Clone)]
+struct Lane {
+    /// An im2col (or its gradient): `[k, p]`, or `[k, out_h * pw]` when wide.
     cols: Vec<f32>,
-    /// One `out_c*k + out_c` partial weight+bias gradient per thread.
-    partial: Vec<f32>,
-    /// One zero-padded copy of an example's input (or input gradient) per thread.
+    /// A zero-padded copy of an example's input (or input gradient), plus `kw` floats of slack that
+    /// the wide unfolding's dropped columns may read.
     padded: Vec<f32>,
+    /// Wide only: an example's output (gradient) as `[out_c, out_h * pw]`.
+    wide: Vec<f32>,
+    /// A partial weight+bias gradient, `out_c * k + out_c`.
+    partial: Vec<f32>,
 }
 
 impl ConvWork {
     /// Working memory for `threads` threads (the batch is split into that many ranges; results are
     /// bit-identical for a given thread count).
     pub fn new(s: &ConvShape, threads: usize) -> Self {
-        let threads = threads.max(1);
+        let (ph, pw) = padded_hw(s);
+        let wide = is_wide(s);
+        let cols = if wide {
+            s.k() * s.out_h() * pw
+        } else {
+            s.k() * s.p()
+        };
+        let padded = if wide || s.pad > 0 {
+            s.in_c * ph * pw + s.kw
+        } else {
+            0
+        };
+        let lane = Lane {
+            cols: vec![0.0; cols],
+            padded: vec![0.0; padded],
+            wide: vec![0.0; if wide { s.out_c * s.out_h() * pw } else { 0 }],
+            partial: vec![0.0; s.out_c * s.k() + s.out_c],
+        };
         ConvWork {
-            threads,
-            cols: vec![0.0; threads * s.k() * s.p()],
-            partial: vec![0.0; threads * (s.out_c * s.k() + s.out_c)],
-            padded: vec![0.0; threads * padded_len(s).max(1)],
+            lanes: vec![lane; threads.max(1)],
         }
     }
 
@@ -47,24 +75,24 @@ impl ConvWork {
 
     /// Examples per thread for `batch` (the last range may be shorter).
     fn per_thread(&self, batch: usize) -> usize {
-        batch.div_ceil(self.threads).max(1)
+        batch.div_ceil(self.lanes.len()).max(1)
     }
+}
+
+/// Stride 1 with a real kernel, where the wide unfolding pays (see the module docs): it replaces
+/// `k * out_h` short copies with `k` long ones but adds `out_c * out_h` short copies (the output or its
+/// gradient) and `pw / out_w` more GEMM work, so it is used when the reduction is at least twice the
+/// output channels and the rows grow by at most a quarter. Measured: the cnn's 16->32 layer gains
+/// 15-25 % on every pass; its 1->16 first layer (k = 9) loses 20-40 % on the backward passes.
+fn is_wide(s: &ConvShape) -> bool {
+    let (ow, pw) = (s.out_w(), padded_hw(s).1);
+    let pays = s.k() >= 2 * s.out_c && 4 * pw <= 5 * ow;
+    pays && s.stride == 1 && !im2col_is_identity(s)
 }
 
 /// Height and width of an example's zero-padded planes.
 fn padded_hw(s: &ConvShape) -> (usize, usize) {
     (s.in_h + 2 * s.pad, s.in_w + 2 * s.pad)
-}
-
-/// Floats of one example's zero-padded copy, `[in_c, in_h + 2 pad, in_w + 2 pad]` (0 without padding,
-/// when the input is read in place).
-fn padded_len(s: &ConvShape) -> usize {
-    let (ph, pw) = padded_hw(s);
-    if s.pad == 0 {
-        0
-    } else {
-        s.in_c * ph * pw
-    }
 }
 
 /// `dst = src` for two slices of equal length, in fixed 8-float blocks (the last one overlapping) so
@@ -98,11 +126,11 @@ fn copy_line(dst: &mut [f32], src: &[f32]) {
 /// The example's input as planes of `[ph, pw]`: `x` itself without padding, else a zero-padded copy in
 /// `padded`.
 fn padded_input<'a>(x: &'a [f32], s: &ConvShape, padded: &'a mut [f32]) -> &'a [f32] {
-    if s.pad == 0 {
+    if s.pad == 0 && !is_wide(s) {
         return &x[..s.in_len()];
     }
     let (ph, pw) = padded_hw(s);
-    let padded = &mut padded[..s.in_c * ph * pw];
+    let padded = &mut padded[..s.in_c * ph * pw + if is_wide(s) { s.kw } else { 0 }];
     padded.fill(0.0);
     for (ci, plane) in padded.chunks_exact_mut(ph * pw).enumerate() {
         for iy in 0..s.in_h {
@@ -189,11 +217,7 @@ pub fn col2im(
         }
     }
     if let Some(mask) = mask {
-        for (d, &m) in dx[..s.in_len()].iter_mut().zip(mask) {
-            if m <= 0.0 {
-                *d = 0.0;
-            }
-        }
+        super::relu_mask(&mut dx[..s.in_len()], mask);
     }
 }
 
@@ -218,8 +242,66 @@ fn im2col_is_identity(s: &ConvShape) -> bool {
     s.kh == 1 && s.kw == 1 && s.stride == 1 && s.pad == 0
 }
 
+/// Wide unfolding of one example (stride 1): `cols[row, oy * pw + ox'] = xpad[ci, oy + ky, ox' + kx]`
+/// for `ox'` in `0..pw`, one contiguous copy per row of `cols`.
+fn im2col_wide(x: &[f32], s: &ConvShape, padded: &mut [f32], cols: &mut [f32]) {
+    let (ph, pw) = padded_hw(s);
+    let n = s.out_h() * pw;
+    let src = padded_input(x, s, padded);
+    for (row, dst) in cols[..s.k() * n].chunks_exact_mut(n).enumerate() {
+        let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+        let at = ci * ph * pw + ky * pw + kx;
+        dst.copy_from_slice(&src[at..at + n]);
+    }
+}
+
+/// The adjoint of [`im2col_wide`] into `dx` (overwritten), then the ReLU mask. The dropped columns
+/// of `cols` must be zero (they are when `cols = W^T dY_wide`, see [`widen`]).
+fn col2im_wide(
+    cols: &[f32],
+    s: &ConvShape,
+    padded: &mut [f32],
+    dx: &mut [f32],
+    mask: Option<&[f32]>,
+) {
+    let (ph, pw) = padded_hw(s);
+    let n = s.out_h() * pw;
+    let acc = &mut padded[..s.in_c * ph * pw + s.kw];
+    acc.fill(0.0);
+    for (row, src) in cols[..s.k() * n].chunks_exact(n).enumerate() {
+        let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+        let at = ci * ph * pw + ky * pw + kx;
+        for (d, v) in acc[at..at + n].iter_mut().zip(src) {
+            *d += v;
+        }
+    }
+    for ci in 0..s.in_c {
+        for iy in 0..s.in_h {
+            let at = (ci * ph + iy + s.pad) * pw + s.pad;
+            let o = (ci * s.in_h + iy) * s.in_w;
+            copy_line(&mut dx[o..o + s.in_w], &acc[at..at + s.in_w]);
+        }
+    }
+    if let Some(mask) = mask {
+        super::relu_mask(&mut dx[..s.in_len()], mask);
+    }
+}
+
+/// `dy: [out_c, out_h, out_w]` -> `wide: [out_c, out_h, pw]` with the extra columns zero.
+fn widen(dy: &[f32], s: &ConvShape, wide: &mut [f32]) {
+    let (_, pw) = padded_hw(s);
+    let ow = s.out_w();
+    for (dst, src) in wide[..s.out_c * s.out_h() * pw]
+        .chunks_exact_mut(pw)
+        .zip(dy.chunks_exact(ow))
+    {
+        copy_line(&mut dst[..ow], src);
+        dst[ow..].fill(0.0);
+    }
+}
+
 /// Forward: `y = conv(x, w) + b`, then ReLU when `relu`. Per example:
-/// `y_b[out_c, p] = W[out_c, k] cols_b[k, p]`.
+/// `y_b[out_c, p] = W[out_c, k] cols_b[k, p]` (wide: over `out_h * pw` columns, the extra ones dropped).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward(
     x: &[f32],
@@ -233,39 +315,51 @@ pub fn conv2d_forward(
     relu: bool,
 ) {
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
+    let (ow, pw) = (s.out_w(), padded_hw(s).1);
     let per = work.per_thread(batch);
     let b = &params[bias..bias + s.out_c];
+    let finish = |v: f32, bb: f32| {
+        let t = v + bb;
+        if relu {
+            t.max(0.0)
+        } else {
+            t
+        }
+    };
     y[..batch * ol]
         .par_chunks_mut(per * ol)
-        .zip(work.cols.par_chunks_mut(k * p))
-        .zip(work.padded.par_chunks_mut(padded_len(s).max(1)))
+        .zip(work.lanes.par_iter_mut())
         .enumerate()
-        .for_each(|(t, ((yt, cols), padded))| {
+        .for_each(|(t, (yt, lane))| {
             for (j, yb) in yt.chunks_exact_mut(ol).enumerate() {
                 let xb = &x[(t * per + j) * il..(t * per + j + 1) * il];
+                if is_wide(s) {
+                    let n = s.out_h() * pw;
+                    im2col_wide(xb, s, &mut lane.padded, &mut lane.cols);
+                    let (cols, wide) = (&lane.cols, &mut lane.wide);
+                    let (a, bm) = (Strided::rows(w, k), Strided::rows(0, n));
+                    matmul_serial(s.out_c, n, k, params, a, cols, bm, wide, 0, n, false);
+                    for ((dst, src), &bb) in yb.chunks_exact_mut(p).zip(wide.chunks_exact(n)).zip(b)
+                    {
+                        for (d, line) in dst.chunks_exact_mut(ow).zip(src.chunks_exact(pw)) {
+                            for (d, &v) in d.iter_mut().zip(line) {
+                                *d = finish(v, bb);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let src: &[f32] = if im2col_is_identity(s) {
                     xb
                 } else {
-                    im2col(xb, s, padded, cols);
-                    cols
+                    im2col(xb, s, &mut lane.padded, &mut lane.cols);
+                    &lane.cols
                 };
-                matmul_serial(
-                    s.out_c,
-                    p,
-                    k,
-                    params,
-                    Strided::rows(w, k),
-                    src,
-                    Strided::rows(0, p),
-                    yb,
-                    0,
-                    p,
-                    false,
-                );
+                let (a, bm) = (Strided::rows(w, k), Strided::rows(0, p));
+                matmul_serial(s.out_c, p, k, params, a, src, bm, yb, 0, p, false);
                 for (row, &bb) in yb.chunks_exact_mut(p).zip(b) {
                     for v in row.iter_mut() {
-                        let t = *v + bb;
-                        *v = if relu { t.max(0.0) } else { t };
+                        *v = finish(*v, bb);
                     }
                 }
             }
@@ -286,40 +380,69 @@ pub fn conv2d_backward_input(
     s: &ConvShape,
 ) {
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
+    let pw = padded_hw(s).1;
     let per = work.per_thread(batch);
     dx[..batch * il]
         .par_chunks_mut(per * il)
-        .zip(work.cols.par_chunks_mut(k * p))
-        .zip(work.padded.par_chunks_mut(padded_len(s).max(1)))
+        .zip(work.lanes.par_iter_mut())
         .enumerate()
-        .for_each(|(t, ((dxt, dcols), padded))| {
+        .for_each(|(t, (dxt, lane))| {
             for (j, dxb) in dxt.chunks_exact_mut(il).enumerate() {
                 let e = t * per + j;
                 let dyb = &dy[e * ol..(e + 1) * ol];
-                let direct = im2col_is_identity(s);
-                let dst: &mut [f32] = if direct { dxb } else { dcols };
-                matmul_serial(
-                    k,
-                    p,
-                    s.out_c,
-                    params,
-                    Strided::transposed(w, k),
-                    dyb,
-                    Strided::rows(0, p),
-                    dst,
-                    0,
-                    p,
-                    false,
-                );
                 let mask = mask.map(|m| &m[e * il..(e + 1) * il]);
-                if !direct {
-                    col2im(dcols, s, padded, dxb, mask);
-                } else if let Some(mask) = mask {
-                    for (d, &m) in dxb.iter_mut().zip(mask) {
-                        if m <= 0.0 {
-                            *d = 0.0;
-                        }
+                let a = Strided::transposed(w, k);
+                if is_wide(s) {
+                    let n = s.out_h() * pw;
+                    widen(dyb, s, &mut lane.wide);
+                    let bm = Strided::rows(0, n);
+                    matmul_serial(
+                        k,
+                        n,
+                        s.out_c,
+                        params,
+                        a,
+                        &lane.wide,
+                        bm,
+                        &mut lane.cols,
+                        0,
+                        n,
+                        false,
+                    );
+                    col2im_wide(&lane.cols, s, &mut lane.padded, dxb, mask);
+                } else if im2col_is_identity(s) {
+                    matmul_serial(
+                        k,
+                        p,
+                        s.out_c,
+                        params,
+                        a,
+                        dyb,
+                        Strided::rows(0, p),
+                        dxb,
+                        0,
+                        p,
+                        false,
+                    );
+                    if let Some(mask) = mask {
+                        super::relu_mask(dxb, mask);
                     }
+                } else {
+                    let bm = Strided::rows(0, p);
+                    matmul_serial(
+                        k,
+                        p,
+                        s.out_c,
+                        params,
+                        a,
+                        dyb,
+                        bm,
+                        &mut lane.cols,
+                        0,
+                        p,
+                        false,
+                    );
+                    col2im(&lane.cols, s, &mut lane.padded, dxb, mask);
                 }
             }
         });
@@ -341,39 +464,34 @@ pub fn conv2d_backward_weight(
     s: &ConvShape,
 ) {
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
+    let pw = padded_hw(s).1;
     let per = work.per_thread(batch);
     let used = batch.div_ceil(per);
-    let part_len = s.out_c * k + s.out_c;
-    work.partial[..used * part_len]
-        .par_chunks_mut(part_len)
-        .zip(work.cols.par_chunks_mut(k * p))
-        .zip(work.padded.par_chunks_mut(padded_len(s).max(1)))
+    work.lanes[..used]
+        .par_iter_mut()
         .enumerate()
-        .for_each(|(t, ((part, cols), padded))| {
-            part.fill(0.0);
-            let (dw, db) = part.split_at_mut(s.out_c * k);
+        .for_each(|(t, lane)| {
+            lane.partial.fill(0.0);
+            let (dw, db) = lane.partial.split_at_mut(s.out_c * k);
             for e in t * per..((t + 1) * per).min(batch) {
                 let xb = &x[e * il..(e + 1) * il];
                 let dyb = &dy[e * ol..(e + 1) * ol];
-                let src: &[f32] = if im2col_is_identity(s) {
-                    xb
+                if is_wide(s) {
+                    let n = s.out_h() * pw;
+                    im2col_wide(xb, s, &mut lane.padded, &mut lane.cols);
+                    widen(dyb, s, &mut lane.wide);
+                    let (a, bm) = (Strided::rows(0, n), Strided::transposed(0, n));
+                    matmul_serial(s.out_c, k, n, &lane.wide, a, &lane.cols, bm, dw, 0, k, true);
                 } else {
-                    im2col(xb, s, padded, cols);
-                    cols
-                };
-                matmul_serial(
-                    s.out_c,
-                    k,
-                    p,
-                    dyb,
-                    Strided::rows(0, p),
-                    src,
-                    Strided::transposed(0, p),
-                    dw,
-                    0,
-                    k,
-                    true,
-                );
+                    let src: &[f32] = if im2col_is_identity(s) {
+                        xb
+                    } else {
+                        im2col(xb, s, &mut lane.padded, &mut lane.cols);
+                        &lane.cols
+                    };
+                    let (a, bm) = (Strided::rows(0, p), Strided::transposed(0, p));
+                    matmul_serial(s.out_c, k, p, dyb, a, src, bm, dw, 0, k, true);
+                }
                 for (g, row) in db.iter_mut().zip(dyb.chunks_exact(p)) {
                     *g += sum_lanes(row);
                 }
@@ -382,11 +500,17 @@ pub fn conv2d_backward_weight(
     let (gw, gb) = (w..w + s.out_c * k, bias..bias + s.out_c);
     grads[gw.clone()].fill(0.0);
     grads[gb.clone()].fill(0.0);
-    for part in work.partial[..used * part_len].chunks_exact(part_len) {
-        for (g, v) in grads[gw.clone()].iter_mut().zip(&part[..s.out_c * k]) {
+    for lane in &work.lanes[..used] {
+        for (g, v) in grads[gw.clone()]
+            .iter_mut()
+            .zip(&lane.partial[..s.out_c * k])
+        {
             *g += v;
         }
-        for (g, v) in grads[gb.clone()].iter_mut().zip(&part[s.out_c * k..]) {
+        for (g, v) in grads[gb.clone()]
+            .iter_mut()
+            .zip(&lane.partial[s.out_c * k..])
+        {
             *g += v;
         }
     }

@@ -305,11 +305,7 @@ pub fn linear_backward_input(
         false,
     );
     if let Some(mask) = mask {
-        for (d, &m) in dx[..batch * inp].iter_mut().zip(&mask[..batch * inp]) {
-            if m <= 0.0 {
-                *d = 0.0;
-            }
-        }
+        super::relu_mask(&mut dx[..batch * inp], &mask[..batch * inp]);
     }
 }
 

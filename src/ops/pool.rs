@@ -159,14 +159,7 @@ pub fn pool_backward(
                 }
             }
             if let Some(mask) = mask {
-                for (d, &m) in dxp
-                    .iter_mut()
-                    .zip(&mask[plane * ih * iw..(plane + 1) * ih * iw])
-                {
-                    if m <= 0.0 {
-                        *d = 0.0;
-                    }
-                }
+                super::relu_mask(dxp, &mask[plane * ih * iw..(plane + 1) * ih * iw]);
             }
         });
 }
