@@ -300,6 +300,34 @@ fn widen(dy: &[f32], s: &ConvShape, wide: &mut [f32]) {
     }
 }
 
+/// `dst = src + bias`, then ReLU when `relu` (the branch outside the loops, so each vectorises).
+#[inline]
+fn bias_relu(dst: &mut [f32], src: &[f32], bias: f32, relu: bool) {
+    if relu {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (v + bias).max(0.0);
+        }
+    } else {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v + bias;
+        }
+    }
+}
+
+/// [`bias_relu`] in place.
+#[inline]
+fn bias_relu_in_place(v: &mut [f32], bias: f32, relu: bool) {
+    if relu {
+        for x in v.iter_mut() {
+            *x = (*x + bias).max(0.0);
+        }
+    } else {
+        for x in v.iter_mut() {
+            *x += bias;
+        }
+    }
+}
+
 /// Forward: `y = conv(x, w) + b`, then ReLU when `relu`. Per example:
 /// `y_b[out_c, p] = W[out_c, k] cols_b[k, p]` (wide: over `out_h * pw` columns, the extra ones dropped).
 #[allow(clippy::too_many_arguments)]
@@ -318,14 +346,6 @@ pub fn conv2d_forward(
     let (ow, pw) = (s.out_w(), padded_hw(s).1);
     let per = work.per_thread(batch);
     let b = &params[bias..bias + s.out_c];
-    let finish = |v: f32, bb: f32| {
-        let t = v + bb;
-        if relu {
-            t.max(0.0)
-        } else {
-            t
-        }
-    };
     y[..batch * ol]
         .par_chunks_mut(per * ol)
         .zip(work.lanes.par_iter_mut())
@@ -342,9 +362,7 @@ pub fn conv2d_forward(
                     for ((dst, src), &bb) in yb.chunks_exact_mut(p).zip(wide.chunks_exact(n)).zip(b)
                     {
                         for (d, line) in dst.chunks_exact_mut(ow).zip(src.chunks_exact(pw)) {
-                            for (d, &v) in d.iter_mut().zip(line) {
-                                *d = finish(v, bb);
-                            }
+                            bias_relu(d, &line[..ow], bb, relu);
                         }
                     }
                     continue;
@@ -358,9 +376,7 @@ pub fn conv2d_forward(
                 let (a, bm) = (Strided::rows(w, k), Strided::rows(0, p));
                 matmul_serial(s.out_c, p, k, params, a, src, bm, yb, 0, p, false);
                 for (row, &bb) in yb.chunks_exact_mut(p).zip(b) {
-                    for v in row.iter_mut() {
-                        *v = finish(*v, bb);
-                    }
+                    bias_relu_in_place(row, bb, relu);
                 }
             }
         });
