@@ -5,7 +5,9 @@
    and shape must match) into the same `nn.Sequential`, and its classes on the first N test images of
    the embedded subset equal `wgtrain predict` on the same images saved as PNG.
 2. PyTorch -> wgtrain: `save_file(model.state_dict(), ...)` of that model is read by
-   `wgtrain eval --checkpoint plain.safetensors --model M` and gives the same accuracy as the original.
+   `wgtrain eval --checkpoint plain.safetensors --model M` and gives the accuracy of the original to
+   0.1 points (a plain state_dict carries no normalisation, so eval takes it from the evaluated data
+   instead of the training data's statistics stored in a wgtrain checkpoint: a few images may flip).
 
 Manual check, not part of `cargo test` (it needs torch and safetensors:
 `pip install torch safetensors`).
@@ -73,7 +75,7 @@ def main():
             evals.append(accuracy(r.stdout + r.stderr))
         print(f"{a.model}: wgtrain eval of the PyTorch-saved state_dict {evals[1]}% "
               f"vs the original checkpoint {evals[0]}%")
-    ok = same == n and evals[0] is not None and evals[0] == evals[1]
+    ok = same == n and None not in evals and abs(evals[0] - evals[1]) <= 0.1
     raise SystemExit(0 if ok else 1)
 
 
