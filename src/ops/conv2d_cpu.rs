@@ -83,11 +83,17 @@ impl ConvWork {
 /// `k * out_h` short copies with `k` long ones but adds `out_c * out_h` short copies (the output or its
 /// gradient) and `pw / out_w` more GEMM work, so it is used when the reduction is at least twice the
 /// output channels and the rows grow by at most a quarter. Measured: the cnn's 16->32 layer gains
-/// 15-25 % on every pass; its 1->16 first layer (k = 9) loses 20-40 % on the backward passes.
+/// 15-25 % on the forward and input-gradient passes (the weight gradient is unchanged); its 1->16
+/// first layer (k = 9) would lose 20-50 % on the backward passes.
 fn is_wide(s: &ConvShape) -> bool {
     let (ow, pw) = (s.out_w(), padded_hw(s).1);
     let pays = s.k() >= 2 * s.out_c && 4 * pw <= 5 * ow;
     pays && s.stride == 1 && !im2col_is_identity(s)
+}
+
+/// Input channel and kernel offsets `(ci, ky, kx)` of im2col row `row`.
+fn kernel_pos(s: &ConvShape, row: usize) -> (usize, usize, usize) {
+    (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw)
 }
 
 /// Height and width of an example's zero-padded planes.
@@ -143,19 +149,14 @@ fn padded_input<'a>(x: &'a [f32], s: &ConvShape, padded: &'a mut [f32]) -> &'a [
 }
 
 /// Unfold one example `x: [in_c, in_h, in_w]` into `cols: [in_c*kh*kw, out_h*out_w]` (zeros for
-/// padding). `padded` holds `padded_len` floats of scratch. Every line of `cols` is a copy from the
-/// padded input, with no bounds logic in the loop.
+/// padding). `padded` is scratch for the zero-padded input (unused without padding). Every line of
+/// `cols` is a copy from the padded input, with no bounds logic in the loop.
 pub fn im2col(x: &[f32], s: &ConvShape, padded: &mut [f32], cols: &mut [f32]) {
     let (oh, ow, p) = (s.out_h(), s.out_w(), s.p());
     let (ph, pw) = padded_hw(s);
-    let (ph, pw) = if s.pad == 0 {
-        (s.in_h, s.in_w)
-    } else {
-        (ph, pw)
-    };
     let src = padded_input(x, s, padded);
     for (row, dst) in cols[..s.k() * p].chunks_exact_mut(p).enumerate() {
-        let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+        let (ci, ky, kx) = kernel_pos(s, row);
         let plane = &src[ci * ph * pw..(ci + 1) * ph * pw];
         for (oy, line) in dst.chunks_exact_mut(ow).enumerate().take(oh) {
             let at = (oy * s.stride + ky) * pw + kx;
@@ -171,7 +172,7 @@ pub fn im2col(x: &[f32], s: &ConvShape, padded: &mut [f32], cols: &mut [f32]) {
 }
 
 /// The adjoint of [`im2col`] for one example: `dx = the columns folded back` (overwrites `dx`), then
-/// zeroed where `mask <= 0` when a mask is given. `padded` holds `padded_len` floats of scratch.
+/// zeroed where `mask <= 0` when a mask is given. `padded` is scratch for the padded gradient.
 pub fn col2im(
     cols: &[f32],
     s: &ConvShape,
@@ -180,11 +181,7 @@ pub fn col2im(
     mask: Option<&[f32]>,
 ) {
     let (oh, ow, p) = (s.out_h(), s.out_w(), s.p());
-    let (ph, pw) = if s.pad == 0 {
-        (s.in_h, s.in_w)
-    } else {
-        padded_hw(s)
-    };
+    let (ph, pw) = padded_hw(s);
     let acc: &mut [f32] = if s.pad == 0 {
         &mut dx[..s.in_len()]
     } else {
@@ -192,7 +189,7 @@ pub fn col2im(
     };
     acc.fill(0.0);
     for (row, src) in cols[..s.k() * p].chunks_exact(p).enumerate() {
-        let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+        let (ci, ky, kx) = kernel_pos(s, row);
         let plane = &mut acc[ci * ph * pw..(ci + 1) * ph * pw];
         for (oy, src_row) in src.chunks_exact(ow).enumerate().take(oh) {
             let at = (oy * s.stride + ky) * pw + kx;
@@ -208,23 +205,29 @@ pub fn col2im(
         }
     }
     if s.pad > 0 {
-        for ci in 0..s.in_c {
-            for iy in 0..s.in_h {
-                let at = (ci * ph + iy + s.pad) * pw + s.pad;
-                let o = (ci * s.in_h + iy) * s.in_w;
-                copy_line(&mut dx[o..o + s.in_w], &padded[at..at + s.in_w]);
-            }
-        }
+        unpad(padded, s, dx);
     }
     if let Some(mask) = mask {
         super::relu_mask(&mut dx[..s.in_len()], mask);
     }
 }
 
+/// `dx = the interior of the padded planes` (the inverse of [`padded_input`]'s copy).
+fn unpad(padded: &[f32], s: &ConvShape, dx: &mut [f32]) {
+    let (ph, pw) = padded_hw(s);
+    for ci in 0..s.in_c {
+        for iy in 0..s.in_h {
+            let at = (ci * ph + iy + s.pad) * pw + s.pad;
+            let o = (ci * s.in_h + iy) * s.in_w;
+            copy_line(&mut dx[o..o + s.in_w], &padded[at..at + s.in_w]);
+        }
+    }
+}
+
 /// Sum with 16 independent partial sums, so the compiler can keep them in vector registers (a plain
 /// `iter().sum()` is one serial chain of scalar adds, which profiling showed as a large share of the
 /// weight gradient).
-pub fn sum_lanes(v: &[f32]) -> f32 {
+fn sum_lanes(v: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = v.chunks_exact(16);
     let rest = chunks.remainder();
@@ -249,7 +252,7 @@ fn im2col_wide(x: &[f32], s: &ConvShape, padded: &mut [f32], cols: &mut [f32]) {
     let n = s.out_h() * pw;
     let src = padded_input(x, s, padded);
     for (row, dst) in cols[..s.k() * n].chunks_exact_mut(n).enumerate() {
-        let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+        let (ci, ky, kx) = kernel_pos(s, row);
         let at = ci * ph * pw + ky * pw + kx;
         dst.copy_from_slice(&src[at..at + n]);
     }
@@ -269,19 +272,13 @@ fn col2im_wide(
     let acc = &mut padded[..s.in_c * ph * pw + s.kw];
     acc.fill(0.0);
     for (row, src) in cols[..s.k() * n].chunks_exact(n).enumerate() {
-        let (ci, ky, kx) = (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw);
+        let (ci, ky, kx) = kernel_pos(s, row);
         let at = ci * ph * pw + ky * pw + kx;
         for (d, v) in acc[at..at + n].iter_mut().zip(src) {
             *d += v;
         }
     }
-    for ci in 0..s.in_c {
-        for iy in 0..s.in_h {
-            let at = (ci * ph + iy + s.pad) * pw + s.pad;
-            let o = (ci * s.in_h + iy) * s.in_w;
-            copy_line(&mut dx[o..o + s.in_w], &acc[at..at + s.in_w]);
-        }
-    }
+    unpad(acc, s, dx);
     if let Some(mask) = mask {
         super::relu_mask(&mut dx[..s.in_len()], mask);
     }
@@ -426,39 +423,17 @@ pub fn conv2d_backward_input(
                         false,
                     );
                     col2im_wide(&lane.cols, s, &mut lane.padded, dxb, mask);
-                } else if im2col_is_identity(s) {
-                    matmul_serial(
-                        k,
-                        p,
-                        s.out_c,
-                        params,
-                        a,
-                        dyb,
-                        Strided::rows(0, p),
-                        dxb,
-                        0,
-                        p,
-                        false,
-                    );
-                    if let Some(mask) = mask {
+                } else {
+                    // 1x1 stride 1 without padding: the GEMM writes dx directly, no folding.
+                    let direct = im2col_is_identity(s);
+                    let dst: &mut [f32] = if direct { &mut *dxb } else { &mut lane.cols };
+                    let bm = Strided::rows(0, p);
+                    matmul_serial(k, p, s.out_c, params, a, dyb, bm, dst, 0, p, false);
+                    if !direct {
+                        col2im(&lane.cols, s, &mut lane.padded, dxb, mask);
+                    } else if let Some(mask) = mask {
                         super::relu_mask(dxb, mask);
                     }
-                } else {
-                    let bm = Strided::rows(0, p);
-                    matmul_serial(
-                        k,
-                        p,
-                        s.out_c,
-                        params,
-                        a,
-                        dyb,
-                        bm,
-                        &mut lane.cols,
-                        0,
-                        p,
-                        false,
-                    );
-                    col2im(&lane.cols, s, &mut lane.padded, dxb, mask);
                 }
             }
         });

@@ -144,10 +144,10 @@ fn matmul_with(
     let split_cols = n >= m || n >= 64;
     let (dim, align) = if split_cols { (n, 16) } else { (m, 8) };
     let chunk = dim.div_ceil(threads).div_ceil(align) * align;
-    let parts = dim.div_ceil(chunk.max(1));
-    let pa = SendPtr(a[sa.off..].as_ptr());
-    let pb = SendPtr(b[sb.off..].as_ptr());
-    let pc = SendMut(c[c_off..].as_mut_ptr());
+    let parts = dim.div_ceil(chunk);
+    let pa = Shared(a[sa.off..].as_ptr());
+    let pb = Shared(b[sb.off..].as_ptr());
+    let pc = Shared(c[c_off..].as_mut_ptr());
     let run = |part: usize| {
         let lo = part * chunk;
         let len = chunk.min(dim - lo);
@@ -194,25 +194,16 @@ fn matmul_with(
     }
 }
 
-/// A pointer that may cross threads: [`matmul_with`] hands each thread a disjoint block of C.
+/// A raw pointer that may cross threads: [`matmul_with`] reads A and B through it and hands each thread
+/// a disjoint block of C.
 #[derive(Clone, Copy)]
-struct SendPtr(*const f32);
-// SAFETY: only read through, and only inside the bounds asserted by `matmul_with`.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *const f32 {
-        self.0
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SendMut(*mut f32);
-// SAFETY: each thread writes only its own block of C (see `matmul_with`).
-unsafe impl Send for SendMut {}
-unsafe impl Sync for SendMut {}
-impl SendMut {
-    fn get(self) -> *mut f32 {
+struct Shared<P>(P);
+// SAFETY: only dereferenced inside the bounds asserted by `matmul_with`, reads of A/B and writes to
+// one thread's own block of C.
+unsafe impl<P> Send for Shared<P> {}
+unsafe impl<P> Sync for Shared<P> {}
+impl<P: Copy> Shared<P> {
+    fn get(self) -> P {
         self.0
     }
 }
