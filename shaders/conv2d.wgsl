@@ -33,6 +33,13 @@ struct Params {
     splits: u32,
     // Zero padding along x (pad is along y); they differ only for the flipped problem below.
     pad_w: u32,
+    // Uniform-window variant: the float index of `a` / `b` at the start of the window bound at
+    // binding 5 / 6 (0 with whole storage buffers).
+    a_base: u32,
+    b_base: u32,
+    // The first example of this dispatch (forward) or its first batch split (backward_weight).
+    n0: u32,
+    pad3: u32,
 }
 
 const FLAG_RELU: u32 = 2u;
@@ -63,11 +70,24 @@ fn load_w(co: u32, ci: u32, ky: u32, kx: u32) -> f32 {
     return b[p.w_off + ((co * p.in_c + ci) * p.kh + ky) * p.kw + kx];
 }
 
+// The loads of conv2d_forward and conv2d_backward_weight. The launcher's uniform-window variant (for
+// software adapters, where a uniform-buffer load costs about a fifth of a storage-buffer load) replaces
+// these two functions with reads of 64 KiB windows of the same buffers bound as uniform buffers at
+// bindings 5 and 6, starting at float a_base / b_base; each dispatch then covers the examples that fit.
+fn load_a(i: u32) -> f32 {
+    return a[i];
+}
+
+fn load_b(i: u32) -> f32 {
+    return b[i];
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    // This dispatch covers examples n0 .. n0 + batch; n counts (example, output position) pairs.
     let positions = p.out_h * p.out_w;
-    let n_total = p.batch * positions;
-    let n0 = gid.x * 4u;
+    let n_total = (p.n0 + p.batch) * positions;
+    let n0 = p.n0 * positions + gid.x * 4u;
     let co0 = gid.y * 8u;
     if (n0 >= n_total || co0 >= p.out_c) {
         return;
@@ -137,7 +157,7 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
                 for (var t = 0u; t < 4u; t = t + 1u) {
                     let ix = ix0[t] + i32(kx);
                     if (rowoff[t] >= 0 && ix >= 0 && ix < in_w) {
-                        xv[t] = a[u32(rowoff[t] + ix)];
+                        xv[t] = load_a(u32(rowoff[t] + ix));
                     }
                 }
                 let step = ky * p.kw + kx;
@@ -148,8 +168,8 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
                     lo = wlo + vec4<u32>(wci) - vec4<u32>(step);
                     hi = whi + vec4<u32>(wci) - vec4<u32>(step);
                 }
-                let w0 = vec4<f32>(b[lo.x], b[lo.y], b[lo.z], b[lo.w]);
-                let w1 = vec4<f32>(b[hi.x], b[hi.y], b[hi.z], b[hi.w]);
+                let w0 = vec4<f32>(load_b(lo.x), load_b(lo.y), load_b(lo.z), load_b(lo.w));
+                let w1 = vec4<f32>(load_b(hi.x), load_b(hi.y), load_b(hi.z), load_b(hi.w));
                 acc0 = fma(vec4<f32>(w0.x), xv, acc0);
                 acc1 = fma(vec4<f32>(w0.y), xv, acc1);
                 acc2 = fma(vec4<f32>(w0.z), xv, acc2);
@@ -277,7 +297,7 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k_tiles = (k_total + 3u) / 4u;
     let tile = gid.x;
     let co0 = gid.y * 8u;
-    let split = gid.z;
+    let split = p.n0 + gid.z;
     if (tile > k_tiles || co0 >= p.out_c || split >= p.splits) {
         return;
     }
@@ -298,10 +318,10 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var n = b_lo; n < b_hi; n = n + 1u) {
             for (var q = 0u; q < positions; q = q + 1u) {
                 let base = n * p.out_c * positions + q;
-                sums = sums + vec4<f32>(a[base + co.x * positions], a[base + co.y * positions],
-                                        a[base + co.z * positions], a[base + co.w * positions]);
-                sums_hi = sums_hi + vec4<f32>(a[base + co_hi.x * positions], a[base + co_hi.y * positions],
-                                              a[base + co_hi.z * positions], a[base + co_hi.w * positions]);
+                sums = sums + vec4<f32>(load_a(base + co.x * positions), load_a(base + co.y * positions),
+                                        load_a(base + co.z * positions), load_a(base + co.w * positions));
+                sums_hi = sums_hi + vec4<f32>(load_a(base + co_hi.x * positions), load_a(base + co_hi.y * positions),
+                                              load_a(base + co_hi.z * positions), load_a(base + co_hi.w * positions));
             }
         }
         for (var r = 0u; r < 8u; r = r + 1u) {
@@ -345,16 +365,16 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var oy = 0u; oy < p.out_h; oy = oy + 1u) {
             for (var ox = 0u; ox < p.out_w; ox = ox + 1u) {
                 let q = oy * p.out_w + ox;
-                let dv = vec4<f32>(a[dbase + co.x * positions + q], a[dbase + co.y * positions + q],
-                                   a[dbase + co.z * positions + q], a[dbase + co.w * positions + q]);
-                let dh = vec4<f32>(a[dbase + co_hi.x * positions + q], a[dbase + co_hi.y * positions + q],
-                                   a[dbase + co_hi.z * positions + q], a[dbase + co_hi.w * positions + q]);
+                let dv = vec4<f32>(load_a(dbase + co.x * positions + q), load_a(dbase + co.y * positions + q),
+                                   load_a(dbase + co.z * positions + q), load_a(dbase + co.w * positions + q));
+                let dh = vec4<f32>(load_a(dbase + co_hi.x * positions + q), load_a(dbase + co_hi.y * positions + q),
+                                   load_a(dbase + co_hi.z * positions + q), load_a(dbase + co_hi.w * positions + q));
                 var xv = vec4<f32>(0.0);
                 for (var j = 0u; j < 4u; j = j + 1u) {
                     let iy = i32(oy) * stride + ky[j] - pad;
                     let ix = i32(ox) * stride + kx[j] - pad;
                     if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
-                        xv[j] = b[xbase + ci[j] * in_plane + u32(iy) * p.in_w + u32(ix)];
+                        xv[j] = load_b(xbase + ci[j] * in_plane + u32(iy) * p.in_w + u32(ix));
                     }
                 }
                 acc0 = fma(vec4<f32>(dv.x), xv, acc0);

@@ -83,8 +83,20 @@ pub fn cpu_peak_estimate(threads: usize) -> (f64, String) {
     let intel = info
         .lines()
         .any(|l| l.starts_with("vendor_id") && l.contains("GenuineIntel"));
+    let field = |name: &str| -> Option<u32> {
+        let (_, value) = info
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(key, _)| key.trim() == name)?;
+        value.trim().parse().ok()
+    };
+    // AMD Zen 1 (family 0x17, models below 0x30) splits each 256-bit FMA into two 128-bit halves.
+    let zen1 =
+        !intel && field("cpu family") == Some(0x17) && field("model").is_some_and(|m| m < 0x30);
     let per_cycle = if has("avx512f") && intel {
         64.0
+    } else if has("avx2") && has("fma") && zen1 {
+        16.0
     } else if has("avx2") && has("fma") {
         32.0
     } else if has("avx") {
@@ -145,6 +157,16 @@ fn time_gpu(ctx: &GpuContext, seconds: f64, build: &dyn Fn(&mut PlanBuilder<'_>)
 
 fn upload(ctx: &GpuContext, data: &[f32]) -> Result<wgpu::Buffer> {
     let b = ctx.storage_buffer("bench", data.len(), wgpu::BufferUsages::COPY_DST)?;
+    ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+    Ok(b)
+}
+
+/// A buffer a conv kernel reads, as the training executor allocates it (bindable as a uniform buffer
+/// and at least one window long), so the kernels pick the same variants as in training.
+fn upload_windowed(ctx: &GpuContext, data: &[f32]) -> Result<wgpu::Buffer> {
+    let len = data.len().max(crate::device::window::WINDOW_FLOATS);
+    let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::UNIFORM;
+    let b = ctx.storage_buffer("bench", len, usage)?;
     ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
     Ok(b)
 }
@@ -291,7 +313,11 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                 );
             }
             Device::Gpu(ctx) => {
-                let (gp, gx, gdy) = (upload(ctx, &params)?, upload(ctx, &x)?, upload(ctx, &dy)?);
+                let (gp, gx, gdy) = (
+                    upload_windowed(ctx, &params)?,
+                    upload_windowed(ctx, &x)?,
+                    upload_windowed(ctx, &dy)?,
+                );
                 let gy = upload(ctx, &vec![0.0; batch * s.out_len()])?;
                 let gdx = upload(ctx, &vec![0.0; batch * s.in_len()])?;
                 let gg = upload(ctx, &vec![0.0; params.len()])?;

@@ -4,89 +4,153 @@
 
 mod common;
 
-use common::{assert_close, conv_cases, download, gpu, random, run, upload_f32};
+use common::{assert_close, conv_cases, download, gpu, random, run, upload_f32, upload_windowed};
 use wgtrain::data::ImageShape;
+use wgtrain::device::gpu::GpuContext;
 use wgtrain::device::gpu::PlanBuilder;
+use wgtrain::device::window;
 use wgtrain::models;
 use wgtrain::nn::OptimConfig;
 use wgtrain::ops::conv2d::{self as cv, ConvShape};
 use wgtrain::ops::pool::{self as pl, PoolKind, PoolShape};
+
+/// Dispatch counts of one conv case's forward, input-gradient and weight-gradient plans.
+type Dispatches = [usize; 3];
+
+/// Every conv kernel on one case against the CPU ops, with the GPU inputs made by `upload`.
+fn check_conv_case(
+    ctx: &GpuContext,
+    case: usize,
+    batch: usize,
+    s: &ConvShape,
+    upload: fn(&GpuContext, &[f32]) -> wgpu::Buffer,
+) -> Dispatches {
+    let what = |op: &str| format!("{op} case {case} batch {batch} {s:?}");
+    let (w, bias) = (3, 3 + s.out_c * s.k());
+    let params = random(bias + s.out_c, 40 + case as u64);
+    let x = random(batch * s.in_len(), 50 + case as u64);
+    let dy = random(batch * s.out_len(), 60 + case as u64);
+    let mask = random(batch * s.in_len(), 70 + case as u64);
+    let (gp, gx, gdy, gmask) = (
+        upload(ctx, &params),
+        upload(ctx, &x),
+        upload(ctx, &dy),
+        upload(ctx, &mask),
+    );
+    let mut counts = [0; 3];
+    let mut work = cv::ConvWork::new(s, 2);
+    for relu in [false, true] {
+        let mut y = vec![0.0; batch * s.out_len()];
+        cv::conv2d_forward(&x, &params, w, bias, &mut y, &mut work, batch, s, relu);
+        let gy = upload_f32(ctx, &vec![0.0; y.len()]);
+        let mut pb = PlanBuilder::new(ctx);
+        cv::push_conv2d_forward(&mut pb, &gx, &gp, w, bias, &gy, batch, s, relu);
+        counts[0] = run(ctx, pb);
+        let got = download(ctx, &gy, y.len());
+        assert_close(&got, &y, 1e-4, 1e-4, &what("conv forward"));
+    }
+    for use_mask in [false, true] {
+        let mut dx = vec![0.0; batch * s.in_len()];
+        let m = use_mask.then_some(&mask[..]);
+        cv::conv2d_backward_input(&dy, &params, w, &mut dx, m, &mut work, batch, s);
+        let gdx = upload_f32(ctx, &vec![0.0; dx.len()]);
+        let mut pb = PlanBuilder::new(ctx);
+        let gm = use_mask.then_some(&gmask);
+        cv::push_conv2d_backward_input(&mut pb, &gdy, &gp, w, &gdx, gm, batch, s);
+        counts[1] = run(ctx, pb);
+        let got = download(ctx, &gdx, dx.len());
+        assert_close(&got, &dx, 1e-4, 1e-4, &what("conv backward input"));
+    }
+    let mut grads = vec![0.0; params.len()];
+    cv::conv2d_backward_weight(&dy, &x, &mut grads, w, bias, &mut work, batch, s);
+    let gg = upload_f32(ctx, &vec![0.0; params.len()]);
+    let gpart = upload_f32(ctx, &vec![0.0; s.gpu_partial_len(batch)]);
+    let mut pb = PlanBuilder::new(ctx);
+    cv::push_conv2d_backward_weight(&mut pb, &gdy, &gx, &gpart, &gg, w, bias, batch, s);
+    counts[2] = run(ctx, pb);
+    let got = download(ctx, &gg, params.len());
+    assert_close(
+        &got[w..],
+        &grads[w..],
+        1e-4,
+        1e-4,
+        &what("conv backward weight"),
+    );
+    counts
+}
+
+/// The cnn's second layer (16 -> 32 channels, 3x3, 14x14).
+const CNN2: ConvShape = ConvShape {
+    in_c: 16,
+    in_h: 14,
+    in_w: 14,
+    out_c: 32,
+    kh: 3,
+    kw: 3,
+    stride: 1,
+    pad: 1,
+};
+
+/// The cnn's first layer (1 -> 16 channels, 3x3, 28x28).
+const CNN1: ConvShape = ConvShape {
+    in_c: 1,
+    in_h: 28,
+    in_w: 28,
+    out_c: 16,
+    kh: 3,
+    kw: 3,
+    stride: 1,
+    pad: 1,
+};
 
 #[test]
 fn conv2d_kernels_match_cpu() {
     let Some(ctx) = gpu() else { return };
     // The gradient-check shapes plus the cnn's second layer at batch 5.
     let mut cases = conv_cases();
-    let cnn2 = ConvShape {
-        in_c: 16,
-        in_h: 14,
-        in_w: 14,
-        out_c: 32,
-        kh: 3,
-        kw: 3,
-        stride: 1,
-        pad: 1,
-    };
-    cases.push((5, cnn2));
+    cases.push((5, CNN2));
     for (case, (batch, s)) in cases.into_iter().enumerate() {
-        let what = |op: &str| format!("{op} case {case} {s:?}");
-        let (w, bias) = (3, 3 + s.out_c * s.k());
-        let params = random(bias + s.out_c, 40 + case as u64);
-        let x = random(batch * s.in_len(), 50 + case as u64);
-        let dy = random(batch * s.out_len(), 60 + case as u64);
-        let mask = random(batch * s.in_len(), 70 + case as u64);
-        let (gp, gx, gdy, gmask) = (
-            upload_f32(&ctx, &params),
-            upload_f32(&ctx, &x),
-            upload_f32(&ctx, &dy),
-            upload_f32(&ctx, &mask),
+        check_conv_case(&ctx, case, batch, &s, upload_f32);
+    }
+}
+
+/// The uniform-window variants (taken on software adapters when the inputs are bindable as uniform
+/// buffers) against the CPU: batches split over several windows, uneven splits, windows that start
+/// mid-buffer, and the cases that fall back to the storage kernels.
+#[test]
+fn conv2d_window_variants_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let mut cases = conv_cases();
+    // 16 -> 32 at batch 7: 3136 input floats per example, five per window, so two uneven forward
+    // windows; 6272 dy floats per example, two per window, so four input- and weight-gradient windows.
+    cases.push((7, CNN2));
+    // 1 -> 16 at batch 25: 784 input floats, 20 per window (two forward windows); 12544 dy floats, one
+    // per window: 25 input-gradient windows, but the weight gradient's would have too few invocations,
+    // so it keeps the storage kernel.
+    cases.push((25, CNN1));
+    let mut dispatches = Vec::new();
+    for (case, (batch, s)) in cases.into_iter().enumerate() {
+        dispatches.push(check_conv_case(
+            &ctx,
+            100 + case,
+            batch,
+            &s,
+            upload_windowed,
+        ));
+    }
+    if window::preferred(&ctx) {
+        // Forward / input gradient: one dispatch per window; weight gradient: one per window plus the
+        // reduce. The storage kernels would take 1, 1 and 2.
+        let n = dispatches.len();
+        assert_eq!(
+            dispatches[n - 2],
+            [2, 4, 5],
+            "cnn2 at batch 7: window dispatches"
         );
-        let mut work = cv::ConvWork::new(&s, 2);
-        for relu in [false, true] {
-            let mut y = vec![0.0; batch * s.out_len()];
-            cv::conv2d_forward(&x, &params, w, bias, &mut y, &mut work, batch, &s, relu);
-            let gy = upload_f32(&ctx, &vec![0.0; y.len()]);
-            let mut pb = PlanBuilder::new(&ctx);
-            cv::push_conv2d_forward(&mut pb, &gx, &gp, w, bias, &gy, batch, &s, relu);
-            run(&ctx, pb);
-            assert_close(
-                &download(&ctx, &gy, y.len()),
-                &y,
-                1e-4,
-                1e-4,
-                &what("conv forward"),
-            );
-        }
-        for use_mask in [false, true] {
-            let mut dx = vec![0.0; batch * s.in_len()];
-            let m = use_mask.then_some(&mask[..]);
-            cv::conv2d_backward_input(&dy, &params, w, &mut dx, m, &mut work, batch, &s);
-            let gdx = upload_f32(&ctx, &vec![0.0; dx.len()]);
-            let mut pb = PlanBuilder::new(&ctx);
-            let gm = use_mask.then_some(&gmask);
-            cv::push_conv2d_backward_input(&mut pb, &gdy, &gp, w, &gdx, gm, batch, &s);
-            run(&ctx, pb);
-            assert_close(
-                &download(&ctx, &gdx, dx.len()),
-                &dx,
-                1e-4,
-                1e-4,
-                &what("conv backward input"),
-            );
-        }
-        let mut grads = vec![0.0; params.len()];
-        cv::conv2d_backward_weight(&dy, &x, &mut grads, w, bias, &mut work, batch, &s);
-        let gg = upload_f32(&ctx, &vec![0.0; params.len()]);
-        let gpart = upload_f32(&ctx, &vec![0.0; s.gpu_partial_len(batch)]);
-        let mut pb = PlanBuilder::new(&ctx);
-        cv::push_conv2d_backward_weight(&mut pb, &gdy, &gx, &gpart, &gg, w, bias, batch, &s);
-        run(&ctx, pb);
-        assert_close(
-            &download(&ctx, &gg, params.len())[w..],
-            &grads[w..],
-            1e-4,
-            1e-4,
-            &what("conv backward weight"),
+        assert_eq!(
+            dispatches[n - 1],
+            [2, 25, 2],
+            "cnn1 at batch 25: window dispatches"
         );
     }
 }

@@ -264,17 +264,20 @@ struct PendingDispatch {
     uniform: Vec<u8>,
     /// A uniform buffer the caller rewrites between submits (e.g. the optimiser's step-dependent constants).
     external: Option<wgpu::Buffer>,
-    /// (binding, buffer) pairs.
-    storage: Vec<(u32, wgpu::Buffer)>,
+    /// (binding, buffer, byte range or None for the whole buffer).
+    storage: Vec<(u32, wgpu::Buffer, ByteRange)>,
     workgroups: [u32; 3],
 }
 
+/// The part of a buffer a binding covers: `Some((offset, size))` in bytes, or `None` for all of it.
+pub type ByteRange = Option<(u64, u64)>;
+
 /// Storage buffers bound in order at bindings 1, 2, ...
-fn numbered(storage: &[&wgpu::Buffer]) -> Vec<(u32, wgpu::Buffer)> {
+fn numbered(storage: &[&wgpu::Buffer]) -> Vec<(u32, wgpu::Buffer, ByteRange)> {
     storage
         .iter()
         .enumerate()
-        .map(|(i, b)| (i as u32 + 1, (*b).clone()))
+        .map(|(i, b)| (i as u32 + 1, (*b).clone(), None))
         .collect()
 }
 
@@ -335,9 +338,25 @@ impl<'a> PlanBuilder<'a> {
         storage: &[(u32, &wgpu::Buffer)],
         workgroups: [u32; 3],
     ) {
+        let ranged: Vec<_> = storage.iter().map(|&(i, b)| (i, b, None)).collect();
+        self.push_ranges(kernel, params, &ranged, workgroups);
+    }
+
+    /// Like [`push_bindings`](Self::push_bindings), each buffer bound whole (`None`) or as the byte
+    /// range `(offset, size)` (e.g. a window of a buffer bound as a uniform buffer).
+    pub fn push_ranges<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &Kernel,
+        params: &P,
+        bindings: &[(u32, &wgpu::Buffer, ByteRange)],
+        workgroups: [u32; 3],
+    ) {
         self.push(kernel, params, &[], workgroups);
         let d = self.pending.last_mut().expect("just pushed");
-        d.storage = storage.iter().map(|(i, b)| (*i, (*b).clone())).collect();
+        d.storage = bindings
+            .iter()
+            .map(|&(i, b, range)| (i, b.clone(), range))
+            .collect();
     }
 
     /// Like [`push`](Self::push), but binding 0 is `uniform`, a buffer the caller keeps up to date.
@@ -391,10 +410,18 @@ impl<'a> PlanBuilder<'a> {
                 binding: 0,
                 resource: uniform_binding,
             }];
-            for (binding, b) in &d.storage {
+            for (binding, b, range) in &d.storage {
+                let resource = match range {
+                    None => b.as_entire_binding(),
+                    Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: b,
+                        offset: *offset,
+                        size: std::num::NonZeroU64::new(*size),
+                    }),
+                };
                 entries.push(wgpu::BindGroupEntry {
                     binding: *binding,
-                    resource: b.as_entire_binding(),
+                    resource,
                 });
             }
             let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -4,6 +4,7 @@
 
 use super::{Executor, Model, Node, OptimConfig, Stats};
 use crate::device::gpu::{grid_1d, GpuContext, Plan, PlanBuilder};
+use crate::device::window;
 use crate::error::{Error, Result};
 use crate::nn::OptimizerKind;
 use crate::ops::conv2d::{
@@ -76,7 +77,12 @@ impl GpuExecutor {
         use wgpu::BufferUsages as U;
         let n = params.len();
         let buf = |label: &str, len: usize, extra: U| ctx.storage_buffer(label, len, extra);
-        let params_buf = buf("params", n, U::COPY_DST | U::COPY_SRC)?;
+        // Buffers the conv kernels read: also bindable as uniform buffers and at least one window long,
+        // for their window variants (software adapters; see device::window).
+        let windowed = |label: &str, len: usize, extra: U| {
+            ctx.storage_buffer(label, len.max(window::WINDOW_FLOATS), extra | U::UNIFORM)
+        };
+        let params_buf = windowed("params", n, U::COPY_DST | U::COPY_SRC)?;
         ctx.queue
             .write_buffer(&params_buf, 0, bytemuck::cast_slice(params));
         let zeros = |label: &str| -> Result<wgpu::Buffer> {
@@ -88,7 +94,7 @@ impl GpuExecutor {
         let grads = zeros("grads")?;
         let moment1 = zeros("optimiser m")?;
         let moment2 = zeros("optimiser v")?;
-        let input = buf("input", max_batch * model.input_len(), U::COPY_DST)?;
+        let input = windowed("input", max_batch * model.input_len(), U::COPY_DST)?;
         let labels = buf("labels", max_batch, U::COPY_DST)?;
         let mut acts = Vec::new();
         let mut dacts = Vec::new();
@@ -96,8 +102,8 @@ impl GpuExecutor {
         let mut partials = Vec::new();
         for (i, node) in model.nodes.iter().enumerate() {
             let len = max_batch * node.out_len();
-            acts.push(buf(&format!("activation {i}"), len, U::COPY_SRC)?);
-            dacts.push(buf(&format!("gradient {i}"), len, U::empty())?);
+            acts.push(windowed(&format!("activation {i}"), len, U::COPY_SRC)?);
+            dacts.push(windowed(&format!("gradient {i}"), len, U::empty())?);
             let winners = if matches!(node, Node::Pool { .. }) {
                 len
             } else {

@@ -11,6 +11,7 @@ pub use super::conv2d_cpu::{
     col2im, conv2d_backward_input, conv2d_backward_weight, conv2d_forward, im2col, ConvWork,
 };
 use crate::device::gpu::{grid_1d, Kernel, PlanBuilder};
+use crate::device::window;
 
 /// Geometry of one convolution (per example; the batch is passed separately).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +113,10 @@ pub struct ConvParams {
     pub b_off: u32,
     pub splits: u32,
     pub pad_w: u32,
+    pub a_base: u32,
+    pub b_base: u32,
+    pub n0: u32,
+    pub pad3: u32,
 }
 
 impl ConvParams {
@@ -157,20 +162,89 @@ pub fn push_conv2d_forward(
 
 fn push_forward_kernel(
     pb: &mut PlanBuilder<'_>,
-    p: ConvParams,
+    mut p: ConvParams,
     x: &wgpu::Buffer,
     params: &wgpu::Buffer,
     y: &wgpu::Buffer,
     aux: &wgpu::Buffer,
 ) {
-    let cols = (p.batch * p.out_h * p.out_w).div_ceil(4);
-    let rows = p.out_c.div_ceil(4);
-    pb.push(
-        &CONV2D_FORWARD,
-        &p,
-        &[x, params, y, aux],
-        [cols.div_ceil(8), rows.div_ceil(8), 1],
-    );
+    let groups = |examples: u32| {
+        let cols = (examples * p.out_h * p.out_w).div_ceil(4);
+        [cols.div_ceil(8), p.out_c.div_ceil(8).div_ceil(8), 1]
+    };
+    let in_len = (p.in_c * p.in_h * p.in_w) as usize;
+    let w_len = (p.out_c * p.in_c * p.kh * p.kw) as usize;
+    let invocations = |examples: usize| {
+        (examples * (p.out_h * p.out_w) as usize).div_ceil(4) * (p.out_c as usize).div_ceil(8)
+    };
+    let windows = window_chunks(pb, p.batch as usize, in_len, &invocations).and_then(|chunks| {
+        let w = p.w_off as usize;
+        let ctx = pb.ctx();
+        let b_base = window::place(ctx, params, w, w + w_len)?;
+        let a_bases = chunks
+            .iter()
+            .map(|&(lo, hi)| window::place(ctx, x, lo * in_len, hi * in_len))
+            .collect::<Option<Vec<_>>>()?;
+        Some((chunks, a_bases, b_base))
+    });
+    let Some((chunks, a_bases, b_base)) = windows else {
+        pb.push(&CONV2D_FORWARD, &p, &[x, params, y, aux], groups(p.batch));
+        return;
+    };
+    let kernel = windowed(&CONV2D_FORWARD, "conv2d_forward_windowed");
+    p.b_base = b_base as u32;
+    for (&(lo, hi), a_base) in chunks.iter().zip(a_bases) {
+        p.n0 = lo as u32;
+        p.batch = (hi - lo) as u32;
+        p.a_base = a_base as u32;
+        let bindings = [
+            (2, params, None),
+            (3, y, None),
+            (4, aux, None),
+            (5, x, window::range(a_base)),
+            (6, params, window::range(b_base)),
+        ];
+        pb.push_ranges(&kernel, &p, &bindings, groups(p.batch));
+    }
+}
+
+/// Fewest invocations a window-variant dispatch should have: below this, splitting the batch into
+/// windows leaves llvmpipe's threads idle, and the storage kernel (one dispatch) is used instead.
+const MIN_WINDOW_INVOCATIONS: usize = 128;
+
+/// The example ranges, one per dispatch, of a window variant over `batch` examples whose inputs take
+/// `per_example` floats (the larger of the windowed operands'), or `None` when the adapter does not
+/// prefer windows or the dispatches would be too small (`invocations` of a full range). Range `s` is
+/// `s * batch / n .. (s + 1) * batch / n`, the batch split conv2d_backward_weight computes.
+fn window_chunks(
+    pb: &PlanBuilder<'_>,
+    batch: usize,
+    per_example: usize,
+    invocations: &dyn Fn(usize) -> usize,
+) -> Option<Vec<(usize, usize)>> {
+    let fit = window::items_per_window(per_example);
+    if !window::preferred(pb.ctx())
+        || fit == 0
+        || invocations(fit.min(batch)) < MIN_WINDOW_INVOCATIONS
+    {
+        return None;
+    }
+    let n = batch.div_ceil(fit);
+    Some(
+        (0..n)
+            .map(|s| (s * batch / n, (s + 1) * batch / n))
+            .collect(),
+    )
+}
+
+/// A conv kernel's window variant (see `device::window`), from the one variant source of this file.
+fn windowed(kernel: &Kernel, name: &'static str) -> Kernel {
+    static VARIANT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    window::variant(
+        kernel,
+        name,
+        VARIANT.get_or_init(|| window::variant_source(SOURCE)),
+    )
 }
 
 /// GPU [`conv2d_backward_input`]. Stride 1 (padding below the kernel size): the forward kernel on `dy`
@@ -232,15 +306,21 @@ pub fn gpu_weight_splits(batch: usize) -> usize {
 }
 
 impl ConvShape {
-    /// Floats of the GPU weight-gradient partials for `batch`: `splits * out_c * (k + 1)`.
+    /// Floats of the GPU weight-gradient partials for `batch`: one `out_c * (k + 1)` block per batch
+    /// split, as many as either the storage kernel or the window variant uses (so the buffer fits
+    /// whichever the adapter picks).
     pub fn gpu_partial_len(&self, batch: usize) -> usize {
-        gpu_weight_splits(batch) * self.out_c * (self.k() + 1)
+        let per_example = self.in_len().max(self.out_len());
+        let windows = batch.div_ceil(window::items_per_window(per_example).max(1));
+        gpu_weight_splits(batch).max(windows) * self.out_c * (self.k() + 1)
     }
 }
 
-/// GPU [`conv2d_backward_weight`]: two dispatches. The first computes 8 output channels x 4 weight
-/// elements per invocation over one range of the batch each into `partial` (`gpu_partial_len` floats);
-/// the second adds the partials into the weight and bias gradients.
+/// GPU [`conv2d_backward_weight`]: the first kernel computes 8 output channels x 4 weight elements per
+/// invocation over one range of the batch each into `partial` (`gpu_partial_len` floats); the reduce
+/// dispatch adds the partials into the weight and bias gradients. The storage kernel covers all ranges
+/// in one dispatch (gid.z); the window variant runs one dispatch per range, each reading its dy and x
+/// through uniform windows.
 #[allow(clippy::too_many_arguments)]
 pub fn push_conv2d_backward_weight(
     pb: &mut PlanBuilder<'_>,
@@ -254,16 +334,45 @@ pub fn push_conv2d_backward_weight(
     s: &ConvShape,
 ) {
     let mut p = ConvParams::new(s, batch, w, bias, 0);
-    let splits = gpu_weight_splits(batch);
-    p.splits = splits as u32;
-    let tiles = (s.k().div_ceil(4) + 1) as u32;
-    let rows = s.out_c.div_ceil(8) as u32;
-    pb.push(
-        &CONV2D_BACKWARD_WEIGHT,
-        &p,
-        &[dy, x, partial],
-        [tiles.div_ceil(8), rows.div_ceil(8), splits as u32],
-    );
+    let tiles = s.k().div_ceil(4) + 1;
+    let rows = s.out_c.div_ceil(8);
+    let groups = [tiles.div_ceil(8) as u32, rows.div_ceil(8) as u32];
+    let (dy_len, x_len) = (s.out_len(), s.in_len());
+    let invocations = |_: usize| tiles * rows;
+    let windows = window_chunks(pb, batch, dy_len.max(x_len), &invocations).and_then(|chunks| {
+        let ctx = pb.ctx();
+        chunks
+            .iter()
+            .map(|&(lo, hi)| {
+                let a = window::place(ctx, dy, lo * dy_len, hi * dy_len)?;
+                let b = window::place(ctx, x, lo * x_len, hi * x_len)?;
+                Some((a, b))
+            })
+            .collect::<Option<Vec<_>>>()
+    });
+    match windows {
+        None => {
+            let splits = gpu_weight_splits(batch);
+            p.splits = splits as u32;
+            let wg = [groups[0], groups[1], splits as u32];
+            pb.push(&CONV2D_BACKWARD_WEIGHT, &p, &[dy, x, partial], wg);
+        }
+        Some(bases) => {
+            let kernel = windowed(&CONV2D_BACKWARD_WEIGHT, "conv2d_backward_weight_windowed");
+            p.splits = bases.len() as u32;
+            for (split, (a_base, b_base)) in bases.into_iter().enumerate() {
+                p.n0 = split as u32;
+                p.a_base = a_base as u32;
+                p.b_base = b_base as u32;
+                let bindings = [
+                    (3, partial, None),
+                    (5, dy, window::range(a_base)),
+                    (6, x, window::range(b_base)),
+                ];
+                pb.push_ranges(&kernel, &p, &bindings, [groups[0], groups[1], 1]);
+            }
+        }
+    }
     let n = (s.out_c * (s.k() + 1)).div_ceil(64) as u32;
     let max = pb.ctx().limits.max_compute_workgroups_per_dimension;
     pb.push_bindings(

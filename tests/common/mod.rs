@@ -46,6 +46,19 @@ pub fn upload_f32(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
     b
 }
 
+/// Like [`upload_f32`], but allocated as the training executor allocates the buffers conv kernels
+/// read: bindable as a uniform buffer and at least one window long, so a software adapter takes the
+/// uniform-window variants (`wgtrain::device::window`).
+pub fn upload_windowed(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
+    use wgpu::BufferUsages as U;
+    let len = data.len().max(wgtrain::device::window::WINDOW_FLOATS);
+    let b = ctx
+        .storage_buffer("test", len, U::COPY_DST | U::COPY_SRC | U::UNIFORM)
+        .unwrap();
+    ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
+    b
+}
+
 pub fn upload_u32(ctx: &GpuContext, data: &[u32]) -> wgpu::Buffer {
     use wgpu::BufferUsages as U;
     let b = ctx
@@ -62,8 +75,8 @@ pub fn download(ctx: &GpuContext, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
     bytemuck::pod_collect_to_vec(&raw)
 }
 
-/// Build the plan, record it into one pass, submit and wait.
-pub fn run(ctx: &GpuContext, pb: PlanBuilder<'_>) {
+/// Build the plan, record it into one pass, submit and wait; returns the plan's dispatch count.
+pub fn run(ctx: &GpuContext, pb: PlanBuilder<'_>) -> usize {
     let plan = pb.finish().unwrap();
     let mut enc = ctx
         .device
@@ -77,6 +90,7 @@ pub fn run(ctx: &GpuContext, pb: PlanBuilder<'_>) {
         .poll(wgpu::PollType::wait_indefinitely())
         .unwrap();
     ctx.check("test").unwrap();
+    plan.len()
 }
 
 pub fn random(n: usize, seed: u64) -> Vec<f32> {
