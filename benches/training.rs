@@ -40,16 +40,7 @@ fn kernels(c: &mut Criterion) {
             )
         })
     });
-    let s = ConvShape {
-        in_c: 16,
-        in_h: 14,
-        in_w: 14,
-        out_c: 32,
-        kh: 3,
-        kw: 3,
-        stride: 1,
-        pad: 1,
-    };
+    let s = ConvShape::same_3x3(16, 14, 32);
     let batch = 64;
     let (x, params) = (
         random(batch * s.in_len(), 3),

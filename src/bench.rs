@@ -161,12 +161,11 @@ fn upload(ctx: &GpuContext, data: &[f32]) -> Result<wgpu::Buffer> {
     Ok(b)
 }
 
-/// A buffer a conv kernel reads, as the training executor allocates it (bindable as a uniform buffer
-/// and at least one window long), so the kernels pick the same variants as in training.
+/// A buffer a conv kernel reads, allocated as the training executor allocates it, so the kernels pick
+/// the same variants as in training.
 fn upload_windowed(ctx: &GpuContext, data: &[f32]) -> Result<wgpu::Buffer> {
-    let len = data.len().max(crate::device::window::WINDOW_FLOATS);
-    let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::UNIFORM;
-    let b = ctx.storage_buffer("bench", len, usage)?;
+    let usage = wgpu::BufferUsages::COPY_DST;
+    let b = crate::device::window::buffer(ctx, "bench", data.len(), usage)?;
     ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
     Ok(b)
 }
@@ -247,26 +246,8 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
     // Convolutions of the cnn at batch 64.
     let batch = 64;
     for s in [
-        ConvShape {
-            in_c: 1,
-            in_h: 28,
-            in_w: 28,
-            out_c: 16,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        },
-        ConvShape {
-            in_c: 16,
-            in_h: 14,
-            in_w: 14,
-            out_c: 32,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        },
+        ConvShape::same_3x3(1, 28, 16),
+        ConvShape::same_3x3(16, 14, 32),
     ] {
         let shape = format!(
             "batch {batch}, {}x{}x{} -> {}, {}x{}",

@@ -80,28 +80,10 @@ fn check_conv_case(
 }
 
 /// The cnn's second layer (16 -> 32 channels, 3x3, 14x14).
-const CNN2: ConvShape = ConvShape {
-    in_c: 16,
-    in_h: 14,
-    in_w: 14,
-    out_c: 32,
-    kh: 3,
-    kw: 3,
-    stride: 1,
-    pad: 1,
-};
+const CNN2: ConvShape = ConvShape::same_3x3(16, 14, 32);
 
 /// The cnn's first layer (1 -> 16 channels, 3x3, 28x28).
-const CNN1: ConvShape = ConvShape {
-    in_c: 1,
-    in_h: 28,
-    in_w: 28,
-    out_c: 16,
-    kh: 3,
-    kw: 3,
-    stride: 1,
-    pad: 1,
-};
+const CNN1: ConvShape = ConvShape::same_3x3(1, 28, 16);
 
 #[test]
 fn conv2d_kernels_match_cpu() {

@@ -6,9 +6,11 @@
 //! uniform buffer (docs/BENCHMARKS.md). Kernels written with `load_a(i)` / `load_b(i)` helpers get a
 //! variant whose helpers read windows bound at bindings 5 and 6 instead; launchers split the work so each
 //! dispatch reads only what one window holds. Hardware GPUs keep the storage-buffer kernels: their
-//! uniform caches serialise the divergent indexing these kernels do.
+//! uniform caches are built for indices shared across a wave, not the divergent indexing these kernels
+//! do (an expectation, not measured: no hardware GPU was available).
 
 use super::gpu::{ByteRange, GpuContext, Kernel};
+use crate::error::Result;
 
 /// Floats in one window: the WGSL array's size, 64 KiB, which is WebGPU's minimum
 /// `max_uniform_buffer_binding_size` (so every adapter can bind it).
@@ -21,6 +23,25 @@ pub const MAX_ALIGN_FLOATS: usize = 64;
 /// Whether launchers should use window variants on this adapter.
 pub fn preferred(ctx: &GpuContext) -> bool {
     ctx.adapter.software
+}
+
+/// A storage buffer of `len` floats that window variants can read: on adapters that prefer windows,
+/// also bindable as a uniform buffer and at least one window long; elsewhere a plain storage buffer.
+pub fn buffer(
+    ctx: &GpuContext,
+    label: &str,
+    len: usize,
+    extra: wgpu::BufferUsages,
+) -> Result<wgpu::Buffer> {
+    if preferred(ctx) {
+        ctx.storage_buffer(
+            label,
+            len.max(WINDOW_FLOATS),
+            extra | wgpu::BufferUsages::UNIFORM,
+        )
+    } else {
+        ctx.storage_buffer(label, len, extra)
+    }
 }
 
 /// How many consecutive items of `len` floats one window holds wherever they start (0 when not even

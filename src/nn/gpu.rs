@@ -77,11 +77,8 @@ impl GpuExecutor {
         use wgpu::BufferUsages as U;
         let n = params.len();
         let buf = |label: &str, len: usize, extra: U| ctx.storage_buffer(label, len, extra);
-        // Buffers the conv kernels read: also bindable as uniform buffers and at least one window long,
-        // for their window variants (software adapters; see device::window).
-        let windowed = |label: &str, len: usize, extra: U| {
-            ctx.storage_buffer(label, len.max(window::WINDOW_FLOATS), extra | U::UNIFORM)
-        };
+        // Buffers the conv kernels read, readable by their window variants (see device::window).
+        let windowed = |label: &str, len: usize, extra: U| window::buffer(&ctx, label, len, extra);
         let params_buf = windowed("params", n, U::COPY_DST | U::COPY_SRC)?;
         ctx.queue
             .write_buffer(&params_buf, 0, bytemuck::cast_slice(params));

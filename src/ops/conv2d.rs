@@ -27,6 +27,21 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
+    /// A 3x3, stride-1, padding-1 convolution of `in_c` channels of `hw` x `hw` into `out_c` (the cnn
+    /// preset's layers).
+    pub const fn same_3x3(in_c: usize, hw: usize, out_c: usize) -> Self {
+        ConvShape {
+            in_c,
+            in_h: hw,
+            in_w: hw,
+            out_c,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        }
+    }
+
     pub fn out_h(&self) -> usize {
         (self.in_h + 2 * self.pad - self.kh) / self.stride + 1
     }

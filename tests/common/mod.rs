@@ -47,14 +47,11 @@ pub fn upload_f32(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
 }
 
 /// Like [`upload_f32`], but allocated as the training executor allocates the buffers conv kernels
-/// read: bindable as a uniform buffer and at least one window long, so a software adapter takes the
-/// uniform-window variants (`wgtrain::device::window`).
+/// read, so a software adapter takes the uniform-window variants (`wgtrain::device::window`).
 pub fn upload_windowed(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
     use wgpu::BufferUsages as U;
-    let len = data.len().max(wgtrain::device::window::WINDOW_FLOATS);
-    let b = ctx
-        .storage_buffer("test", len, U::COPY_DST | U::COPY_SRC | U::UNIFORM)
-        .unwrap();
+    let usage = U::COPY_DST | U::COPY_SRC;
+    let b = wgtrain::device::window::buffer(ctx, "test", data.len(), usage).unwrap();
     ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
     b
 }
