@@ -9,6 +9,7 @@ use crate::experiments::runner::{measure_throughput, Throughput};
 use crate::models;
 use crate::ops::conv2d::{self as cv, ConvShape};
 use crate::ops::matmul::{self as mm, MatmulParams, Strided};
+use crate::ops::matmul_tex as mt;
 use crate::ops::pool::{self as pl, PoolKind, PoolShape};
 use crate::rng::Rng;
 use std::time::Instant;
@@ -236,9 +237,39 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                     upload(ctx, &vec![0.0; m * n])?,
                 );
                 let p = MatmulParams::new(m, n, k, sa, sb, 0, n);
-                time_gpu(ctx, seconds, &|pb| {
+                let storage = time_gpu(ctx, seconds, &|pb| {
                     mm::push_matmul(pb, p, &ga, &gb, &ga, &gc)
-                })?
+                })?;
+                // Software adapters train with the texture kernels: time them too, packing included.
+                let layout = match (ta, tb) {
+                    (false, true) => mt::Layout::Nt,
+                    (false, false) => mt::Layout::Nn,
+                    _ => mt::Layout::Tn,
+                };
+                let (a_dims, b_dims) = (
+                    if ta { (k, m) } else { (m, k) },
+                    if tb { (n, k) } else { (k, n) },
+                );
+                if mt::preferred(ctx)
+                    && mt::fits(ctx, a_dims.0, a_dims.1)
+                    && mt::fits(ctx, b_dims.0, b_dims.1)
+                {
+                    let at = mt::texture_matrix(ctx, "bench a", a_dims.0, a_dims.1)?;
+                    let bt = mt::texture_matrix(ctx, "bench b", b_dims.0, b_dims.1)?;
+                    let secs = time_gpu(ctx, seconds, &|pb| {
+                        mt::push_pack(pb, &ga, 0, a_dims.1, a_dims.0, a_dims.1, &at);
+                        mt::push_pack(pb, &gb, 0, b_dims.1, b_dims.0, b_dims.1, &bt);
+                        let p = mt::TexParams::new(m, n, k, 0, n);
+                        mt::push_matmul_tex(pb, layout, p, &at, &bt, None, &ga, &gc);
+                    })?;
+                    push(
+                        &format!("{name} (tex)"),
+                        format!("{m}x{n}x{k}"),
+                        flops,
+                        secs,
+                    );
+                }
+                storage
             }
         };
         push(name, format!("{m}x{n}x{k}"), flops, secs);

@@ -264,20 +264,29 @@ struct PendingDispatch {
     uniform: Vec<u8>,
     /// A uniform buffer the caller rewrites between submits (e.g. the optimiser's step-dependent constants).
     external: Option<wgpu::Buffer>,
-    /// (binding, buffer, byte range or None for the whole buffer).
-    storage: Vec<(u32, wgpu::Buffer, ByteRange)>,
+    /// The resources bound after the uniform, by binding number.
+    storage: Vec<(u32, Resource)>,
     workgroups: [u32; 3],
 }
 
 /// The part of a buffer a binding covers: `Some((offset, size))` in bytes, or `None` for all of it.
 pub type ByteRange = Option<(u64, u64)>;
 
+/// What a dispatch binds after its uniform.
+#[derive(Clone)]
+pub enum Resource {
+    /// A buffer, whole (`None`) or a byte range of it.
+    Buffer(wgpu::Buffer, ByteRange),
+    /// A texture view (sampled or storage, as the shader declares it).
+    Texture(wgpu::TextureView),
+}
+
 /// Storage buffers bound in order at bindings 1, 2, ...
-fn numbered(storage: &[&wgpu::Buffer]) -> Vec<(u32, wgpu::Buffer, ByteRange)> {
+fn numbered(storage: &[&wgpu::Buffer]) -> Vec<(u32, Resource)> {
     storage
         .iter()
         .enumerate()
-        .map(|(i, b)| (i as u32 + 1, (*b).clone(), None))
+        .map(|(i, b)| (i as u32 + 1, Resource::Buffer((*b).clone(), None)))
         .collect()
 }
 
@@ -351,12 +360,24 @@ impl<'a> PlanBuilder<'a> {
         bindings: &[(u32, &wgpu::Buffer, ByteRange)],
         workgroups: [u32; 3],
     ) {
-        self.push(kernel, params, &[], workgroups);
-        let d = self.pending.last_mut().expect("just pushed");
-        d.storage = bindings
+        let resources: Vec<_> = bindings
             .iter()
-            .map(|&(i, b, range)| (i, b.clone(), range))
+            .map(|&(i, b, range)| (i, Resource::Buffer(b.clone(), range)))
             .collect();
+        self.push_resources(kernel, params, resources, workgroups);
+    }
+
+    /// Like [`push`](Self::push), with any resources (buffers, buffer ranges, texture views) at the
+    /// given binding numbers.
+    pub fn push_resources<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &Kernel,
+        params: &P,
+        resources: Vec<(u32, Resource)>,
+        workgroups: [u32; 3],
+    ) {
+        self.push(kernel, params, &[], workgroups);
+        self.pending.last_mut().expect("just pushed").storage = resources;
     }
 
     /// Like [`push`](Self::push), but binding 0 is `uniform`, a buffer the caller keeps up to date.
@@ -410,14 +431,17 @@ impl<'a> PlanBuilder<'a> {
                 binding: 0,
                 resource: uniform_binding,
             }];
-            for (binding, b, range) in &d.storage {
-                let resource = match range {
-                    None => b.as_entire_binding(),
-                    Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: b,
-                        offset: *offset,
-                        size: std::num::NonZeroU64::new(*size),
-                    }),
+            for (binding, r) in &d.storage {
+                let resource = match r {
+                    Resource::Buffer(b, None) => b.as_entire_binding(),
+                    Resource::Buffer(b, Some((offset, size))) => {
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: b,
+                            offset: *offset,
+                            size: std::num::NonZeroU64::new(*size),
+                        })
+                    }
+                    Resource::Texture(view) => wgpu::BindingResource::TextureView(view),
                 };
                 entries.push(wgpu::BindGroupEntry {
                     binding: *binding,

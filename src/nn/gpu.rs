@@ -13,6 +13,9 @@ use crate::ops::conv2d::{
 use crate::ops::matmul::{
     push_linear_backward_input, push_linear_backward_weight, push_linear_forward,
 };
+use crate::ops::matmul_tex::{
+    self, push_linear_backward_tex, push_linear_forward_tex, LinearTextures,
+};
 use crate::ops::pool::{push_pool_backward, push_pool_forward};
 use crate::ops::softmax_xent::push_softmax_xent;
 use crate::optim::{OptimParams, ADAM, SGD};
@@ -153,6 +156,17 @@ impl GpuExecutor {
     fn build_plan(&self, batch: usize, mode: Mode) -> Result<Plan> {
         let mut pb = PlanBuilder::new(&self.ctx);
         let nodes = &self.model.nodes;
+        // On software adapters the linear layers read packed textures (see ops::matmul_tex). They belong
+        // to this plan: its bind groups keep them alive.
+        let textures = nodes
+            .iter()
+            .map(|node| match *node {
+                Node::Linear { inp, out, .. } if matmul_tex::preferred(&self.ctx) => {
+                    LinearTextures::new(&self.ctx, batch, inp, out)
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (i, node) in nodes.iter().enumerate() {
             let input = if i == 0 {
                 &self.input
@@ -160,6 +174,25 @@ impl GpuExecutor {
                 &self.acts[i - 1]
             };
             match *node {
+                Node::Linear {
+                    inp,
+                    out,
+                    relu,
+                    weight,
+                    bias,
+                } if textures[i].is_some() => push_linear_forward_tex(
+                    &mut pb,
+                    textures[i].as_ref().expect("checked"),
+                    input,
+                    &self.params,
+                    weight,
+                    bias,
+                    &self.acts[i],
+                    batch,
+                    inp,
+                    out,
+                    relu,
+                ),
                 Node::Linear {
                     inp,
                     out,
@@ -231,6 +264,25 @@ impl GpuExecutor {
                 };
                 let mask = (i > 0 && nodes[i - 1].relu()).then(|| &self.acts[i - 1]);
                 match nodes[i] {
+                    Node::Linear {
+                        inp,
+                        out,
+                        weight,
+                        bias,
+                        ..
+                    } if textures[i].is_some() => push_linear_backward_tex(
+                        &mut pb,
+                        textures[i].as_ref().expect("checked"),
+                        &self.dacts[i],
+                        &self.params,
+                        &self.grads,
+                        weight,
+                        bias,
+                        (i > 0).then(|| (&self.dacts[i - 1], mask.is_some())),
+                        batch,
+                        inp,
+                        out,
+                    ),
                     Node::Linear {
                         inp,
                         out,

@@ -4,6 +4,7 @@
 pub mod conv2d;
 pub mod conv2d_cpu;
 pub mod matmul;
+pub mod matmul_tex;
 pub mod pool;
 pub mod softmax_xent;
 
