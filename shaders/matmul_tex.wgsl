@@ -2,15 +2,17 @@
 //
 // On llvmpipe (lavapipe) a texel fetch is several times cheaper than a storage-buffer load (a storage
 // load is compiled as a per-lane loop with bounds checks; see docs/BENCHMARKS.md), and loads, not FMAs,
-// bound a matmul there. So each operand is first packed into a texture (`pack`: texel (c / 4, r) holds
-// M[r, c .. c + 4], zero-padded past the last column), and each invocation then computes a 16x16 block
-// of C in registers, as sixteen 4x4 matrices: per 4-wide step of the reduction it fetches 16 + 16 texels
-// and does 1,024 multiply-adds. (Measured on a 2-core Zen 5 host: 16x16 blocks reach 40-44 GFLOP/s at
-// 512^3, 8x8 blocks 25, the 4x4-block storage kernel of matmul_vec4.wgsl 9.) Hardware GPUs keep the
-// storage kernels: 256 accumulators per invocation would spill there.
+// bound a matmul there. So each operand is first packed into a texture (pack_tex.wgsl: texel (c / 4, r)
+// holds M[r, c .. c + 4], zero-padded past the last column), and each invocation then computes a 16x16
+// block of C in registers (64 vec4 accumulators): per 4-wide step of the reduction it fetches 16 + 16
+// texels and does 1,024 multiply-adds. Measured on a 2-core Zen 5 host (docs/BENCHMARKS.md): 512³ at
+// 35 GFLOP/s with packing (`wgtrain bench`) against 12 for the 4x4-block storage kernel of
+// matmul_vec4.wgsl; in a scratch probe, 16x16 blocks beat 8x8 and 16x8 ones. Hardware GPUs keep the
+// storage kernels: 256 accumulators per invocation would spill there (expected, not measured).
 //
-// A "texture matrix" is addressed by its first texel row (a_row0 / b_row0), so one texture can hold
-// several matrices. The epilogue (bias, ReLU, ReLU-backward mask, bias gradient) matches matmul.wgsl.
+// The row offsets (a_row0, b_row0, mask_row0) let a texture hold several matrices; the engine passes 0.
+// The epilogues: bias (+ ReLU) in matmul_tex_nt, the ReLU-backward mask in matmul_tex_nn, the bias
+// gradient in matmul_tex_tn, as in matmul.wgsl but split so each kernel compiles only its own.
 //
 //   matmul_tex_nt  C = A · Bᵀ   A [m, k], B [n, k]   forward Y = X Wᵀ
 //   matmul_tex_nn  C = A · B    A [m, k], B [k, n]   backward input dX = dY W

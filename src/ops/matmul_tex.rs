@@ -3,8 +3,8 @@
 //!
 //! Why: on llvmpipe a texel fetch is several times cheaper than a storage-buffer load, and a matmul is
 //! bound by loads there; with the operands in textures, 16x16 register blocks run a 512³ product at
-//! ~40 GFLOP/s on a 2-core Zen 5 host where the 4x4-block storage kernel (`matmul_vec4.wgsl`) runs at 9
-//! (docs/BENCHMARKS.md). Hardware GPUs keep the storage kernels (256 accumulators per invocation would
+//! 35 GFLOP/s (packing included) on a 2-core Zen 5 host where the 4x4-block storage kernel
+//! (`matmul_vec4.wgsl`) runs at 12 (`wgtrain bench`, docs/BENCHMARKS.md). Hardware GPUs keep the storage kernels (256 accumulators per invocation would
 //! spill their registers; an expectation, not measured). `WGTRAIN_MATMUL=texture|storage` overrides the
 //! choice, for A/B measurements.
 //!
@@ -84,14 +84,15 @@ pub struct TexMatrix {
 /// Whether a `rows x cols` matrix fits in one texture on this adapter.
 pub fn fits(ctx: &GpuContext, rows: usize, cols: usize) -> bool {
     let max = ctx.limits.max_texture_dimension_2d;
-    rows >= 1 && cols >= 1 && not_pow2(rows) <= max && not_pow2(cols.div_ceil(4)) <= max
+    rows >= 1 && cols >= 1 && pow2_extent(rows) <= max && pow2_extent(cols.div_ceil(4)) <= max
 }
 
-/// `x` rounded up to an odd number of at least 3. llvmpipe compiles one variant of a shader for every
-/// combination of "is a power of two" flags of the dimensions of the textures bound to it (each compile
-/// of a 16x16-block kernel takes a fraction of a second); with no dimension a power of two, one variant
-/// serves every product.
-fn not_pow2(x: usize) -> u32 {
+/// A texture extent: `x` rounded up to a power of two, so that every texture the kernels read has the
+/// same "is a power of two" flags, which llvmpipe's sampler code is specialised on. Whether that saves
+/// shader variants was not measured (the slow first compile it was tried against turned out to be the
+/// epilogue, see shaders/matmul_tex.wgsl); it costs at most 2x texture memory, under 2 MiB for the
+/// presets.
+fn pow2_extent(x: usize) -> u32 {
     x.next_power_of_two() as u32
 }
 
@@ -109,8 +110,8 @@ pub fn texture_matrix(
     let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
         label: Some(label),
         size: wgpu::Extent3d {
-            width: not_pow2(cols.div_ceil(4)),
-            height: not_pow2(rows),
+            width: pow2_extent(cols.div_ceil(4)),
+            height: pow2_extent(rows),
             depth_or_array_layers: 1,
         },
         mip_level_count: 1,
