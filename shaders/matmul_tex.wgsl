@@ -50,6 +50,13 @@ const FLAG_BIAS_GRAD: u32 = 8u;
 // matmul_tex_nn with FLAG_MASK: the ReLU output whose mask applies, packed like the operands.
 @group(0) @binding(5) var tm: texture_2d<f32>;
 
+// The epilogue's staging area: each invocation parks its 64 accumulators in its own 64 slots, then
+// stores them to C in a loop. Written out, the 64 guarded stores (each a per-lane loop on llvmpipe) made
+// each kernel's first-dispatch compile take 0.8-1.1 s; staged, one store site compiles in 0.3-0.5 s,
+// with the same throughput (scratch probe, Zen 5). A private array instead of workgroup memory compiled
+// in ~4 s. No barrier is needed: no invocation reads another's slots.
+var<workgroup> stage: array<vec4<f32>, 512>;
+
 // Texel (x, row0 + y) of t, with y clamped to the matrix's last row (clamped rows are never stored).
 fn fetch(t: texture_2d<f32>, x: u32, row0: u32, y: u32, rows: u32) -> vec4<f32> {
     return textureLoad(t, vec2<u32>(x, row0 + min(y, rows - 1u)), 0);
@@ -104,7 +111,7 @@ fn dot4(a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>
 }
 
 // The bias gradient for rows i0 .. i0 + 15 of C: sums of A's columns i0 .. over the reduction.
-fn bias_grad(i0: u32) {
+fn bias_grad(i0: u32, lid: u32) {
     let xa = i0 / 4u;
     var s0 = vec4<f32>(0.0);
     var s1 = vec4<f32>(0.0);
@@ -116,10 +123,15 @@ fn bias_grad(i0: u32) {
         s2 = s2 + fetch(ta, xa + 2u, p.a_row0, q, p.k);
         s3 = s3 + fetch(ta, xa + 3u, p.a_row0, q, p.k);
     }
-    let sums = array<vec4<f32>, 4>(s0, s1, s2, s3);
+    // Staged like the products' epilogues (a private array here compiles slowly on llvmpipe).
+    let b0 = lid * 64u;
+    stage[b0] = s0;
+    stage[b0 + 1u] = s1;
+    stage[b0 + 2u] = s2;
+    stage[b0 + 3u] = s3;
     for (var r = 0u; r < 16u; r = r + 1u) {
         if (i0 + r < p.m) {
-            c[p.bias_off + i0 + r] = sums[r / 4u][r % 4u];
+            c[p.bias_off + i0 + r] = stage[b0 + r / 4u][r % 4u];
         }
     }
 }
@@ -127,7 +139,8 @@ fn bias_grad(i0: u32) {
 // C[i, j] = sum_q A[i, q] B[j, q]: per texel column q of both, 16 texels of B (rows j0 ..) and, row
 // by row, one texel of A, each giving four dot products per group of four columns.
 @compute @workgroup_size(8, 1, 1)
-fn matmul_tex_nt(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_tex_nt(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
     let i0 = gid.y * 16u;
     let j0 = gid.x * 16u;
     if (i0 >= p.m || j0 >= p.n) {
@@ -332,77 +345,82 @@ fn matmul_tex_nt(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc15_2 = acc15_2 + dot4(a15, b8, b9, b10, b11);
         acc15_3 = acc15_3 + dot4(a15, b12, b13, b14, b15);
     }
-    store_relu(i0 + 0u, j0 + 0u, acc0_0);
-    store_relu(i0 + 0u, j0 + 4u, acc0_1);
-    store_relu(i0 + 0u, j0 + 8u, acc0_2);
-    store_relu(i0 + 0u, j0 + 12u, acc0_3);
-    store_relu(i0 + 1u, j0 + 0u, acc1_0);
-    store_relu(i0 + 1u, j0 + 4u, acc1_1);
-    store_relu(i0 + 1u, j0 + 8u, acc1_2);
-    store_relu(i0 + 1u, j0 + 12u, acc1_3);
-    store_relu(i0 + 2u, j0 + 0u, acc2_0);
-    store_relu(i0 + 2u, j0 + 4u, acc2_1);
-    store_relu(i0 + 2u, j0 + 8u, acc2_2);
-    store_relu(i0 + 2u, j0 + 12u, acc2_3);
-    store_relu(i0 + 3u, j0 + 0u, acc3_0);
-    store_relu(i0 + 3u, j0 + 4u, acc3_1);
-    store_relu(i0 + 3u, j0 + 8u, acc3_2);
-    store_relu(i0 + 3u, j0 + 12u, acc3_3);
-    store_relu(i0 + 4u, j0 + 0u, acc4_0);
-    store_relu(i0 + 4u, j0 + 4u, acc4_1);
-    store_relu(i0 + 4u, j0 + 8u, acc4_2);
-    store_relu(i0 + 4u, j0 + 12u, acc4_3);
-    store_relu(i0 + 5u, j0 + 0u, acc5_0);
-    store_relu(i0 + 5u, j0 + 4u, acc5_1);
-    store_relu(i0 + 5u, j0 + 8u, acc5_2);
-    store_relu(i0 + 5u, j0 + 12u, acc5_3);
-    store_relu(i0 + 6u, j0 + 0u, acc6_0);
-    store_relu(i0 + 6u, j0 + 4u, acc6_1);
-    store_relu(i0 + 6u, j0 + 8u, acc6_2);
-    store_relu(i0 + 6u, j0 + 12u, acc6_3);
-    store_relu(i0 + 7u, j0 + 0u, acc7_0);
-    store_relu(i0 + 7u, j0 + 4u, acc7_1);
-    store_relu(i0 + 7u, j0 + 8u, acc7_2);
-    store_relu(i0 + 7u, j0 + 12u, acc7_3);
-    store_relu(i0 + 8u, j0 + 0u, acc8_0);
-    store_relu(i0 + 8u, j0 + 4u, acc8_1);
-    store_relu(i0 + 8u, j0 + 8u, acc8_2);
-    store_relu(i0 + 8u, j0 + 12u, acc8_3);
-    store_relu(i0 + 9u, j0 + 0u, acc9_0);
-    store_relu(i0 + 9u, j0 + 4u, acc9_1);
-    store_relu(i0 + 9u, j0 + 8u, acc9_2);
-    store_relu(i0 + 9u, j0 + 12u, acc9_3);
-    store_relu(i0 + 10u, j0 + 0u, acc10_0);
-    store_relu(i0 + 10u, j0 + 4u, acc10_1);
-    store_relu(i0 + 10u, j0 + 8u, acc10_2);
-    store_relu(i0 + 10u, j0 + 12u, acc10_3);
-    store_relu(i0 + 11u, j0 + 0u, acc11_0);
-    store_relu(i0 + 11u, j0 + 4u, acc11_1);
-    store_relu(i0 + 11u, j0 + 8u, acc11_2);
-    store_relu(i0 + 11u, j0 + 12u, acc11_3);
-    store_relu(i0 + 12u, j0 + 0u, acc12_0);
-    store_relu(i0 + 12u, j0 + 4u, acc12_1);
-    store_relu(i0 + 12u, j0 + 8u, acc12_2);
-    store_relu(i0 + 12u, j0 + 12u, acc12_3);
-    store_relu(i0 + 13u, j0 + 0u, acc13_0);
-    store_relu(i0 + 13u, j0 + 4u, acc13_1);
-    store_relu(i0 + 13u, j0 + 8u, acc13_2);
-    store_relu(i0 + 13u, j0 + 12u, acc13_3);
-    store_relu(i0 + 14u, j0 + 0u, acc14_0);
-    store_relu(i0 + 14u, j0 + 4u, acc14_1);
-    store_relu(i0 + 14u, j0 + 8u, acc14_2);
-    store_relu(i0 + 14u, j0 + 12u, acc14_3);
-    store_relu(i0 + 15u, j0 + 0u, acc15_0);
-    store_relu(i0 + 15u, j0 + 4u, acc15_1);
-    store_relu(i0 + 15u, j0 + 8u, acc15_2);
-    store_relu(i0 + 15u, j0 + 12u, acc15_3);
+    let s0 = lid * 64u;
+    stage[s0 + 0u] = acc0_0;
+    stage[s0 + 1u] = acc0_1;
+    stage[s0 + 2u] = acc0_2;
+    stage[s0 + 3u] = acc0_3;
+    stage[s0 + 4u] = acc1_0;
+    stage[s0 + 5u] = acc1_1;
+    stage[s0 + 6u] = acc1_2;
+    stage[s0 + 7u] = acc1_3;
+    stage[s0 + 8u] = acc2_0;
+    stage[s0 + 9u] = acc2_1;
+    stage[s0 + 10u] = acc2_2;
+    stage[s0 + 11u] = acc2_3;
+    stage[s0 + 12u] = acc3_0;
+    stage[s0 + 13u] = acc3_1;
+    stage[s0 + 14u] = acc3_2;
+    stage[s0 + 15u] = acc3_3;
+    stage[s0 + 16u] = acc4_0;
+    stage[s0 + 17u] = acc4_1;
+    stage[s0 + 18u] = acc4_2;
+    stage[s0 + 19u] = acc4_3;
+    stage[s0 + 20u] = acc5_0;
+    stage[s0 + 21u] = acc5_1;
+    stage[s0 + 22u] = acc5_2;
+    stage[s0 + 23u] = acc5_3;
+    stage[s0 + 24u] = acc6_0;
+    stage[s0 + 25u] = acc6_1;
+    stage[s0 + 26u] = acc6_2;
+    stage[s0 + 27u] = acc6_3;
+    stage[s0 + 28u] = acc7_0;
+    stage[s0 + 29u] = acc7_1;
+    stage[s0 + 30u] = acc7_2;
+    stage[s0 + 31u] = acc7_3;
+    stage[s0 + 32u] = acc8_0;
+    stage[s0 + 33u] = acc8_1;
+    stage[s0 + 34u] = acc8_2;
+    stage[s0 + 35u] = acc8_3;
+    stage[s0 + 36u] = acc9_0;
+    stage[s0 + 37u] = acc9_1;
+    stage[s0 + 38u] = acc9_2;
+    stage[s0 + 39u] = acc9_3;
+    stage[s0 + 40u] = acc10_0;
+    stage[s0 + 41u] = acc10_1;
+    stage[s0 + 42u] = acc10_2;
+    stage[s0 + 43u] = acc10_3;
+    stage[s0 + 44u] = acc11_0;
+    stage[s0 + 45u] = acc11_1;
+    stage[s0 + 46u] = acc11_2;
+    stage[s0 + 47u] = acc11_3;
+    stage[s0 + 48u] = acc12_0;
+    stage[s0 + 49u] = acc12_1;
+    stage[s0 + 50u] = acc12_2;
+    stage[s0 + 51u] = acc12_3;
+    stage[s0 + 52u] = acc13_0;
+    stage[s0 + 53u] = acc13_1;
+    stage[s0 + 54u] = acc13_2;
+    stage[s0 + 55u] = acc13_3;
+    stage[s0 + 56u] = acc14_0;
+    stage[s0 + 57u] = acc14_1;
+    stage[s0 + 58u] = acc14_2;
+    stage[s0 + 59u] = acc14_3;
+    stage[s0 + 60u] = acc15_0;
+    stage[s0 + 61u] = acc15_1;
+    stage[s0 + 62u] = acc15_2;
+    stage[s0 + 63u] = acc15_3;
+    for (var t = 0u; t < 64u; t = t + 1u) {
+        store_relu(i0 + t / 4u, j0 + 4u * (t % 4u), stage[s0 + t]);
+    }
 }
 
 // C[i, j] = sum_q A[i, q] B[q, j]: per texel column q of A, the four rows 4q .. 4q + 3 of B (16
 // texels: columns j0 ..) and, row by row, one texel of A. Rows of B past k are clamped; the zero padding
 // of A cancels them.
 @compute @workgroup_size(8, 1, 1)
-fn matmul_tex_nn(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_tex_nn(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
     let i0 = gid.y * 16u;
     let j0 = gid.x * 16u;
     if (i0 >= p.m || j0 >= p.n) {
@@ -588,77 +606,82 @@ fn matmul_tex_nn(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc15_2 = acc15_2 + a15.x * b0_2 + a15.y * b1_2 + a15.z * b2_2 + a15.w * b3_2;
         acc15_3 = acc15_3 + a15.x * b0_3 + a15.y * b1_3 + a15.z * b2_3 + a15.w * b3_3;
     }
-    store_masked(i0 + 0u, j0 + 0u, acc0_0);
-    store_masked(i0 + 0u, j0 + 4u, acc0_1);
-    store_masked(i0 + 0u, j0 + 8u, acc0_2);
-    store_masked(i0 + 0u, j0 + 12u, acc0_3);
-    store_masked(i0 + 1u, j0 + 0u, acc1_0);
-    store_masked(i0 + 1u, j0 + 4u, acc1_1);
-    store_masked(i0 + 1u, j0 + 8u, acc1_2);
-    store_masked(i0 + 1u, j0 + 12u, acc1_3);
-    store_masked(i0 + 2u, j0 + 0u, acc2_0);
-    store_masked(i0 + 2u, j0 + 4u, acc2_1);
-    store_masked(i0 + 2u, j0 + 8u, acc2_2);
-    store_masked(i0 + 2u, j0 + 12u, acc2_3);
-    store_masked(i0 + 3u, j0 + 0u, acc3_0);
-    store_masked(i0 + 3u, j0 + 4u, acc3_1);
-    store_masked(i0 + 3u, j0 + 8u, acc3_2);
-    store_masked(i0 + 3u, j0 + 12u, acc3_3);
-    store_masked(i0 + 4u, j0 + 0u, acc4_0);
-    store_masked(i0 + 4u, j0 + 4u, acc4_1);
-    store_masked(i0 + 4u, j0 + 8u, acc4_2);
-    store_masked(i0 + 4u, j0 + 12u, acc4_3);
-    store_masked(i0 + 5u, j0 + 0u, acc5_0);
-    store_masked(i0 + 5u, j0 + 4u, acc5_1);
-    store_masked(i0 + 5u, j0 + 8u, acc5_2);
-    store_masked(i0 + 5u, j0 + 12u, acc5_3);
-    store_masked(i0 + 6u, j0 + 0u, acc6_0);
-    store_masked(i0 + 6u, j0 + 4u, acc6_1);
-    store_masked(i0 + 6u, j0 + 8u, acc6_2);
-    store_masked(i0 + 6u, j0 + 12u, acc6_3);
-    store_masked(i0 + 7u, j0 + 0u, acc7_0);
-    store_masked(i0 + 7u, j0 + 4u, acc7_1);
-    store_masked(i0 + 7u, j0 + 8u, acc7_2);
-    store_masked(i0 + 7u, j0 + 12u, acc7_3);
-    store_masked(i0 + 8u, j0 + 0u, acc8_0);
-    store_masked(i0 + 8u, j0 + 4u, acc8_1);
-    store_masked(i0 + 8u, j0 + 8u, acc8_2);
-    store_masked(i0 + 8u, j0 + 12u, acc8_3);
-    store_masked(i0 + 9u, j0 + 0u, acc9_0);
-    store_masked(i0 + 9u, j0 + 4u, acc9_1);
-    store_masked(i0 + 9u, j0 + 8u, acc9_2);
-    store_masked(i0 + 9u, j0 + 12u, acc9_3);
-    store_masked(i0 + 10u, j0 + 0u, acc10_0);
-    store_masked(i0 + 10u, j0 + 4u, acc10_1);
-    store_masked(i0 + 10u, j0 + 8u, acc10_2);
-    store_masked(i0 + 10u, j0 + 12u, acc10_3);
-    store_masked(i0 + 11u, j0 + 0u, acc11_0);
-    store_masked(i0 + 11u, j0 + 4u, acc11_1);
-    store_masked(i0 + 11u, j0 + 8u, acc11_2);
-    store_masked(i0 + 11u, j0 + 12u, acc11_3);
-    store_masked(i0 + 12u, j0 + 0u, acc12_0);
-    store_masked(i0 + 12u, j0 + 4u, acc12_1);
-    store_masked(i0 + 12u, j0 + 8u, acc12_2);
-    store_masked(i0 + 12u, j0 + 12u, acc12_3);
-    store_masked(i0 + 13u, j0 + 0u, acc13_0);
-    store_masked(i0 + 13u, j0 + 4u, acc13_1);
-    store_masked(i0 + 13u, j0 + 8u, acc13_2);
-    store_masked(i0 + 13u, j0 + 12u, acc13_3);
-    store_masked(i0 + 14u, j0 + 0u, acc14_0);
-    store_masked(i0 + 14u, j0 + 4u, acc14_1);
-    store_masked(i0 + 14u, j0 + 8u, acc14_2);
-    store_masked(i0 + 14u, j0 + 12u, acc14_3);
-    store_masked(i0 + 15u, j0 + 0u, acc15_0);
-    store_masked(i0 + 15u, j0 + 4u, acc15_1);
-    store_masked(i0 + 15u, j0 + 8u, acc15_2);
-    store_masked(i0 + 15u, j0 + 12u, acc15_3);
+    let s0 = lid * 64u;
+    stage[s0 + 0u] = acc0_0;
+    stage[s0 + 1u] = acc0_1;
+    stage[s0 + 2u] = acc0_2;
+    stage[s0 + 3u] = acc0_3;
+    stage[s0 + 4u] = acc1_0;
+    stage[s0 + 5u] = acc1_1;
+    stage[s0 + 6u] = acc1_2;
+    stage[s0 + 7u] = acc1_3;
+    stage[s0 + 8u] = acc2_0;
+    stage[s0 + 9u] = acc2_1;
+    stage[s0 + 10u] = acc2_2;
+    stage[s0 + 11u] = acc2_3;
+    stage[s0 + 12u] = acc3_0;
+    stage[s0 + 13u] = acc3_1;
+    stage[s0 + 14u] = acc3_2;
+    stage[s0 + 15u] = acc3_3;
+    stage[s0 + 16u] = acc4_0;
+    stage[s0 + 17u] = acc4_1;
+    stage[s0 + 18u] = acc4_2;
+    stage[s0 + 19u] = acc4_3;
+    stage[s0 + 20u] = acc5_0;
+    stage[s0 + 21u] = acc5_1;
+    stage[s0 + 22u] = acc5_2;
+    stage[s0 + 23u] = acc5_3;
+    stage[s0 + 24u] = acc6_0;
+    stage[s0 + 25u] = acc6_1;
+    stage[s0 + 26u] = acc6_2;
+    stage[s0 + 27u] = acc6_3;
+    stage[s0 + 28u] = acc7_0;
+    stage[s0 + 29u] = acc7_1;
+    stage[s0 + 30u] = acc7_2;
+    stage[s0 + 31u] = acc7_3;
+    stage[s0 + 32u] = acc8_0;
+    stage[s0 + 33u] = acc8_1;
+    stage[s0 + 34u] = acc8_2;
+    stage[s0 + 35u] = acc8_3;
+    stage[s0 + 36u] = acc9_0;
+    stage[s0 + 37u] = acc9_1;
+    stage[s0 + 38u] = acc9_2;
+    stage[s0 + 39u] = acc9_3;
+    stage[s0 + 40u] = acc10_0;
+    stage[s0 + 41u] = acc10_1;
+    stage[s0 + 42u] = acc10_2;
+    stage[s0 + 43u] = acc10_3;
+    stage[s0 + 44u] = acc11_0;
+    stage[s0 + 45u] = acc11_1;
+    stage[s0 + 46u] = acc11_2;
+    stage[s0 + 47u] = acc11_3;
+    stage[s0 + 48u] = acc12_0;
+    stage[s0 + 49u] = acc12_1;
+    stage[s0 + 50u] = acc12_2;
+    stage[s0 + 51u] = acc12_3;
+    stage[s0 + 52u] = acc13_0;
+    stage[s0 + 53u] = acc13_1;
+    stage[s0 + 54u] = acc13_2;
+    stage[s0 + 55u] = acc13_3;
+    stage[s0 + 56u] = acc14_0;
+    stage[s0 + 57u] = acc14_1;
+    stage[s0 + 58u] = acc14_2;
+    stage[s0 + 59u] = acc14_3;
+    stage[s0 + 60u] = acc15_0;
+    stage[s0 + 61u] = acc15_1;
+    stage[s0 + 62u] = acc15_2;
+    stage[s0 + 63u] = acc15_3;
+    for (var t = 0u; t < 64u; t = t + 1u) {
+        store_masked(i0 + t / 4u, j0 + 4u * (t % 4u), stage[s0 + t]);
+    }
 }
 
 // C[i, j] = sum_q A[q, i] B[q, j]: per reduction row q, four texels of A (columns i0 ..) and four of B
 // (columns j0 ..), an outer product. With FLAG_BIAS_GRAD the invocations of one extra block column sum
 // A over q instead (the bias gradient).
 @compute @workgroup_size(8, 1, 1)
-fn matmul_tex_tn(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn matmul_tex_tn(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
     let i0 = gid.y * 16u;
     let j0 = gid.x * 16u;
     var n_ext = p.n;
@@ -670,7 +693,7 @@ fn matmul_tex_tn(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let xa = i0 / 4u;
     if (j0 >= p.n) {
-        bias_grad(i0);
+        bias_grad(i0, lid);
         return;
     }
     let xb = j0 / 4u;
@@ -812,68 +835,72 @@ fn matmul_tex_tn(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc15_2 = acc15_2 + a3.w * b2;
         acc15_3 = acc15_3 + a3.w * b3;
     }
-    store_row(i0 + 0u, j0 + 0u, acc0_0);
-    store_row(i0 + 0u, j0 + 4u, acc0_1);
-    store_row(i0 + 0u, j0 + 8u, acc0_2);
-    store_row(i0 + 0u, j0 + 12u, acc0_3);
-    store_row(i0 + 1u, j0 + 0u, acc1_0);
-    store_row(i0 + 1u, j0 + 4u, acc1_1);
-    store_row(i0 + 1u, j0 + 8u, acc1_2);
-    store_row(i0 + 1u, j0 + 12u, acc1_3);
-    store_row(i0 + 2u, j0 + 0u, acc2_0);
-    store_row(i0 + 2u, j0 + 4u, acc2_1);
-    store_row(i0 + 2u, j0 + 8u, acc2_2);
-    store_row(i0 + 2u, j0 + 12u, acc2_3);
-    store_row(i0 + 3u, j0 + 0u, acc3_0);
-    store_row(i0 + 3u, j0 + 4u, acc3_1);
-    store_row(i0 + 3u, j0 + 8u, acc3_2);
-    store_row(i0 + 3u, j0 + 12u, acc3_3);
-    store_row(i0 + 4u, j0 + 0u, acc4_0);
-    store_row(i0 + 4u, j0 + 4u, acc4_1);
-    store_row(i0 + 4u, j0 + 8u, acc4_2);
-    store_row(i0 + 4u, j0 + 12u, acc4_3);
-    store_row(i0 + 5u, j0 + 0u, acc5_0);
-    store_row(i0 + 5u, j0 + 4u, acc5_1);
-    store_row(i0 + 5u, j0 + 8u, acc5_2);
-    store_row(i0 + 5u, j0 + 12u, acc5_3);
-    store_row(i0 + 6u, j0 + 0u, acc6_0);
-    store_row(i0 + 6u, j0 + 4u, acc6_1);
-    store_row(i0 + 6u, j0 + 8u, acc6_2);
-    store_row(i0 + 6u, j0 + 12u, acc6_3);
-    store_row(i0 + 7u, j0 + 0u, acc7_0);
-    store_row(i0 + 7u, j0 + 4u, acc7_1);
-    store_row(i0 + 7u, j0 + 8u, acc7_2);
-    store_row(i0 + 7u, j0 + 12u, acc7_3);
-    store_row(i0 + 8u, j0 + 0u, acc8_0);
-    store_row(i0 + 8u, j0 + 4u, acc8_1);
-    store_row(i0 + 8u, j0 + 8u, acc8_2);
-    store_row(i0 + 8u, j0 + 12u, acc8_3);
-    store_row(i0 + 9u, j0 + 0u, acc9_0);
-    store_row(i0 + 9u, j0 + 4u, acc9_1);
-    store_row(i0 + 9u, j0 + 8u, acc9_2);
-    store_row(i0 + 9u, j0 + 12u, acc9_3);
-    store_row(i0 + 10u, j0 + 0u, acc10_0);
-    store_row(i0 + 10u, j0 + 4u, acc10_1);
-    store_row(i0 + 10u, j0 + 8u, acc10_2);
-    store_row(i0 + 10u, j0 + 12u, acc10_3);
-    store_row(i0 + 11u, j0 + 0u, acc11_0);
-    store_row(i0 + 11u, j0 + 4u, acc11_1);
-    store_row(i0 + 11u, j0 + 8u, acc11_2);
-    store_row(i0 + 11u, j0 + 12u, acc11_3);
-    store_row(i0 + 12u, j0 + 0u, acc12_0);
-    store_row(i0 + 12u, j0 + 4u, acc12_1);
-    store_row(i0 + 12u, j0 + 8u, acc12_2);
-    store_row(i0 + 12u, j0 + 12u, acc12_3);
-    store_row(i0 + 13u, j0 + 0u, acc13_0);
-    store_row(i0 + 13u, j0 + 4u, acc13_1);
-    store_row(i0 + 13u, j0 + 8u, acc13_2);
-    store_row(i0 + 13u, j0 + 12u, acc13_3);
-    store_row(i0 + 14u, j0 + 0u, acc14_0);
-    store_row(i0 + 14u, j0 + 4u, acc14_1);
-    store_row(i0 + 14u, j0 + 8u, acc14_2);
-    store_row(i0 + 14u, j0 + 12u, acc14_3);
-    store_row(i0 + 15u, j0 + 0u, acc15_0);
-    store_row(i0 + 15u, j0 + 4u, acc15_1);
-    store_row(i0 + 15u, j0 + 8u, acc15_2);
-    store_row(i0 + 15u, j0 + 12u, acc15_3);
+    let s0 = lid * 64u;
+    stage[s0 + 0u] = acc0_0;
+    stage[s0 + 1u] = acc0_1;
+    stage[s0 + 2u] = acc0_2;
+    stage[s0 + 3u] = acc0_3;
+    stage[s0 + 4u] = acc1_0;
+    stage[s0 + 5u] = acc1_1;
+    stage[s0 + 6u] = acc1_2;
+    stage[s0 + 7u] = acc1_3;
+    stage[s0 + 8u] = acc2_0;
+    stage[s0 + 9u] = acc2_1;
+    stage[s0 + 10u] = acc2_2;
+    stage[s0 + 11u] = acc2_3;
+    stage[s0 + 12u] = acc3_0;
+    stage[s0 + 13u] = acc3_1;
+    stage[s0 + 14u] = acc3_2;
+    stage[s0 + 15u] = acc3_3;
+    stage[s0 + 16u] = acc4_0;
+    stage[s0 + 17u] = acc4_1;
+    stage[s0 + 18u] = acc4_2;
+    stage[s0 + 19u] = acc4_3;
+    stage[s0 + 20u] = acc5_0;
+    stage[s0 + 21u] = acc5_1;
+    stage[s0 + 22u] = acc5_2;
+    stage[s0 + 23u] = acc5_3;
+    stage[s0 + 24u] = acc6_0;
+    stage[s0 + 25u] = acc6_1;
+    stage[s0 + 26u] = acc6_2;
+    stage[s0 + 27u] = acc6_3;
+    stage[s0 + 28u] = acc7_0;
+    stage[s0 + 29u] = acc7_1;
+    stage[s0 + 30u] = acc7_2;
+    stage[s0 + 31u] = acc7_3;
+    stage[s0 + 32u] = acc8_0;
+    stage[s0 + 33u] = acc8_1;
+    stage[s0 + 34u] = acc8_2;
+    stage[s0 + 35u] = acc8_3;
+    stage[s0 + 36u] = acc9_0;
+    stage[s0 + 37u] = acc9_1;
+    stage[s0 + 38u] = acc9_2;
+    stage[s0 + 39u] = acc9_3;
+    stage[s0 + 40u] = acc10_0;
+    stage[s0 + 41u] = acc10_1;
+    stage[s0 + 42u] = acc10_2;
+    stage[s0 + 43u] = acc10_3;
+    stage[s0 + 44u] = acc11_0;
+    stage[s0 + 45u] = acc11_1;
+    stage[s0 + 46u] = acc11_2;
+    stage[s0 + 47u] = acc11_3;
+    stage[s0 + 48u] = acc12_0;
+    stage[s0 + 49u] = acc12_1;
+    stage[s0 + 50u] = acc12_2;
+    stage[s0 + 51u] = acc12_3;
+    stage[s0 + 52u] = acc13_0;
+    stage[s0 + 53u] = acc13_1;
+    stage[s0 + 54u] = acc13_2;
+    stage[s0 + 55u] = acc13_3;
+    stage[s0 + 56u] = acc14_0;
+    stage[s0 + 57u] = acc14_1;
+    stage[s0 + 58u] = acc14_2;
+    stage[s0 + 59u] = acc14_3;
+    stage[s0 + 60u] = acc15_0;
+    stage[s0 + 61u] = acc15_1;
+    stage[s0 + 62u] = acc15_2;
+    stage[s0 + 63u] = acc15_3;
+    for (var t = 0u; t < 64u; t = t + 1u) {
+        store_row(i0 + t / 4u, j0 + 4u * (t % 4u), stage[s0 + t]);
+    }
 }
