@@ -116,3 +116,64 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     store_row(i0 + 2u, j0, acc2);
     store_row(i0 + 3u, j0, acc3);
 }
+
+// The textbook shared-memory variant of `matmul`, kept for adapters where workgroup memory is fast
+// (hardware GPUs): same parameters, epilogues and 32x32 tile per 8x8 workgroup, but each 32-deep slice
+// of the reduction is first staged in workgroup memory (A transposed, so both operands are read
+// along a row), then every invocation runs its 4x4 block out of it. A slice costs 16 + 16 global loads
+// per invocation instead of 32 x 8 (each element is loaded once per workgroup, not once per invocation
+// that needs it). On llvmpipe the barriers make this several times slower than `matmul` (measured in
+// `wgtrain bench`); ops::matmul picks the variant per adapter.
+const TILE: u32 = 32u;
+var<workgroup> tile_a: array<f32, 1024>; // [kk][i]: A[i0 + i, k0 + kk]
+var<workgroup> tile_b: array<f32, 1024>; // [kk][j]: B[k0 + kk, j0 + j]
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i0 = wid.y * TILE;
+    let j0 = wid.x * TILE;
+    // No early return: every invocation must reach the barriers. Out-of-range loads read 0 (load_a,
+    // load_b) and out-of-range stores are dropped (store_row).
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let ti = lid.y * 4u;
+    let tj = lid.x * 4u;
+    for (var k0 = 0u; k0 < p.k; k0 = k0 + TILE) {
+        // 1024 elements of each operand, 16 per invocation; consecutive invocations take consecutive
+        // rows of the A slice and consecutive columns of the B slice.
+        for (var s = 0u; s < 16u; s = s + 1u) {
+            let e = s * 64u + li;
+            let r = e % TILE;
+            let kk = e / TILE;
+            var av = 0.0;
+            var bv = 0.0;
+            if (k0 + kk < p.k) {
+                av = load_a(i0 + r, k0 + kk);
+                bv = load_b(k0 + kk, j0 + r);
+            }
+            tile_a[kk * TILE + r] = av;
+            tile_b[kk * TILE + r] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE; kk = kk + 1u) {
+            let row = kk * TILE;
+            let bv = vec4<f32>(tile_b[row + tj], tile_b[row + tj + 1u], tile_b[row + tj + 2u],
+                               tile_b[row + tj + 3u]);
+            acc0 = fma(vec4<f32>(tile_a[row + ti]), bv, acc0);
+            acc1 = fma(vec4<f32>(tile_a[row + ti + 1u]), bv, acc1);
+            acc2 = fma(vec4<f32>(tile_a[row + ti + 2u]), bv, acc2);
+            acc3 = fma(vec4<f32>(tile_a[row + ti + 3u]), bv, acc3);
+        }
+        workgroupBarrier();
+    }
+    let i = i0 + ti;
+    let j = j0 + tj;
+    // store_row drops rows past m and columns past n (past n + 1 with FLAG_BIAS_GRAD).
+    store_row(i, j, acc0);
+    store_row(i + 1u, j, acc1);
+    store_row(i + 2u, j, acc2);
+    store_row(i + 3u, j, acc3);
+}

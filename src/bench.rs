@@ -237,9 +237,21 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                     upload(ctx, &vec![0.0; m * n])?,
                 );
                 let p = MatmulParams::new(m, n, k, sa, sb, 0, n);
+                // The register-blocked kernel in the plain row; the shared-memory tiled variant
+                // (what hardware GPUs train with, see mm::tiled_preferred) beside it.
+                let blocked = mm::vec4_variant(&p).unwrap_or(&mm::MATMUL);
                 let storage = time_gpu(ctx, seconds, &|pb| {
-                    mm::push_matmul(pb, p, &ga, &gb, &ga, &gc)
+                    mm::push_matmul_with(pb, p, &ga, &gb, &ga, &gc, blocked)
                 })?;
+                let tiled = time_gpu(ctx, seconds, &|pb| {
+                    mm::push_matmul_with(pb, p, &ga, &gb, &ga, &gc, &mm::MATMUL_TILED)
+                })?;
+                push(
+                    &format!("{name} (tiled)"),
+                    format!("{m}x{n}x{k}"),
+                    flops,
+                    tiled,
+                );
                 // Software adapters train with the texture kernels: time them too, packing included.
                 let layout = match (ta, tb) {
                     (false, true) => mt::Layout::Nt,

@@ -36,42 +36,57 @@ fn matmul_kernel_matches_reference_with_offsets_and_transposes() {
         ] {
             let expect = matmul_reference(m, n, k, &a, sa, &b, sb);
             let (ga, gb) = (upload_f32(&ctx, &a), upload_f32(&ctx, &b));
-            // C at an offset with a padded row stride, to check both are honoured.
-            let c_off = 3;
-            let c_rs = n + 2;
-            let gc = upload_f32(&ctx, &vec![-7.0; c_off + m * c_rs]);
-            let mut pb = PlanBuilder::new(&ctx);
-            mm::push_matmul(
-                &mut pb,
-                MatmulParams::new(m, n, k, sa, sb, c_off, c_rs),
-                &ga,
-                &gb,
-                &ga,
-                &gc,
-            );
-            run(&ctx, pb);
-            let c = download(&ctx, &gc, c_off + m * c_rs);
-            let got: Vec<f32> = (0..m)
-                .flat_map(|i| c[c_off + i * c_rs..c_off + i * c_rs + n].to_vec())
-                .collect();
-            assert_close(
-                &got,
-                &expect,
-                1e-4,
-                1e-4,
-                &format!("gpu matmul {m}x{n}x{k} {sa:?} {sb:?}"),
-            );
-            // Padding between rows is untouched.
-            for i in 0..m {
-                assert_eq!(c[c_off + i * c_rs + n], -7.0, "wrote past row end");
+            // C at an offset (3) with a padded row stride (n + 2).
+            let p = MatmulParams::new(m, n, k, sa, sb, 3, n + 2);
+            // The adapter's pick, and the register-blocked and tiled kernels explicitly.
+            let picked = mm::storage_kernel(&ctx, &p);
+            for kernel in [picked, &mm::MATMUL, &mm::MATMUL_TILED] {
+                check_strided(
+                    &ctx,
+                    p,
+                    &ga,
+                    &gb,
+                    &expect,
+                    kernel,
+                    &format!("{sa:?} {sb:?}"),
+                );
             }
         }
     }
 }
 
+/// Runs one product with `kernel` into a C at an offset with a padded row stride, and checks both are
+/// honoured: the values where C is, the padding untouched.
+fn check_strided(
+    ctx: &wgtrain::device::gpu::GpuContext,
+    p: MatmulParams,
+    ga: &wgpu::Buffer,
+    gb: &wgpu::Buffer,
+    expect: &[f32],
+    kernel: &wgtrain::device::gpu::Kernel,
+    what: &str,
+) {
+    let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+    let (c_off, c_rs) = (p.c_off as usize, p.c_rs as usize);
+    let gc = upload_f32(ctx, &vec![-7.0; c_off + m * c_rs]);
+    let mut pb = PlanBuilder::new(ctx);
+    mm::push_matmul_with(&mut pb, p, ga, gb, ga, &gc, kernel);
+    run(ctx, pb);
+    let c = download(ctx, &gc, c_off + m * c_rs);
+    let got: Vec<f32> = (0..m)
+        .flat_map(|i| c[c_off + i * c_rs..c_off + i * c_rs + n].to_vec())
+        .collect();
+    let what = format!("gpu {} {m}x{n}x{k} {what}", kernel.name);
+    assert_close(&got, expect, 1e-4, 1e-4, &what);
+    // Padding between rows is untouched.
+    for i in 0..m {
+        assert_eq!(c[c_off + i * c_rs + n], -7.0, "wrote past row end");
+    }
+}
+
 /// The vectorised variants against the reference on the layouts they accept, including row counts that
 /// are not multiples of 4 (NT, NN) and the fused bias gradient (TN); and the general kernel on the same
-/// products, so both paths stay correct.
+/// products (register-blocked and tiled), so every path stays correct.
 #[test]
 fn vec4_matmul_variants_match_reference() {
     let Some(ctx) = gpu() else { return };
@@ -99,7 +114,7 @@ fn vec4_matmul_variants_match_reference() {
                 mm::vec4_variant(&p).unwrap_or_else(|| panic!("{name} {m}x{n}x{k} not vectorised"));
             assert_eq!(kernel.entry, format!("matmul_{name}"));
             let (ga, gb) = (upload_f32(&ctx, &a), upload_f32(&ctx, &b));
-            for k2 in [kernel, &mm::MATMUL] {
+            for k2 in [kernel, &mm::MATMUL, &mm::MATMUL_TILED] {
                 let gc = upload_f32(&ctx, &vec![0.0; m * n + m]);
                 let mut pb = PlanBuilder::new(&ctx);
                 if name == "tn" {

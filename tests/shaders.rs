@@ -55,6 +55,7 @@ fn kernels_embedded_in_the_library_are_the_files_on_disk() {
     // The library include_str!s its kernels; make sure every Kernel points at a file that exists.
     for k in [
         wgtrain::ops::matmul::MATMUL,
+        wgtrain::ops::matmul::MATMUL_TILED,
         wgtrain::ops::matmul::MATMUL_NT,
         wgtrain::ops::matmul::MATMUL_NN,
         wgtrain::ops::matmul::MATMUL_TN,

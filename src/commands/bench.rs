@@ -56,13 +56,13 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     };
     if !args.no_kernels {
         println!(
-            "\n{:<38} {:<30} {:<5} {:>11} {:>9} {:>8}",
+            "\n{:<40} {:<30} {:<5} {:>11} {:>9} {:>8}",
             "kernel", "shape", "dev", "us/call", "GFLOP/s", "% peak"
         );
         for d in &devices {
             for k in bench::kernels(d, args.seconds, peak)? {
                 println!(
-                    "{:<38} {:<30} {:<5} {:>11.1} {:>9.2} {:>8}",
+                    "{:<40} {:<30} {:<5} {:>11.1} {:>9.2} {:>8}",
                     k.kernel,
                     k.shape,
                     k.device,

@@ -6,7 +6,7 @@
 //! CPU: the `gemm` crate (strided, multithreaded). GPU: `shaders/matmul.wgsl`, with bias, ReLU, the ReLU
 //! backward mask and the bias gradient fused into the same dispatch.
 
-use crate::device::gpu::{Kernel, PlanBuilder};
+use crate::device::gpu::{GpuContext, Kernel, PlanBuilder};
 
 /// Where a matrix lives inside a flat slice: element `(i, j)` is at `off + i * rs + j * cs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +344,13 @@ pub const MATMUL: Kernel = Kernel {
     entry: "matmul",
 };
 
+/// The shared-memory tiled variant of [`MATMUL`] (same file, parameters and epilogues).
+pub const MATMUL_TILED: Kernel = Kernel {
+    name: "matmul_tiled",
+    source: include_str!("../../shaders/matmul.wgsl"),
+    entry: "matmul_tiled",
+};
+
 pub const FLAG_BIAS: u32 = 1;
 pub const FLAG_RELU: u32 = 2;
 pub const FLAG_MASK: u32 = 4;
@@ -438,8 +445,34 @@ pub fn vec4_variant(p: &MatmulParams) -> Option<&'static Kernel> {
     }
 }
 
-/// Add one matmul dispatch: each invocation computes a 4x4 block, each 8x8 workgroup a 32x32 tile.
-/// Uses a vectorised variant when the layout allows, else the general strided kernel.
+/// Whether storage-buffer products on this adapter use the shared-memory tiled kernel
+/// ([`MATMUL_TILED`]) rather than the register-blocked ones ([`vec4_variant`], else [`MATMUL`]).
+///
+/// Software adapters take the register-blocked kernels: on llvmpipe every barrier splits a shader into
+/// coroutines, and `wgtrain bench` measures the tiled kernel several times slower there
+/// (docs/BENCHMARKS.md). Hardware GPUs take the tiled kernel, whose workgroup memory loads each element
+/// once per workgroup instead of once per invocation: the usual choice for hardware, but not measured
+/// here (no hardware GPU was available). `WGTRAIN_MATMUL=tiled` forces it; `storage` or `texture`
+/// force the register-blocked kernels (`texture` also moves linear layers to ops::matmul_tex).
+pub fn tiled_preferred(ctx: &GpuContext) -> bool {
+    match std::env::var("WGTRAIN_MATMUL").as_deref() {
+        Ok("tiled") => true,
+        Ok("storage" | "texture") => false,
+        _ => !ctx.adapter.software,
+    }
+}
+
+/// The storage-buffer kernel this adapter runs a product with (see [`tiled_preferred`]).
+pub fn storage_kernel(ctx: &GpuContext, p: &MatmulParams) -> &'static Kernel {
+    if tiled_preferred(ctx) {
+        &MATMUL_TILED
+    } else {
+        vec4_variant(p).unwrap_or(&MATMUL)
+    }
+}
+
+/// Add one matmul dispatch: each invocation computes a 4x4 block, each 8x8 workgroup a 32x32 tile,
+/// with the kernel [`storage_kernel`] picks for the adapter.
 pub fn push_matmul(
     pb: &mut PlanBuilder<'_>,
     p: MatmulParams,
@@ -448,7 +481,8 @@ pub fn push_matmul(
     aux: &wgpu::Buffer,
     c: &wgpu::Buffer,
 ) {
-    push_matmul_with(pb, p, a, b, aux, c, vec4_variant(&p).unwrap_or(&MATMUL));
+    let kernel = storage_kernel(pb.ctx(), &p);
+    push_matmul_with(pb, p, a, b, aux, c, kernel);
 }
 
 /// [`push_matmul`] with an explicit kernel (tests use it to check the general kernel on every layout).
@@ -461,8 +495,9 @@ pub fn push_matmul_with(
     c: &wgpu::Buffer,
     kernel: &Kernel,
 ) {
-    // The bias gradient is one extra column in the general kernel, one extra 4-wide tile in matmul_tn.
-    let bias_cols = match (p.flags & FLAG_BIAS_GRAD != 0, kernel.name == MATMUL.name) {
+    // The bias gradient is one extra column in the general kernels, one extra 4-wide tile in matmul_tn.
+    let general = kernel.name == MATMUL.name || kernel.name == MATMUL_TILED.name;
+    let bias_cols = match (p.flags & FLAG_BIAS_GRAD != 0, general) {
         (false, _) => 0,
         (true, true) => 1,
         (true, false) => 4,

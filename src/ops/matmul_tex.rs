@@ -5,8 +5,8 @@
 //! bound by loads there; with the operands in textures, 16x16 register blocks run a 512³ product at
 //! 35 GFLOP/s (packing included) on a 2-core Zen 5 host where the 4x4-block storage kernel
 //! (`matmul_vec4.wgsl`) runs at 12 (`wgtrain bench`, docs/BENCHMARKS.md). Hardware GPUs keep the storage kernels (256 accumulators per invocation would
-//! spill their registers; an expectation, not measured). `WGTRAIN_MATMUL=texture|storage` overrides the
-//! choice, for A/B measurements.
+//! spill their registers; an expectation, not measured). `WGTRAIN_MATMUL=texture|storage|tiled` overrides
+//! the choice, for A/B measurements (see ops::matmul::tiled_preferred).
 //!
 //! Shapes as in [`crate::ops::matmul`]: `x: [batch, in]`, `w: [out, in]`, `y: [batch, out]`. A texture
 //! matrix of `rows x cols` floats is `ceil(cols / 4)` texels wide and `rows` high, zero-padded.
@@ -68,7 +68,7 @@ impl Layout {
 pub fn preferred(ctx: &GpuContext) -> bool {
     match std::env::var("WGTRAIN_MATMUL").as_deref() {
         Ok("texture") => true,
-        Ok("storage") => false,
+        Ok("storage" | "tiled") => false,
         _ => ctx.adapter.software,
     }
 }

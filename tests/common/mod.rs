@@ -201,3 +201,24 @@ pub fn assert_steps_agree(
     assert_close(&lg, &lc, 1e-4, 1e-3, &format!("{} logits", model.spec()));
     (cpu, gpu)
 }
+
+/// Three Adam steps of an mlp (batch 37) and a cnn (batch 9) on `ctx` agree with the CPU: the
+/// executor-level check of a matmul path picked by `WGTRAIN_MATMUL`. The same cases as
+/// tests/gpu_vs_cpu.rs and tests/gpu_vs_cpu_conv.rs. (Adam's first updates are +-lr whatever a
+/// gradient's size, so a gradient that is zero up to rounding can flip an update's sign under another
+/// summation order; these seeds have none.)
+pub fn assert_mlp_and_cnn_steps_agree(ctx: &Arc<GpuContext>) {
+    let input = wgtrain::data::ImageShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+    for (name, batch, init_seed, x_seed) in [("mlp", 37, 5, 31), ("cnn", 9, 11, 12)] {
+        let model = wgtrain::models::build(Some(name), None, input, 10).unwrap();
+        let init = model.init_params(init_seed);
+        let x = random(batch * 784, x_seed);
+        let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
+        let optim = wgtrain::nn::OptimConfig::adam(1e-3);
+        assert_steps_agree(ctx, &model, &init, optim, &x, &y, 3);
+    }
+}
