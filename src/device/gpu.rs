@@ -3,6 +3,7 @@
 //! step records into one compute pass. Everything here is built once per model and batch size; the hot
 //! loop only writes inputs and records plans.
 
+use super::pipeline_cache::{self, PersistentCache};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,6 +80,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     modules: Mutex<HashMap<usize, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<&'static str, wgpu::ComputePipeline>>,
+    /// The driver's pipeline cache, persisted between runs where the backend has one.
+    pipeline_cache: Option<PersistentCache>,
     /// First uncaptured wgpu error (validation, out of memory) since the last check.
     error: Arc<Mutex<Option<String>>>,
     /// Set when the device is lost.
@@ -99,9 +102,14 @@ impl GpuContext {
     pub fn new(adapter: wgpu::Adapter, index: usize) -> Result<Self> {
         let description = AdapterDescription::from_adapter(index, &adapter);
         let limits = adapter.limits();
+        let cached = pipeline_cache::wanted(&adapter);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
-            required_features: wgpu::Features::empty(),
+            required_features: if cached {
+                wgpu::Features::PIPELINE_CACHE
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -122,7 +130,13 @@ impl GpuContext {
                     Some(format!("device lost ({reason:?}): {msg}"));
             });
         }
+        let pipeline_cache = if cached {
+            pipeline_cache::open(&device, &adapter.get_info())
+        } else {
+            None
+        };
         Ok(GpuContext {
+            pipeline_cache,
             device,
             queue,
             adapter: description,
@@ -171,8 +185,11 @@ impl GpuContext {
                 module,
                 entry_point: Some(kernel.entry),
                 compilation_options: Default::default(),
-                cache: None,
+                cache: self.pipeline_cache.as_ref().map(|c| &c.cache),
             });
+        if let Some(c) = &self.pipeline_cache {
+            c.touch();
+        }
         pipelines.insert(kernel.name, pipeline.clone());
         pipeline
     }

@@ -2,6 +2,7 @@
 //! `Device` and the `Executor` it builds, never a wgpu type.
 
 pub mod gpu;
+pub mod pipeline_cache;
 pub mod window;
 
 use crate::error::{Error, Result};
