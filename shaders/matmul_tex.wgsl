@@ -10,7 +10,6 @@
 // matmul_vec4.wgsl; in a scratch probe, 16x16 blocks beat 8x8 and 16x8 ones. Hardware GPUs keep the
 // storage kernels: 256 accumulators per invocation would spill there (expected, not measured).
 //
-// The row offsets (a_row0, b_row0, mask_row0) let a texture hold several matrices; the engine passes 0.
 // The epilogues: bias (+ ReLU) in matmul_tex_nt, the ReLU-backward mask in matmul_tex_nn, the bias
 // gradient in matmul_tex_tn, as in matmul.wgsl but split so each kernel compiles only its own.
 //
@@ -23,16 +22,15 @@ struct Params {
     n: u32,
     k: u32,
     flags: u32,
-    a_row0: u32,
-    b_row0: u32,
     // FLAG_BIAS: offset of the bias in `aux`. FLAG_BIAS_GRAD: offset in `c` where the sums go.
     bias_off: u32,
-    // FLAG_MASK: first texel row in `tm` of a [m, n] mask (an activation; zero where it is <= 0).
-    mask_row0: u32,
     c_off: u32,
     c_rs: u32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
+    pad3: u32,
+    pad4: u32,
 }
 
 const FLAG_BIAS: u32 = 1u;
@@ -57,9 +55,9 @@ const FLAG_BIAS_GRAD: u32 = 8u;
 // in ~4 s. No barrier is needed: no invocation reads another's slots.
 var<workgroup> stage: array<vec4<f32>, 512>;
 
-// Texel (x, row0 + y) of t, with y clamped to the matrix's last row (clamped rows are never stored).
-fn fetch(t: texture_2d<f32>, x: u32, row0: u32, y: u32, rows: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(x, row0 + min(y, rows - 1u)), 0);
+// Texel (x, y) of t, with y clamped to the matrix's last row (clamped rows are never stored).
+fn fetch(t: texture_2d<f32>, x: u32, y: u32, rows: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(x, min(y, rows - 1u)), 0);
 }
 
 // C[i, j0 .. j0 + 4] = v; columns past n are dropped.
@@ -89,7 +87,7 @@ fn store_relu(i: u32, j0: u32, v: vec4<f32>) {
 }
 
 fn store_masked(i: u32, j0: u32, v: vec4<f32>) {
-    let m = textureLoad(tm, vec2<u32>(j0 / 4u, p.mask_row0 + min(i, p.m - 1u)), 0);
+    let m = textureLoad(tm, vec2<u32>(j0 / 4u, min(i, p.m - 1u)), 0);
     let off = (m <= vec4<f32>(0.0)) & vec4<bool>((p.flags & FLAG_MASK) != 0u);
     store_row(i, j0, select(v, vec4<f32>(0.0), off));
 }
@@ -118,10 +116,10 @@ fn bias_grad(i0: u32, lid: u32) {
     var s2 = vec4<f32>(0.0);
     var s3 = vec4<f32>(0.0);
     for (var q = 0u; q < p.k; q = q + 1u) {
-        s0 = s0 + fetch(ta, xa, p.a_row0, q, p.k);
-        s1 = s1 + fetch(ta, xa + 1u, p.a_row0, q, p.k);
-        s2 = s2 + fetch(ta, xa + 2u, p.a_row0, q, p.k);
-        s3 = s3 + fetch(ta, xa + 3u, p.a_row0, q, p.k);
+        s0 = s0 + fetch(ta, xa, q, p.k);
+        s1 = s1 + fetch(ta, xa + 1u, q, p.k);
+        s2 = s2 + fetch(ta, xa + 2u, q, p.k);
+        s3 = s3 + fetch(ta, xa + 3u, q, p.k);
     }
     // Staged like the products' epilogues (a private array here compiles slowly on llvmpipe).
     let b0 = lid * 64u;
@@ -147,38 +145,38 @@ fn matmul_tex_nt(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let k4 = (p.k + 3u) / 4u;
-    let ra0 = p.a_row0 + min(i0 + 0u, p.m - 1u);
-    let ra1 = p.a_row0 + min(i0 + 1u, p.m - 1u);
-    let ra2 = p.a_row0 + min(i0 + 2u, p.m - 1u);
-    let ra3 = p.a_row0 + min(i0 + 3u, p.m - 1u);
-    let ra4 = p.a_row0 + min(i0 + 4u, p.m - 1u);
-    let ra5 = p.a_row0 + min(i0 + 5u, p.m - 1u);
-    let ra6 = p.a_row0 + min(i0 + 6u, p.m - 1u);
-    let ra7 = p.a_row0 + min(i0 + 7u, p.m - 1u);
-    let ra8 = p.a_row0 + min(i0 + 8u, p.m - 1u);
-    let ra9 = p.a_row0 + min(i0 + 9u, p.m - 1u);
-    let ra10 = p.a_row0 + min(i0 + 10u, p.m - 1u);
-    let ra11 = p.a_row0 + min(i0 + 11u, p.m - 1u);
-    let ra12 = p.a_row0 + min(i0 + 12u, p.m - 1u);
-    let ra13 = p.a_row0 + min(i0 + 13u, p.m - 1u);
-    let ra14 = p.a_row0 + min(i0 + 14u, p.m - 1u);
-    let ra15 = p.a_row0 + min(i0 + 15u, p.m - 1u);
-    let rb0 = p.b_row0 + min(j0 + 0u, p.n - 1u);
-    let rb1 = p.b_row0 + min(j0 + 1u, p.n - 1u);
-    let rb2 = p.b_row0 + min(j0 + 2u, p.n - 1u);
-    let rb3 = p.b_row0 + min(j0 + 3u, p.n - 1u);
-    let rb4 = p.b_row0 + min(j0 + 4u, p.n - 1u);
-    let rb5 = p.b_row0 + min(j0 + 5u, p.n - 1u);
-    let rb6 = p.b_row0 + min(j0 + 6u, p.n - 1u);
-    let rb7 = p.b_row0 + min(j0 + 7u, p.n - 1u);
-    let rb8 = p.b_row0 + min(j0 + 8u, p.n - 1u);
-    let rb9 = p.b_row0 + min(j0 + 9u, p.n - 1u);
-    let rb10 = p.b_row0 + min(j0 + 10u, p.n - 1u);
-    let rb11 = p.b_row0 + min(j0 + 11u, p.n - 1u);
-    let rb12 = p.b_row0 + min(j0 + 12u, p.n - 1u);
-    let rb13 = p.b_row0 + min(j0 + 13u, p.n - 1u);
-    let rb14 = p.b_row0 + min(j0 + 14u, p.n - 1u);
-    let rb15 = p.b_row0 + min(j0 + 15u, p.n - 1u);
+    let ra0 = min(i0 + 0u, p.m - 1u);
+    let ra1 = min(i0 + 1u, p.m - 1u);
+    let ra2 = min(i0 + 2u, p.m - 1u);
+    let ra3 = min(i0 + 3u, p.m - 1u);
+    let ra4 = min(i0 + 4u, p.m - 1u);
+    let ra5 = min(i0 + 5u, p.m - 1u);
+    let ra6 = min(i0 + 6u, p.m - 1u);
+    let ra7 = min(i0 + 7u, p.m - 1u);
+    let ra8 = min(i0 + 8u, p.m - 1u);
+    let ra9 = min(i0 + 9u, p.m - 1u);
+    let ra10 = min(i0 + 10u, p.m - 1u);
+    let ra11 = min(i0 + 11u, p.m - 1u);
+    let ra12 = min(i0 + 12u, p.m - 1u);
+    let ra13 = min(i0 + 13u, p.m - 1u);
+    let ra14 = min(i0 + 14u, p.m - 1u);
+    let ra15 = min(i0 + 15u, p.m - 1u);
+    let rb0 = min(j0 + 0u, p.n - 1u);
+    let rb1 = min(j0 + 1u, p.n - 1u);
+    let rb2 = min(j0 + 2u, p.n - 1u);
+    let rb3 = min(j0 + 3u, p.n - 1u);
+    let rb4 = min(j0 + 4u, p.n - 1u);
+    let rb5 = min(j0 + 5u, p.n - 1u);
+    let rb6 = min(j0 + 6u, p.n - 1u);
+    let rb7 = min(j0 + 7u, p.n - 1u);
+    let rb8 = min(j0 + 8u, p.n - 1u);
+    let rb9 = min(j0 + 9u, p.n - 1u);
+    let rb10 = min(j0 + 10u, p.n - 1u);
+    let rb11 = min(j0 + 11u, p.n - 1u);
+    let rb12 = min(j0 + 12u, p.n - 1u);
+    let rb13 = min(j0 + 13u, p.n - 1u);
+    let rb14 = min(j0 + 14u, p.n - 1u);
+    let rb15 = min(j0 + 15u, p.n - 1u);
     let bias0 = bias4(j0 + 0u);
     let bias1 = bias4(j0 + 4u);
     let bias2 = bias4(j0 + 8u);
@@ -428,22 +426,22 @@ fn matmul_tex_nn(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let x0 = j0 / 4u;
     let k4 = (p.k + 3u) / 4u;
-    let ra0 = p.a_row0 + min(i0 + 0u, p.m - 1u);
-    let ra1 = p.a_row0 + min(i0 + 1u, p.m - 1u);
-    let ra2 = p.a_row0 + min(i0 + 2u, p.m - 1u);
-    let ra3 = p.a_row0 + min(i0 + 3u, p.m - 1u);
-    let ra4 = p.a_row0 + min(i0 + 4u, p.m - 1u);
-    let ra5 = p.a_row0 + min(i0 + 5u, p.m - 1u);
-    let ra6 = p.a_row0 + min(i0 + 6u, p.m - 1u);
-    let ra7 = p.a_row0 + min(i0 + 7u, p.m - 1u);
-    let ra8 = p.a_row0 + min(i0 + 8u, p.m - 1u);
-    let ra9 = p.a_row0 + min(i0 + 9u, p.m - 1u);
-    let ra10 = p.a_row0 + min(i0 + 10u, p.m - 1u);
-    let ra11 = p.a_row0 + min(i0 + 11u, p.m - 1u);
-    let ra12 = p.a_row0 + min(i0 + 12u, p.m - 1u);
-    let ra13 = p.a_row0 + min(i0 + 13u, p.m - 1u);
-    let ra14 = p.a_row0 + min(i0 + 14u, p.m - 1u);
-    let ra15 = p.a_row0 + min(i0 + 15u, p.m - 1u);
+    let ra0 = min(i0 + 0u, p.m - 1u);
+    let ra1 = min(i0 + 1u, p.m - 1u);
+    let ra2 = min(i0 + 2u, p.m - 1u);
+    let ra3 = min(i0 + 3u, p.m - 1u);
+    let ra4 = min(i0 + 4u, p.m - 1u);
+    let ra5 = min(i0 + 5u, p.m - 1u);
+    let ra6 = min(i0 + 6u, p.m - 1u);
+    let ra7 = min(i0 + 7u, p.m - 1u);
+    let ra8 = min(i0 + 8u, p.m - 1u);
+    let ra9 = min(i0 + 9u, p.m - 1u);
+    let ra10 = min(i0 + 10u, p.m - 1u);
+    let ra11 = min(i0 + 11u, p.m - 1u);
+    let ra12 = min(i0 + 12u, p.m - 1u);
+    let ra13 = min(i0 + 13u, p.m - 1u);
+    let ra14 = min(i0 + 14u, p.m - 1u);
+    let ra15 = min(i0 + 15u, p.m - 1u);
     var acc0_0 = vec4<f32>(0.0);
     var acc0_1 = vec4<f32>(0.0);
     var acc0_2 = vec4<f32>(0.0);
@@ -509,22 +507,22 @@ fn matmul_tex_nn(@builtin(global_invocation_id) gid: vec3<u32>,
     var acc15_2 = vec4<f32>(0.0);
     var acc15_3 = vec4<f32>(0.0);
     for (var q = 0u; q < k4; q = q + 1u) {
-        let b0_0 = fetch(tb, x0 + 0u, p.b_row0, 4u * q + 0u, p.k);
-        let b0_1 = fetch(tb, x0 + 1u, p.b_row0, 4u * q + 0u, p.k);
-        let b0_2 = fetch(tb, x0 + 2u, p.b_row0, 4u * q + 0u, p.k);
-        let b0_3 = fetch(tb, x0 + 3u, p.b_row0, 4u * q + 0u, p.k);
-        let b1_0 = fetch(tb, x0 + 0u, p.b_row0, 4u * q + 1u, p.k);
-        let b1_1 = fetch(tb, x0 + 1u, p.b_row0, 4u * q + 1u, p.k);
-        let b1_2 = fetch(tb, x0 + 2u, p.b_row0, 4u * q + 1u, p.k);
-        let b1_3 = fetch(tb, x0 + 3u, p.b_row0, 4u * q + 1u, p.k);
-        let b2_0 = fetch(tb, x0 + 0u, p.b_row0, 4u * q + 2u, p.k);
-        let b2_1 = fetch(tb, x0 + 1u, p.b_row0, 4u * q + 2u, p.k);
-        let b2_2 = fetch(tb, x0 + 2u, p.b_row0, 4u * q + 2u, p.k);
-        let b2_3 = fetch(tb, x0 + 3u, p.b_row0, 4u * q + 2u, p.k);
-        let b3_0 = fetch(tb, x0 + 0u, p.b_row0, 4u * q + 3u, p.k);
-        let b3_1 = fetch(tb, x0 + 1u, p.b_row0, 4u * q + 3u, p.k);
-        let b3_2 = fetch(tb, x0 + 2u, p.b_row0, 4u * q + 3u, p.k);
-        let b3_3 = fetch(tb, x0 + 3u, p.b_row0, 4u * q + 3u, p.k);
+        let b0_0 = fetch(tb, x0 + 0u, 4u * q + 0u, p.k);
+        let b0_1 = fetch(tb, x0 + 1u, 4u * q + 0u, p.k);
+        let b0_2 = fetch(tb, x0 + 2u, 4u * q + 0u, p.k);
+        let b0_3 = fetch(tb, x0 + 3u, 4u * q + 0u, p.k);
+        let b1_0 = fetch(tb, x0 + 0u, 4u * q + 1u, p.k);
+        let b1_1 = fetch(tb, x0 + 1u, 4u * q + 1u, p.k);
+        let b1_2 = fetch(tb, x0 + 2u, 4u * q + 1u, p.k);
+        let b1_3 = fetch(tb, x0 + 3u, 4u * q + 1u, p.k);
+        let b2_0 = fetch(tb, x0 + 0u, 4u * q + 2u, p.k);
+        let b2_1 = fetch(tb, x0 + 1u, 4u * q + 2u, p.k);
+        let b2_2 = fetch(tb, x0 + 2u, 4u * q + 2u, p.k);
+        let b2_3 = fetch(tb, x0 + 3u, 4u * q + 2u, p.k);
+        let b3_0 = fetch(tb, x0 + 0u, 4u * q + 3u, p.k);
+        let b3_1 = fetch(tb, x0 + 1u, 4u * q + 3u, p.k);
+        let b3_2 = fetch(tb, x0 + 2u, 4u * q + 3u, p.k);
+        let b3_3 = fetch(tb, x0 + 3u, 4u * q + 3u, p.k);
         let a0 = textureLoad(ta, vec2<u32>(q, ra0), 0);
         acc0_0 = acc0_0 + a0.x * b0_0 + a0.y * b1_0 + a0.z * b2_0 + a0.w * b3_0;
         acc0_1 = acc0_1 + a0.x * b0_1 + a0.y * b1_1 + a0.z * b2_1 + a0.w * b3_1;
@@ -762,14 +760,14 @@ fn matmul_tex_tn(@builtin(global_invocation_id) gid: vec3<u32>,
     var acc15_2 = vec4<f32>(0.0);
     var acc15_3 = vec4<f32>(0.0);
     for (var q = 0u; q < p.k; q = q + 1u) {
-        let a0 = fetch(ta, xa + 0u, p.a_row0, q, p.k);
-        let a1 = fetch(ta, xa + 1u, p.a_row0, q, p.k);
-        let a2 = fetch(ta, xa + 2u, p.a_row0, q, p.k);
-        let a3 = fetch(ta, xa + 3u, p.a_row0, q, p.k);
-        let b0 = fetch(tb, xb + 0u, p.b_row0, q, p.k);
-        let b1 = fetch(tb, xb + 1u, p.b_row0, q, p.k);
-        let b2 = fetch(tb, xb + 2u, p.b_row0, q, p.k);
-        let b3 = fetch(tb, xb + 3u, p.b_row0, q, p.k);
+        let a0 = fetch(ta, xa + 0u, q, p.k);
+        let a1 = fetch(ta, xa + 1u, q, p.k);
+        let a2 = fetch(ta, xa + 2u, q, p.k);
+        let a3 = fetch(ta, xa + 3u, q, p.k);
+        let b0 = fetch(tb, xb + 0u, q, p.k);
+        let b1 = fetch(tb, xb + 1u, q, p.k);
+        let b2 = fetch(tb, xb + 2u, q, p.k);
+        let b3 = fetch(tb, xb + 3u, q, p.k);
         acc0_0 = acc0_0 + a0.x * b0;
         acc0_1 = acc0_1 + a0.x * b1;
         acc0_2 = acc0_2 + a0.x * b2;

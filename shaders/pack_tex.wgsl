@@ -1,5 +1,5 @@
 // Packs a row-major matrix from a storage buffer into an rgba32float texture for matmul_tex.wgsl:
-// texel (x, row0 + r) = src[off + r * rs + 4 x .. 4 x + 4], zero past the last column, so products over
+// texel (x, r) = src[off + r * rs + 4 x .. 4 x + 4], zero past the last column, so products over
 // the padded width need no tail handling. One texel per invocation; the texture is written once and
 // then fetched many times (a 16x16 block kernel reads each texel n / 16 times).
 
@@ -8,10 +8,10 @@ struct PackParams {
     cols: u32,
     off: u32,
     rs: u32,
-    row0: u32,
     pad0: u32,
     pad1: u32,
     pad2: u32,
+    pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> pk: PackParams;
@@ -36,5 +36,5 @@ fn pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             v[t] = src[base + t];
         }
     }
-    textureStore(dst, vec2<u32>(x, pk.row0 + r), v);
+    textureStore(dst, vec2<u32>(x, r), v);
 }

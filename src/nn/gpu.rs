@@ -173,16 +173,19 @@ impl GpuExecutor {
             } else {
                 &self.acts[i - 1]
             };
-            match *node {
-                Node::Linear {
-                    inp,
-                    out,
-                    relu,
-                    weight,
-                    bias,
-                } if textures[i].is_some() => push_linear_forward_tex(
+            match (node, textures[i].as_ref()) {
+                (
+                    &Node::Linear {
+                        inp,
+                        out,
+                        relu,
+                        weight,
+                        bias,
+                    },
+                    Some(tex),
+                ) => push_linear_forward_tex(
                     &mut pb,
-                    textures[i].as_ref().expect("checked"),
+                    tex,
                     input,
                     &self.params,
                     weight,
@@ -193,13 +196,16 @@ impl GpuExecutor {
                     out,
                     relu,
                 ),
-                Node::Linear {
-                    inp,
-                    out,
-                    relu,
-                    weight,
-                    bias,
-                } => push_linear_forward(
+                (
+                    &Node::Linear {
+                        inp,
+                        out,
+                        relu,
+                        weight,
+                        bias,
+                    },
+                    None,
+                ) => push_linear_forward(
                     &mut pb,
                     input,
                     &self.params,
@@ -211,12 +217,15 @@ impl GpuExecutor {
                     out,
                     relu,
                 ),
-                Node::Conv2d {
-                    shape,
-                    relu,
-                    weight,
-                    bias,
-                } => push_conv2d_forward(
+                (
+                    &Node::Conv2d {
+                        shape,
+                        relu,
+                        weight,
+                        bias,
+                    },
+                    _,
+                ) => push_conv2d_forward(
                     &mut pb,
                     input,
                     &self.params,
@@ -227,7 +236,7 @@ impl GpuExecutor {
                     &shape,
                     relu,
                 ),
-                Node::Pool { shape } => push_pool_forward(
+                (&Node::Pool { shape }, _) => push_pool_forward(
                     &mut pb,
                     input,
                     &self.argmax[i],
@@ -263,16 +272,19 @@ impl GpuExecutor {
                     &self.acts[i - 1]
                 };
                 let mask = (i > 0 && nodes[i - 1].relu()).then(|| &self.acts[i - 1]);
-                match nodes[i] {
-                    Node::Linear {
-                        inp,
-                        out,
-                        weight,
-                        bias,
-                        ..
-                    } if textures[i].is_some() => push_linear_backward_tex(
+                match (&nodes[i], textures[i].as_ref()) {
+                    (
+                        &Node::Linear {
+                            inp,
+                            out,
+                            weight,
+                            bias,
+                            ..
+                        },
+                        Some(tex),
+                    ) => push_linear_backward_tex(
                         &mut pb,
-                        textures[i].as_ref().expect("checked"),
+                        tex,
                         &self.dacts[i],
                         &self.params,
                         &self.grads,
@@ -283,13 +295,16 @@ impl GpuExecutor {
                         inp,
                         out,
                     ),
-                    Node::Linear {
-                        inp,
-                        out,
-                        weight,
-                        bias,
-                        ..
-                    } => {
+                    (
+                        &Node::Linear {
+                            inp,
+                            out,
+                            weight,
+                            bias,
+                            ..
+                        },
+                        None,
+                    ) => {
                         push_linear_backward_weight(
                             &mut pb,
                             &self.dacts[i],
@@ -315,12 +330,15 @@ impl GpuExecutor {
                             );
                         }
                     }
-                    Node::Conv2d {
-                        shape,
-                        weight,
-                        bias,
-                        ..
-                    } => {
+                    (
+                        &Node::Conv2d {
+                            shape,
+                            weight,
+                            bias,
+                            ..
+                        },
+                        _,
+                    ) => {
                         push_conv2d_backward_weight(
                             &mut pb,
                             &self.dacts[i],
@@ -345,7 +363,7 @@ impl GpuExecutor {
                             );
                         }
                     }
-                    Node::Pool { shape } => {
+                    (&Node::Pool { shape }, _) => {
                         if i > 0 {
                             push_pool_backward(
                                 &mut pb,

@@ -137,8 +137,7 @@ struct PackParams {
     cols: u32,
     off: u32,
     rs: u32,
-    row0: u32,
-    pad: [u32; 3],
+    pad: [u32; 4],
 }
 
 /// Pack `rows x cols` floats of `src` (row-major from `off`, row stride `rs`) into `dst`.
@@ -189,13 +188,10 @@ pub struct TexParams {
     pub n: u32,
     pub k: u32,
     pub flags: u32,
-    pub a_row0: u32,
-    pub b_row0: u32,
     pub bias_off: u32,
-    pub mask_row0: u32,
     pub c_off: u32,
     pub c_rs: u32,
-    pub pad: [u32; 2],
+    pub pad: [u32; 5],
 }
 
 impl TexParams {
