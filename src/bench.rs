@@ -239,7 +239,7 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                 let p = MatmulParams::new(m, n, k, sa, sb, 0, n);
                 // The register-blocked kernel in the plain row; the shared-memory tiled variant
                 // (what hardware GPUs train with, see mm::tiled_preferred) beside it.
-                let blocked = mm::vec4_variant(&p).unwrap_or(&mm::MATMUL);
+                let blocked = mm::register_blocked(&p);
                 let storage = time_gpu(ctx, seconds, &|pb| {
                     mm::push_matmul_with(pb, p, &ga, &gb, &ga, &gc, blocked)
                 })?;

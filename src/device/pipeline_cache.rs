@@ -55,8 +55,9 @@ pub fn open(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Option<Persisten
     let key = wgpu::util::pipeline_cache_key(info)?;
     let path = cache_dir()?.join(format!("{key}.bin"));
     let data = std::fs::read(&path).ok();
-    // SAFETY: `fallback: true` makes wgpu ignore data the driver rejects, and the data is only ever
-    // what `get_data` of a cache with this key returned (written atomically by `save`).
+    // SAFETY: wgpu checks the data's header (adapter, driver version) and, with `fallback: true`,
+    // starts an empty cache when it does not match or the driver rejects it; the file is meant to
+    // hold only what `save` wrote (atomically) from a cache with this key.
     let cache = unsafe {
         device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
             label: Some("wgtrain pipeline cache"),

@@ -462,12 +462,18 @@ pub fn tiled_preferred(ctx: &GpuContext) -> bool {
     }
 }
 
+/// The register-blocked kernel for a product: a vectorised variant when the layout allows, else the
+/// general [`MATMUL`].
+pub fn register_blocked(p: &MatmulParams) -> &'static Kernel {
+    vec4_variant(p).unwrap_or(&MATMUL)
+}
+
 /// The storage-buffer kernel this adapter runs a product with (see [`tiled_preferred`]).
 pub fn storage_kernel(ctx: &GpuContext, p: &MatmulParams) -> &'static Kernel {
     if tiled_preferred(ctx) {
         &MATMUL_TILED
     } else {
-        vec4_variant(p).unwrap_or(&MATMUL)
+        register_blocked(p)
     }
 }
 

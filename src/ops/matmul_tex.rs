@@ -4,9 +4,10 @@
 //! Why: on llvmpipe a texel fetch is several times cheaper than a storage-buffer load, and a matmul is
 //! bound by loads there; with the operands in textures, 16x16 register blocks run a 512³ product at
 //! 35 GFLOP/s (packing included) on a 2-core Zen 5 host where the 4x4-block storage kernel
-//! (`matmul_vec4.wgsl`) runs at 12 (`wgtrain bench`, docs/BENCHMARKS.md). Hardware GPUs keep the storage kernels (256 accumulators per invocation would
-//! spill their registers; an expectation, not measured). `WGTRAIN_MATMUL=texture|storage|tiled` overrides
-//! the choice, for A/B measurements (see ops::matmul::tiled_preferred).
+//! (`matmul_vec4.wgsl`) runs at 12 (`wgtrain bench`, docs/BENCHMARKS.md). Hardware GPUs keep the
+//! storage kernels (256 accumulators per invocation would spill their registers; an expectation, not
+//! measured). `WGTRAIN_MATMUL=texture|storage|tiled` overrides the choice, for A/B measurements (see
+//! ops::matmul::tiled_preferred).
 //!
 //! Shapes as in [`crate::ops::matmul`]: `x: [batch, in]`, `w: [out, in]`, `y: [batch, out]`. A texture
 //! matrix of `rows x cols` floats is `ceil(cols / 4)` texels wide and `rows` high, zero-padded.
