@@ -82,29 +82,106 @@ fn load_b(i: u32) -> f32 {
     return b[i];
 }
 
+// Four consecutive output columns (example, position) of conv2d_forward: where each one's input window
+// starts (FAR past the end of the batch), where its example's input starts, and where its output
+// channel 0 is stored (NONE past the end).
+struct Cols {
+    iy0: vec4<i32>,
+    ix0: vec4<i32>,
+    xoff: vec4<u32>,
+    yoff: vec4<u32>,
+}
+
+const NONE: u32 = 0xffffffffu;
+
+// Decode columns n .. n + 3 (of n_total): one division per coordinate for the first, then counting,
+// since llvmpipe runs integer division lane by lane.
+fn decode_cols(n: u32, n_total: u32) -> Cols {
+    let positions = p.out_h * p.out_w;
+    var ex = n / positions;
+    var oy = (n % positions) / p.out_w;
+    var ox = n % p.out_w;
+    var c = Cols(vec4<i32>(FAR), vec4<i32>(FAR), vec4<u32>(0u), vec4<u32>(NONE));
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        if (n + t < n_total) {
+            c.iy0[t] = i32(oy * p.stride) - i32(p.pad);
+            c.ix0[t] = i32(ox * p.stride) - i32(p.pad_w);
+            c.xoff[t] = ex * p.in_c * p.in_h * p.in_w;
+            c.yoff[t] = ex * p.out_c * positions + oy * p.out_w + ox;
+        }
+        ox = ox + 1u;
+        if (ox == p.out_w) {
+            ox = 0u;
+            oy = oy + 1u;
+            if (oy == p.out_h) {
+                oy = 0u;
+                ex = ex + 1u;
+            }
+        }
+    }
+    return c;
+}
+
+// Start of each column's input row for input channel ci and kernel row ky, or -1 where it is padding.
+fn row_offsets(c: Cols, ci: u32, ky: u32) -> vec4<i32> {
+    var rowoff = vec4<i32>(-1);
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        let iy = c.iy0[t] + i32(ky);
+        if (iy >= 0 && iy < i32(p.in_h)) {
+            rowoff[t] = i32(c.xoff[t] + ci * p.in_h * p.in_w) + iy * i32(p.in_w);
+        }
+    }
+    return rowoff;
+}
+
+// The four columns' inputs at kernel column kx (0 in the padding).
+fn gather_x(c: Cols, rowoff: vec4<i32>, kx: u32) -> vec4<f32> {
+    var xv = vec4<f32>(0.0);
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        let ix = c.ix0[t] + i32(kx);
+        if (rowoff[t] >= 0 && ix >= 0 && ix < i32(p.in_w)) {
+            xv[t] = load_a(u32(rowoff[t] + ix));
+        }
+    }
+    return xv;
+}
+
+// Bias, ReLU and mask for output channel co of four columns, then the stores.
+fn store_cols(cols: Cols, co: u32, v: vec4<f32>) {
+    var bias = 0.0;
+    if ((p.flags & FLAG_NO_BIAS) == 0u) {
+        bias = b[p.b_off + co];
+    }
+    let positions = p.out_h * p.out_w;
+    for (var t = 0u; t < 4u; t = t + 1u) {
+        if (cols.yoff[t] == NONE) {
+            break;
+        }
+        var o = v[t] + bias;
+        if ((p.flags & FLAG_RELU) != 0u) {
+            o = max(o, 0.0);
+        }
+        let idx = cols.yoff[t] + co * positions;
+        if ((p.flags & FLAG_MASK) != 0u && aux[idx] <= 0.0) {
+            o = 0.0;
+        }
+        c[idx] = o;
+    }
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    // This dispatch covers examples n0 .. n0 + batch; n counts (example, output position) pairs.
+    // This dispatch covers examples n0 .. n0 + batch; n counts (example, output position) pairs, 8
+    // consecutive ones per invocation in two groups of four (ca, cb).
     let positions = p.out_h * p.out_w;
     let n_total = (p.n0 + p.batch) * positions;
-    let n0 = p.n0 * positions + gid.x * 4u;
+    let n0 = p.n0 * positions + gid.x * 8u;
     let co0 = gid.y * 8u;
     if (n0 >= n_total || co0 >= p.out_c) {
         return;
     }
-    let in_plane = p.in_h * p.in_w;
-    var iy0 = vec4<i32>(FAR);
-    var ix0 = vec4<i32>(FAR);
-    var xoff = vec4<u32>(0u);
-    for (var t = 0u; t < 4u; t = t + 1u) {
-        let n = n0 + t;
-        if (n < n_total) {
-            let pos = n % positions;
-            iy0[t] = i32((pos / p.out_w) * p.stride) - i32(p.pad);
-            ix0[t] = i32((pos % p.out_w) * p.stride) - i32(p.pad_w);
-            xoff[t] = (n / positions) * p.in_c * in_plane;
-        }
-    }
+    let ca = decode_cols(n0, n_total);
+    let cb = decode_cols(n0 + 4u, n_total);
     // Weight addressing. Normal: w[co, ci, ky, kx] at w_off + co*K + (ci*kh + ky)*kw + kx, so each output
     // channel's row advances by one per (ci, ky, kx) step. Flipped/transposed: the original weight
     // w[ci, co, kh-1-ky, kw-1-kx] (original out channel = this ci), which walks backwards within a
@@ -127,16 +204,23 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
             whi[r - 4u] = start;
         }
     }
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    let in_h = i32(p.in_h);
-    let in_w = i32(p.in_w);
+    // acc{r}{a|b}: output channel co0 + r, columns of ca / cb.
+    var acc0a = vec4<f32>(0.0);
+    var acc1a = vec4<f32>(0.0);
+    var acc2a = vec4<f32>(0.0);
+    var acc3a = vec4<f32>(0.0);
+    var acc4a = vec4<f32>(0.0);
+    var acc5a = vec4<f32>(0.0);
+    var acc6a = vec4<f32>(0.0);
+    var acc7a = vec4<f32>(0.0);
+    var acc0b = vec4<f32>(0.0);
+    var acc1b = vec4<f32>(0.0);
+    var acc2b = vec4<f32>(0.0);
+    var acc3b = vec4<f32>(0.0);
+    var acc4b = vec4<f32>(0.0);
+    var acc5b = vec4<f32>(0.0);
+    var acc6b = vec4<f32>(0.0);
+    var acc7b = vec4<f32>(0.0);
     for (var ci = 0u; ci < p.in_c; ci = ci + 1u) {
         // Offset of this input channel's window in the weight rows.
         var wci = ci * kernel;
@@ -144,22 +228,11 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
             wci = ci * p.out_c * kernel;
         }
         for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
-            // Row start of each position's input for this ky, or -1 when the row is padding.
-            var rowoff = vec4<i32>(-1);
-            for (var t = 0u; t < 4u; t = t + 1u) {
-                let iy = iy0[t] + i32(ky);
-                if (iy >= 0 && iy < in_h) {
-                    rowoff[t] = i32(xoff[t] + ci * in_plane) + iy * in_w;
-                }
-            }
+            let rowa = row_offsets(ca, ci, ky);
+            let rowb = row_offsets(cb, ci, ky);
             for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
-                var xv = vec4<f32>(0.0);
-                for (var t = 0u; t < 4u; t = t + 1u) {
-                    let ix = ix0[t] + i32(kx);
-                    if (rowoff[t] >= 0 && ix >= 0 && ix < in_w) {
-                        xv[t] = load_a(u32(rowoff[t] + ix));
-                    }
-                }
+                let xa = gather_x(ca, rowa, kx);
+                let xb = gather_x(cb, rowb, kx);
                 let step = ky * p.kw + kx;
                 // Flipped weights walk backwards through the window: subtract instead of add.
                 var lo = wlo + vec4<u32>(wci + step);
@@ -170,42 +243,34 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
                 }
                 let w0 = vec4<f32>(load_b(lo.x), load_b(lo.y), load_b(lo.z), load_b(lo.w));
                 let w1 = vec4<f32>(load_b(hi.x), load_b(hi.y), load_b(hi.z), load_b(hi.w));
-                acc0 = fma(vec4<f32>(w0.x), xv, acc0);
-                acc1 = fma(vec4<f32>(w0.y), xv, acc1);
-                acc2 = fma(vec4<f32>(w0.z), xv, acc2);
-                acc3 = fma(vec4<f32>(w0.w), xv, acc3);
-                acc4 = fma(vec4<f32>(w1.x), xv, acc4);
-                acc5 = fma(vec4<f32>(w1.y), xv, acc5);
-                acc6 = fma(vec4<f32>(w1.z), xv, acc6);
-                acc7 = fma(vec4<f32>(w1.w), xv, acc7);
+                acc0a = fma(vec4<f32>(w0.x), xa, acc0a);
+                acc1a = fma(vec4<f32>(w0.y), xa, acc1a);
+                acc2a = fma(vec4<f32>(w0.z), xa, acc2a);
+                acc3a = fma(vec4<f32>(w0.w), xa, acc3a);
+                acc4a = fma(vec4<f32>(w1.x), xa, acc4a);
+                acc5a = fma(vec4<f32>(w1.y), xa, acc5a);
+                acc6a = fma(vec4<f32>(w1.z), xa, acc6a);
+                acc7a = fma(vec4<f32>(w1.w), xa, acc7a);
+                acc0b = fma(vec4<f32>(w0.x), xb, acc0b);
+                acc1b = fma(vec4<f32>(w0.y), xb, acc1b);
+                acc2b = fma(vec4<f32>(w0.z), xb, acc2b);
+                acc3b = fma(vec4<f32>(w0.w), xb, acc3b);
+                acc4b = fma(vec4<f32>(w1.x), xb, acc4b);
+                acc5b = fma(vec4<f32>(w1.y), xb, acc5b);
+                acc6b = fma(vec4<f32>(w1.z), xb, acc6b);
+                acc7b = fma(vec4<f32>(w1.w), xb, acc7b);
             }
         }
     }
-    var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    var acca = array<vec4<f32>, 8>(acc0a, acc1a, acc2a, acc3a, acc4a, acc5a, acc6a, acc7a);
+    var accb = array<vec4<f32>, 8>(acc0b, acc1b, acc2b, acc3b, acc4b, acc5b, acc6b, acc7b);
     for (var r = 0u; r < 8u; r = r + 1u) {
         let co = co0 + r;
         if (co >= p.out_c) {
             break;
         }
-        var bias = 0.0;
-        if ((p.flags & FLAG_NO_BIAS) == 0u) {
-            bias = b[p.b_off + co];
-        }
-        for (var t = 0u; t < 4u; t = t + 1u) {
-            let n = n0 + t;
-            if (n >= n_total) {
-                break;
-            }
-            var v = acc[r][t] + bias;
-            if ((p.flags & FLAG_RELU) != 0u) {
-                v = max(v, 0.0);
-            }
-            let idx = ((n / positions) * p.out_c + co) * positions + n % positions;
-            if ((p.flags & FLAG_MASK) != 0u && aux[idx] <= 0.0) {
-                v = 0.0;
-            }
-            c[idx] = v;
-        }
+        store_cols(ca, co, acca[r]);
+        store_cols(cb, co, accb[r]);
     }
 }
 
