@@ -2,14 +2,14 @@
 // [out_c, in_c, kh, kw] and bias [out_c] at offsets w_off / b_off of the parameter buffer.
 //
 // conv2d_forward          implicit GEMM: rows = output channels, columns = (example, output position),
-//                         reduction over (in channel, ky, kx); 8x4 register block per invocation (each
-//                         gathered input value feeds 8 output channels), fused
-//                         bias and ReLU. No im2col buffer, no workgroup memory, no barriers.
+//                         reduction over (in channel, ky, kx); 8 output channels x 8 columns per
+//                         invocation (each gathered input feeds 8 channels, each weight 8 columns),
+//                         fused bias and ReLU. No im2col buffer, no workgroup memory, no barriers.
 // conv2d_backward_input   gather: each input element sums w * dy over the outputs that read it; 4 input
 //                         channels x 4 positions per invocation; optional ReLU mask of the input. Used
 //                         for strides > 1: with stride 1 the launcher runs conv2d_forward on dy with
 //                         transposed, flipped weights instead (FLAG_FLIP_TRANSPOSE), which is faster.
-// conv2d_backward_weight  8 output channels x 4 weight elements per invocation, reducing over one range
+// conv2d_backward_weight  8 output channels x 8 weight elements per invocation, reducing over one range
 //                         of the batch (gid.z) into a partial sum; an extra tile column sums dy for the
 //                         bias. conv2d_weight_reduce then adds the partials in order into the gradients.
 //                         Split-K keeps enough invocations busy when out_c x k is small; no atomics.
@@ -355,13 +355,50 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(8, 8, 1)
+// Four consecutive weight elements (ci, ky, kx) of conv2d_backward_weight, clamped at the end of the
+// row (the extra ones are computed and dropped at the store).
+struct Taps {
+    // Offset of each element's input channel plane within an example.
+    plane: vec4<u32>,
+    ky: vec4<i32>,
+    kx: vec4<i32>,
+}
+
+fn decode_taps(kk0: u32, k_total: u32) -> Taps {
+    let kernel = p.kh * p.kw;
+    var t = Taps(vec4<u32>(0u), vec4<i32>(0), vec4<i32>(0));
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let kk = min(kk0 + j, k_total - 1u);
+        t.plane[j] = (kk / kernel) * p.in_h * p.in_w;
+        t.ky[j] = i32((kk % kernel) / p.kw) - i32(p.pad);
+        t.kx[j] = i32(kk % p.kw) - i32(p.pad);
+    }
+    return t;
+}
+
+// The four elements' inputs for output position (oy, ox) of the example whose x starts at xbase (0 in
+// the padding).
+fn gather_taps(t: Taps, xbase: u32, oy: i32, ox: i32) -> vec4<f32> {
+    var xv = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let iy = oy + t.ky[j];
+        let ix = ox + t.kx[j];
+        if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
+            xv[j] = load_b(xbase + t.plane[j] + u32(iy) * p.in_w + u32(ix));
+        }
+    }
+    return xv;
+}
+
+// One-dimensional workgroups over (channel block, tile) so that small layers (the first conv has 3
+// tiles) still fill whole SIMD vectors on llvmpipe instead of leaving most lanes of an 8x8 group dead.
+@compute @workgroup_size(64, 1, 1)
 fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let kernel = p.kh * p.kw;
     let k_total = p.in_c * kernel;
-    let k_tiles = (k_total + 3u) / 4u;
-    let tile = gid.x;
-    let co0 = gid.y * 8u;
+    let k_tiles = (k_total + 7u) / 8u;
+    let tile = gid.x % (k_tiles + 1u);
+    let co0 = (gid.x / (k_tiles + 1u)) * 8u;
     let split = p.n0 + gid.z;
     if (tile > k_tiles || co0 >= p.out_c || split >= p.splits) {
         return;
@@ -371,9 +408,11 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b_lo = split * p.batch / p.splits;
     let b_hi = (split + 1u) * p.batch / p.splits;
     let last_co = p.out_c - 1u;
-    let co = vec4<u32>(co0, min(co0 + 1u, last_co), min(co0 + 2u, last_co), min(co0 + 3u, last_co));
+    // Offsets of the 8 output channels' dy planes within an example (clamped; dropped at the store).
+    let co = vec4<u32>(co0, min(co0 + 1u, last_co), min(co0 + 2u, last_co), min(co0 + 3u, last_co))
+        * positions;
     let co_hi = vec4<u32>(min(co0 + 4u, last_co), min(co0 + 5u, last_co), min(co0 + 6u, last_co),
-                          min(co0 + 7u, last_co));
+                          min(co0 + 7u, last_co)) * positions;
     let row = k_total + 1u;
     let out_base = split * p.out_c * row;
     if (tile == k_tiles) {
@@ -383,10 +422,10 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var n = b_lo; n < b_hi; n = n + 1u) {
             for (var q = 0u; q < positions; q = q + 1u) {
                 let base = n * p.out_c * positions + q;
-                sums = sums + vec4<f32>(load_a(base + co.x * positions), load_a(base + co.y * positions),
-                                        load_a(base + co.z * positions), load_a(base + co.w * positions));
-                sums_hi = sums_hi + vec4<f32>(load_a(base + co_hi.x * positions), load_a(base + co_hi.y * positions),
-                                              load_a(base + co_hi.z * positions), load_a(base + co_hi.w * positions));
+                sums = sums + vec4<f32>(load_a(base + co.x), load_a(base + co.y), load_a(base + co.z),
+                                        load_a(base + co.w));
+                sums_hi = sums_hi + vec4<f32>(load_a(base + co_hi.x), load_a(base + co_hi.y),
+                                              load_a(base + co_hi.z), load_a(base + co_hi.w));
             }
         }
         for (var r = 0u; r < 8u; r = r + 1u) {
@@ -402,66 +441,72 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         return;
     }
-    // The 4 weight elements (ci, ky, kx) of this tile, clamped at the end.
-    var ci = vec4<u32>(0u);
-    var ky = vec4<i32>(0);
-    var kx = vec4<i32>(0);
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        let kk = min(tile * 4u + j, k_total - 1u);
-        ci[j] = kk / kernel;
-        ky[j] = i32((kk % kernel) / p.kw);
-        kx[j] = i32(kk % p.kw);
-    }
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    let stride = i32(p.stride);
-    let pad = i32(p.pad);
-    let in_h = i32(p.in_h);
-    let in_w = i32(p.in_w);
+    // The 8 weight elements of this tile in two groups of four (ta, tb).
+    let ta = decode_taps(tile * 8u, k_total);
+    let tb = decode_taps(tile * 8u + 4u, k_total);
+    // acc{r}{a|b}: output channel co0 + r, weight elements of ta / tb.
+    var acc0a = vec4<f32>(0.0);
+    var acc1a = vec4<f32>(0.0);
+    var acc2a = vec4<f32>(0.0);
+    var acc3a = vec4<f32>(0.0);
+    var acc4a = vec4<f32>(0.0);
+    var acc5a = vec4<f32>(0.0);
+    var acc6a = vec4<f32>(0.0);
+    var acc7a = vec4<f32>(0.0);
+    var acc0b = vec4<f32>(0.0);
+    var acc1b = vec4<f32>(0.0);
+    var acc2b = vec4<f32>(0.0);
+    var acc3b = vec4<f32>(0.0);
+    var acc4b = vec4<f32>(0.0);
+    var acc5b = vec4<f32>(0.0);
+    var acc6b = vec4<f32>(0.0);
+    var acc7b = vec4<f32>(0.0);
     for (var n = b_lo; n < b_hi; n = n + 1u) {
         let dbase = n * p.out_c * positions;
         let xbase = n * p.in_c * in_plane;
+        var q = dbase;
         for (var oy = 0u; oy < p.out_h; oy = oy + 1u) {
+            let sy = i32(oy * p.stride);
             for (var ox = 0u; ox < p.out_w; ox = ox + 1u) {
-                let q = oy * p.out_w + ox;
-                let dv = vec4<f32>(load_a(dbase + co.x * positions + q), load_a(dbase + co.y * positions + q),
-                                   load_a(dbase + co.z * positions + q), load_a(dbase + co.w * positions + q));
-                let dh = vec4<f32>(load_a(dbase + co_hi.x * positions + q), load_a(dbase + co_hi.y * positions + q),
-                                   load_a(dbase + co_hi.z * positions + q), load_a(dbase + co_hi.w * positions + q));
-                var xv = vec4<f32>(0.0);
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    let iy = i32(oy) * stride + ky[j] - pad;
-                    let ix = i32(ox) * stride + kx[j] - pad;
-                    if (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w) {
-                        xv[j] = load_b(xbase + ci[j] * in_plane + u32(iy) * p.in_w + u32(ix));
-                    }
-                }
-                acc0 = fma(vec4<f32>(dv.x), xv, acc0);
-                acc1 = fma(vec4<f32>(dv.y), xv, acc1);
-                acc2 = fma(vec4<f32>(dv.z), xv, acc2);
-                acc3 = fma(vec4<f32>(dv.w), xv, acc3);
-                acc4 = fma(vec4<f32>(dh.x), xv, acc4);
-                acc5 = fma(vec4<f32>(dh.y), xv, acc5);
-                acc6 = fma(vec4<f32>(dh.z), xv, acc6);
-                acc7 = fma(vec4<f32>(dh.w), xv, acc7);
+                let sx = i32(ox * p.stride);
+                let d0 = vec4<f32>(load_a(q + co.x), load_a(q + co.y), load_a(q + co.z), load_a(q + co.w));
+                let d1 = vec4<f32>(load_a(q + co_hi.x), load_a(q + co_hi.y), load_a(q + co_hi.z),
+                                   load_a(q + co_hi.w));
+                q = q + 1u;
+                let xa = gather_taps(ta, xbase, sy, sx);
+                let xb = gather_taps(tb, xbase, sy, sx);
+                acc0a = fma(vec4<f32>(d0.x), xa, acc0a);
+                acc1a = fma(vec4<f32>(d0.y), xa, acc1a);
+                acc2a = fma(vec4<f32>(d0.z), xa, acc2a);
+                acc3a = fma(vec4<f32>(d0.w), xa, acc3a);
+                acc4a = fma(vec4<f32>(d1.x), xa, acc4a);
+                acc5a = fma(vec4<f32>(d1.y), xa, acc5a);
+                acc6a = fma(vec4<f32>(d1.z), xa, acc6a);
+                acc7a = fma(vec4<f32>(d1.w), xa, acc7a);
+                acc0b = fma(vec4<f32>(d0.x), xb, acc0b);
+                acc1b = fma(vec4<f32>(d0.y), xb, acc1b);
+                acc2b = fma(vec4<f32>(d0.z), xb, acc2b);
+                acc3b = fma(vec4<f32>(d0.w), xb, acc3b);
+                acc4b = fma(vec4<f32>(d1.x), xb, acc4b);
+                acc5b = fma(vec4<f32>(d1.y), xb, acc5b);
+                acc6b = fma(vec4<f32>(d1.z), xb, acc6b);
+                acc7b = fma(vec4<f32>(d1.w), xb, acc7b);
             }
         }
     }
-    var acc = array<vec4<f32>, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    var acca = array<vec4<f32>, 8>(acc0a, acc1a, acc2a, acc3a, acc4a, acc5a, acc6a, acc7a);
+    var accb = array<vec4<f32>, 8>(acc0b, acc1b, acc2b, acc3b, acc4b, acc5b, acc6b, acc7b);
     for (var r = 0u; r < 8u; r = r + 1u) {
         if (co0 + r >= p.out_c) {
             break;
         }
+        let base = out_base + (co0 + r) * row + tile * 8u;
         for (var j = 0u; j < 4u; j = j + 1u) {
-            let kk = tile * 4u + j;
-            if (kk < k_total) {
-                c[out_base + (co0 + r) * row + kk] = acc[r][j];
+            if (tile * 8u + j < k_total) {
+                c[base + j] = acca[r][j];
+            }
+            if (tile * 8u + 4u + j < k_total) {
+                c[base + 4u + j] = accb[r][j];
             }
         }
     }

@@ -333,7 +333,7 @@ impl ConvShape {
     }
 }
 
-/// GPU [`conv2d_backward_weight`]: the first kernel computes 8 output channels x 4 weight elements per
+/// GPU [`conv2d_backward_weight`]: the first kernel computes 8 output channels x 8 weight elements per
 /// invocation over one range of the batch each into `partial` (`gpu_partial_len` floats); the reduce
 /// dispatch adds the partials into the weight and bias gradients. The storage kernel covers all ranges
 /// in one dispatch (gid.z); the window variant runs one dispatch per range, each reading its dy and x
@@ -351,9 +351,9 @@ pub fn push_conv2d_backward_weight(
     s: &ConvShape,
 ) {
     let mut p = ConvParams::new(s, batch, w, bias, 0);
-    let tiles = s.k().div_ceil(4) + 1;
+    let tiles = s.k().div_ceil(8) + 1;
     let rows = s.out_c.div_ceil(8);
-    let groups = [tiles.div_ceil(8) as u32, rows.div_ceil(8) as u32];
+    let groups = [(tiles * rows).div_ceil(64) as u32, 1];
     let (dy_len, x_len) = (s.out_len(), s.in_len());
     let invocations = |_: usize| tiles * rows;
     let windows = window_chunks(pb, batch, dy_len.max(x_len), &invocations).and_then(|chunks| {
