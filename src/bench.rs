@@ -1,17 +1,15 @@
 //! `wgtrain bench`: kernel GFLOP/s and model images/s on the CPU and each GPU adapter, warm-up apart
 //! from steady state, with the share of the CPU's estimated f32 peak and GPU dispatches per step.
 
+mod cases;
+
+pub use cases::{kernel_cases, KernelCase};
+
 use crate::data::{DataChoice, DataSplit};
-use crate::device::gpu::{GpuContext, PlanBuilder};
 use crate::device::{cpu_description, Device};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::experiments::runner::{measure_throughput, Throughput};
 use crate::models;
-use crate::ops::conv2d::{self as cv, ConvShape};
-use crate::ops::matmul::{self as mm, MatmulParams, Strided};
-use crate::ops::matmul_tex as mt;
-use crate::ops::pool::{self as pl, PoolKind, PoolShape};
-use crate::rng::Rng;
 use std::time::Instant;
 
 /// One kernel measurement.
@@ -113,325 +111,42 @@ pub fn cpu_peak_estimate(threads: usize) -> (f64, String) {
     )
 }
 
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut r = Rng::new(seed);
-    (0..n).map(|_| r.uniform(-1.0, 1.0)).collect()
-}
-
-/// Call `f` until `seconds` have passed (at least 3 times, after one warm-up call); seconds per call.
-fn time_cpu(seconds: f64, mut f: impl FnMut()) -> f64 {
-    f();
+/// Run `case` once (warm-up: the pipeline's first use, caches), time one more run to size the
+/// measurement, then time as many runs as fill `seconds` (at least 3, at most `max_reps`): seconds per
+/// call.
+fn time_case(case: &mut KernelCase<'_>, seconds: f64, max_reps: usize) -> Result<f64> {
+    case.run(1)?;
     let t = Instant::now();
-    let mut n = 0;
-    while n < 3 || t.elapsed().as_secs_f64() < seconds {
-        f();
-        n += 1;
-    }
-    t.elapsed().as_secs_f64() / n as f64
-}
-
-/// Record the one-dispatch plan `reps` times in one pass, submit, wait: seconds per dispatch.
-fn time_gpu(ctx: &GpuContext, seconds: f64, build: &dyn Fn(&mut PlanBuilder<'_>)) -> Result<f64> {
-    let mut pb = PlanBuilder::new(ctx);
-    build(&mut pb);
-    let plan = pb.finish()?;
-    let run = |reps: usize| -> Result<f64> {
-        let t = Instant::now();
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for _ in 0..reps {
-                plan.record(&mut pass);
-            }
-        }
-        ctx.queue.submit([enc.finish()]);
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::gpu("benchmark", e.to_string()))?;
-        ctx.check("benchmark")?;
-        Ok(t.elapsed().as_secs_f64())
-    };
-    let one = run(1)?; // warm-up (and the first-use cost of the pipeline)
-    let reps = ((seconds / one.max(1e-6)) as usize).clamp(3, 2000);
-    Ok(run(reps)? / reps as f64)
-}
-
-fn upload(ctx: &GpuContext, data: &[f32]) -> Result<wgpu::Buffer> {
-    let b = ctx.storage_buffer("bench", data.len(), wgpu::BufferUsages::COPY_DST)?;
-    ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
-    Ok(b)
-}
-
-/// A buffer a conv kernel reads, allocated as the training executor allocates it, so the kernels pick
-/// the same variants as in training.
-fn upload_windowed(ctx: &GpuContext, data: &[f32]) -> Result<wgpu::Buffer> {
-    let usage = wgpu::BufferUsages::COPY_DST;
-    let b = crate::device::window::buffer(ctx, "bench", data.len(), usage)?;
-    ctx.queue.write_buffer(&b, 0, bytemuck::cast_slice(data));
-    Ok(b)
+    case.run(1)?;
+    let one = t.elapsed().as_secs_f64();
+    let reps = ((seconds / one.max(1e-7)) as usize).clamp(3, max_reps);
+    let t = Instant::now();
+    case.run(reps)?;
+    Ok(t.elapsed().as_secs_f64() / reps as f64)
 }
 
 /// Measure every kernel on `device`.
 pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelResult>> {
-    let mut out = Vec::new();
-    let (adapter, software) = match device {
-        Device::Cpu => (cpu_description().model, false),
-        Device::Gpu(ctx) => (ctx.adapter.short(), ctx.adapter.software),
+    let (adapter, software, max_reps) = match device {
+        Device::Cpu => (cpu_description().model, false, 1_000_000),
+        // One compute pass holds all of a GPU measurement's dispatches: keep it bounded.
+        Device::Gpu(ctx) => (ctx.adapter.short(), ctx.adapter.software, 2000),
     };
-    let mut push = |kernel: &str, shape: String, flops: f64, secs: f64| {
-        let gflops = flops / secs / 1e9;
+    let mut out = Vec::new();
+    for mut case in kernel_cases(device)? {
+        let secs = time_case(&mut case, seconds, max_reps)?;
+        let gflops = case.flops / secs / 1e9;
         out.push(KernelResult {
-            kernel: kernel.into(),
-            shape,
+            kernel: case.kernel,
+            shape: case.shape,
             device: device.kind().into(),
             adapter: adapter.clone(),
             software_adapter: software,
-            flops,
+            flops: case.flops,
             seconds_per_call: secs,
             gflops,
             percent_of_cpu_peak: matches!(device, Device::Cpu).then(|| 100.0 * gflops / peak),
         });
-    };
-    // Matmuls: a square one, and the three products of the mlp's first layer and the cnn's fc layer.
-    let products: [(&str, usize, usize, usize, bool, bool); 7] = [
-        ("matmul", 512, 512, 512, false, false),
-        ("linear forward (X W^T)", 64, 256, 784, false, true),
-        ("linear backward input (dY W)", 64, 784, 256, false, false),
-        ("linear backward weight (dY^T X)", 256, 784, 64, true, false),
-        ("linear forward (X W^T)", 256, 256, 784, false, true),
-        ("linear forward (X W^T)", 64, 128, 1568, false, true),
-        (
-            "linear backward weight (dY^T X)",
-            128,
-            1568,
-            64,
-            true,
-            false,
-        ),
-    ];
-    for (name, m, n, k, ta, tb) in products {
-        let a = random(m * k, 1);
-        let b = random(k * n, 2);
-        let sa = if ta {
-            Strided::transposed(0, m)
-        } else {
-            Strided::rows(0, k)
-        };
-        let sb = if tb {
-            Strided::transposed(0, k)
-        } else {
-            Strided::rows(0, n)
-        };
-        let flops = 2.0 * (m * n * k) as f64;
-        let secs = match device {
-            Device::Cpu => {
-                let mut c = vec![0f32; m * n];
-                time_cpu(seconds, || {
-                    mm::matmul(m, n, k, &a, sa, &b, sb, &mut c, 0, n, false)
-                })
-            }
-            Device::Gpu(ctx) => {
-                let (ga, gb, gc) = (
-                    upload(ctx, &a)?,
-                    upload(ctx, &b)?,
-                    upload(ctx, &vec![0.0; m * n])?,
-                );
-                let p = MatmulParams::new(m, n, k, sa, sb, 0, n);
-                // The register-blocked kernel in the plain row; the shared-memory tiled variant
-                // (what hardware GPUs train with, see mm::tiled_preferred) beside it.
-                let blocked = mm::register_blocked(&p);
-                let storage = time_gpu(ctx, seconds, &|pb| {
-                    mm::push_matmul_with(pb, p, &ga, &gb, &ga, &gc, blocked)
-                })?;
-                let tiled = time_gpu(ctx, seconds, &|pb| {
-                    mm::push_matmul_with(pb, p, &ga, &gb, &ga, &gc, &mm::MATMUL_TILED)
-                })?;
-                push(
-                    &format!("{name} (tiled)"),
-                    format!("{m}x{n}x{k}"),
-                    flops,
-                    tiled,
-                );
-                // Software adapters train with the texture kernels: time them too, packing included.
-                let layout = match (ta, tb) {
-                    (false, true) => mt::Layout::Nt,
-                    (false, false) => mt::Layout::Nn,
-                    _ => mt::Layout::Tn,
-                };
-                let (a_dims, b_dims) = (
-                    if ta { (k, m) } else { (m, k) },
-                    if tb { (n, k) } else { (k, n) },
-                );
-                if mt::preferred(ctx)
-                    && mt::fits(ctx, a_dims.0, a_dims.1)
-                    && mt::fits(ctx, b_dims.0, b_dims.1)
-                {
-                    let at = mt::texture_matrix(ctx, "bench a", a_dims.0, a_dims.1)?;
-                    let bt = mt::texture_matrix(ctx, "bench b", b_dims.0, b_dims.1)?;
-                    let secs = time_gpu(ctx, seconds, &|pb| {
-                        mt::push_pack(pb, &ga, 0, a_dims.1, a_dims.0, a_dims.1, &at);
-                        mt::push_pack(pb, &gb, 0, b_dims.1, b_dims.0, b_dims.1, &bt);
-                        let p = mt::TexParams::new(m, n, k, 0, n);
-                        mt::push_matmul_tex(pb, layout, p, &at, &bt, None, &ga, &gc);
-                    })?;
-                    push(
-                        &format!("{name} (tex)"),
-                        format!("{m}x{n}x{k}"),
-                        flops,
-                        secs,
-                    );
-                }
-                storage
-            }
-        };
-        push(name, format!("{m}x{n}x{k}"), flops, secs);
-    }
-    // Convolutions of the cnn at batch 64.
-    let batch = 64;
-    for s in [
-        ConvShape::same_3x3(1, 28, 16),
-        ConvShape::same_3x3(16, 14, 32),
-    ] {
-        let shape = format!(
-            "batch {batch}, {}x{}x{} -> {}, {}x{}",
-            s.in_c, s.in_h, s.in_w, s.out_c, s.kh, s.kw
-        );
-        let flops = 2.0 * (batch * s.macs()) as f64;
-        let params = random(s.out_c * s.k() + s.out_c, 3);
-        let bias = s.out_c * s.k();
-        let x = random(batch * s.in_len(), 4);
-        let dy = random(batch * s.out_len(), 5);
-        match device {
-            Device::Cpu => {
-                let mut y = vec![0.0; batch * s.out_len()];
-                let mut work = cv::ConvWork::for_current_pool(&s);
-                let mut dx = vec![0.0; batch * s.in_len()];
-                let mut grads = vec![0.0; params.len()];
-                push(
-                    "conv2d forward",
-                    shape.clone(),
-                    flops,
-                    time_cpu(seconds, || {
-                        cv::conv2d_forward(&x, &params, 0, bias, &mut y, &mut work, batch, &s, true)
-                    }),
-                );
-                push(
-                    "conv2d backward input",
-                    shape.clone(),
-                    flops,
-                    time_cpu(seconds, || {
-                        cv::conv2d_backward_input(
-                            &dy, &params, 0, &mut dx, None, &mut work, batch, &s,
-                        )
-                    }),
-                );
-                push(
-                    "conv2d backward weight",
-                    shape.clone(),
-                    flops,
-                    time_cpu(seconds, || {
-                        cv::conv2d_backward_weight(
-                            &dy, &x, &mut grads, 0, bias, &mut work, batch, &s,
-                        )
-                    }),
-                );
-            }
-            Device::Gpu(ctx) => {
-                let (gp, gx, gdy) = (
-                    upload_windowed(ctx, &params)?,
-                    upload_windowed(ctx, &x)?,
-                    upload_windowed(ctx, &dy)?,
-                );
-                let gy = upload(ctx, &vec![0.0; batch * s.out_len()])?;
-                let gdx = upload(ctx, &vec![0.0; batch * s.in_len()])?;
-                let gg = upload(ctx, &vec![0.0; params.len()])?;
-                let gpart = upload(ctx, &vec![0.0; s.gpu_partial_len(batch)])?;
-                push(
-                    "conv2d forward",
-                    shape.clone(),
-                    flops,
-                    time_gpu(ctx, seconds, &|pb| {
-                        cv::push_conv2d_forward(pb, &gx, &gp, 0, bias, &gy, batch, &s, true)
-                    })?,
-                );
-                push(
-                    "conv2d backward input",
-                    shape.clone(),
-                    flops,
-                    time_gpu(ctx, seconds, &|pb| {
-                        cv::push_conv2d_backward_input(pb, &gdy, &gp, 0, &gdx, None, batch, &s)
-                    })?,
-                );
-                push(
-                    "conv2d backward weight",
-                    shape.clone(),
-                    flops,
-                    time_gpu(ctx, seconds, &|pb| {
-                        cv::push_conv2d_backward_weight(
-                            pb, &gdy, &gx, &gpart, &gg, 0, bias, batch, &s,
-                        )
-                    })?,
-                );
-            }
-        }
-    }
-    // Max pooling of the cnn's first block (FLOPs counted as one comparison per window element).
-    let s = PoolShape {
-        kind: PoolKind::Max,
-        channels: 16,
-        in_h: 28,
-        in_w: 28,
-        k: 2,
-        stride: 2,
-    };
-    let shape = format!("batch {batch}, 16x28x28, 2x2");
-    let flops = (batch * s.in_len()) as f64;
-    let x = random(batch * s.in_len(), 6);
-    let dy = random(batch * s.out_len(), 7);
-    match device {
-        Device::Cpu => {
-            let mut y = vec![0.0; batch * s.out_len()];
-            let mut arg = vec![0u32; y.len()];
-            let mut dx = vec![0.0; x.len()];
-            push(
-                "maxpool forward",
-                shape.clone(),
-                flops,
-                time_cpu(seconds, || {
-                    pl::pool_forward(&x, &mut y, &mut arg, batch, &s)
-                }),
-            );
-            push(
-                "maxpool backward",
-                shape,
-                flops,
-                time_cpu(seconds, || {
-                    pl::pool_backward(&dy, &arg, &mut dx, None, batch, &s)
-                }),
-            );
-        }
-        Device::Gpu(ctx) => {
-            let (gx, gdy) = (upload(ctx, &x)?, upload(ctx, &dy)?);
-            let gy = upload(ctx, &vec![0.0; batch * s.out_len()])?;
-            let garg = upload(ctx, &vec![0.0; batch * s.out_len()])?;
-            let gdx = upload(ctx, &vec![0.0; x.len()])?;
-            push(
-                "maxpool forward",
-                shape.clone(),
-                flops,
-                time_gpu(ctx, seconds, &|pb| {
-                    pl::push_pool_forward(pb, &gx, &garg, &gy, batch, &s)
-                })?,
-            );
-            push(
-                "maxpool backward",
-                shape,
-                flops,
-                time_gpu(ctx, seconds, &|pb| {
-                    pl::push_pool_backward(pb, &gdy, &garg, &gdx, None, batch, &s)
-                })?,
-            );
-        }
     }
     Ok(out)
 }
