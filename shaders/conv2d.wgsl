@@ -400,7 +400,8 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tile = gid.x % (k_tiles + 1u);
     let co0 = (gid.x / (k_tiles + 1u)) * 8u;
     let split = p.n0 + gid.z;
-    if (tile > k_tiles || co0 >= p.out_c || split >= p.splits) {
+    // (tile <= k_tiles by construction; tile == k_tiles is the bias column.)
+    if (co0 >= p.out_c || split >= p.splits) {
         return;
     }
     let positions = p.out_h * p.out_w;
