@@ -532,7 +532,9 @@ fn conv2d_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     let co = i / row;
     let kk = i % row;
     if (kk == k_total) {
-        c[p.b_off + co] = sum;
+        if ((p.flags & FLAG_NO_BIAS) == 0u) {
+            c[p.b_off + co] = sum;
+        }
     } else {
         c[p.w_off + co * k_total + kk] = sum;
     }

@@ -6,7 +6,8 @@ use crate::data::{ImageShape, Normalization};
 use crate::error::{Error, Result};
 use crate::metrics::write_atomic;
 use crate::models;
-use crate::nn::Model;
+pub use crate::nn::Weights;
+use crate::nn::{Model, ParamTensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,19 +26,39 @@ pub struct CheckpointMeta {
     pub epoch: usize,
 }
 
-/// Save the flat parameters of `model` with `meta`.
-pub fn save(path: &Path, model: &Model, params: &[f32], meta: &CheckpointMeta) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = model
+/// One tensor's bytes as stored: f32, or int64 for counters such as `num_batches_tracked`.
+fn tensor_bytes(t: &ParamTensor, flat: &[f32]) -> (Dtype, Vec<u8>) {
+    let values = &flat[t.offset..t.offset + t.len()];
+    if t.int64 {
+        let ints: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+        (Dtype::I64, bytemuck::cast_slice(&ints).to_vec())
+    } else {
+        (Dtype::F32, bytemuck::cast_slice(values).to_vec())
+    }
+}
+
+/// Save the parameters and state of `model` with `meta`, tensors named as PyTorch's `state_dict`.
+pub fn save(
+    path: &Path,
+    model: &Model,
+    params: &[f32],
+    state: &[f32],
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    let tensors: Vec<(&ParamTensor, Dtype, Vec<u8>)> = model
         .params
         .iter()
-        .map(|t| bytemuck::cast_slice(&params[t.offset..t.offset + t.len()]).to_vec())
+        .map(|t| (t, params))
+        .chain(model.state.iter().map(|t| (t, state)))
+        .map(|(t, flat)| {
+            let (dtype, bytes) = tensor_bytes(t, flat);
+            (t, dtype, bytes)
+        })
         .collect();
-    let views: Vec<(String, TensorView<'_>)> = model
-        .params
+    let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            let v = TensorView::new(Dtype::F32, t.shape.clone(), b).expect("tensor byte length");
+        .map(|(t, dtype, b)| {
+            let v = TensorView::new(*dtype, t.shape.clone(), b).expect("tensor byte length");
             (t.name.clone(), v)
         })
         .collect();
@@ -86,7 +107,7 @@ fn parse_shape(s: &str) -> Option<ImageShape> {
 }
 
 /// Load a wgtrain checkpoint: the model it describes, its flat parameters and its metadata.
-pub fn load(path: &Path) -> Result<(Model, Vec<f32>, CheckpointMeta)> {
+pub fn load(path: &Path) -> Result<(Model, Weights, CheckpointMeta)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |msg: String| Error::data(path, msg);
     let (_, header) = SafeTensors::read_metadata(&bytes)
@@ -121,7 +142,7 @@ pub fn load(path: &Path) -> Result<(Model, Vec<f32>, CheckpointMeta)> {
     let mut model = models::build(None, Some(&arch), input, num_classes)
         .map_err(|e| bad(format!("describes a model wgtrain cannot build: {e}")))?;
     model.name = model_name.clone();
-    let params = read_params(path, &bytes, &model)?;
+    let weights = read_params(path, &bytes, &model)?;
     let meta = CheckpointMeta {
         model_name,
         arch,
@@ -131,7 +152,7 @@ pub fn load(path: &Path) -> Result<(Model, Vec<f32>, CheckpointMeta)> {
         class_names,
         epoch: get("epoch")?.parse().unwrap_or(0),
     };
-    Ok((model, params, meta))
+    Ok((model, weights, meta))
 }
 
 /// Whether the safetensors file at `path` carries wgtrain's metadata (else it is a plain `state_dict`,
@@ -147,47 +168,60 @@ pub fn has_wgtrain_metadata(path: &Path) -> Result<bool> {
 }
 
 /// Load a plain `state_dict` (PyTorch `nn.Sequential` names and layouts, f32) for `model`.
-pub fn load_plain(path: &Path, model: &Model) -> Result<Vec<f32>> {
+pub fn load_plain(path: &Path, model: &Model) -> Result<Weights> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     read_params(path, &bytes, model)
 }
 
-/// Read the tensors `model` needs from safetensors bytes into a flat parameter vector, checking names,
-/// dtypes and shapes.
-pub fn read_params(path: &Path, bytes: &[u8], model: &Model) -> Result<Vec<f32>> {
+/// Read the tensors `model` needs from safetensors bytes into its flat parameter and state vectors,
+/// checking names, dtypes and shapes.
+pub fn read_params(path: &Path, bytes: &[u8], model: &Model) -> Result<Weights> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::data(path, format!("corrupt safetensors file ({e})")))?;
-    let mut flat = vec![0f32; model.param_len];
-    for t in &model.params {
-        let v = st.tensor(&t.name).map_err(|_| {
-            Error::data(
-                path,
-                format!(
-                    "has no tensor `{}` that model `{}` needs; it was saved for another architecture",
-                    t.name,
-                    model.spec()
-                ),
-            )
-        })?;
-        if v.dtype() != Dtype::F32 || v.shape() != t.shape.as_slice() {
-            return Err(Error::data(
-                path,
-                format!(
-                    "tensor `{}` is {:?} {:?}, model `{}` needs F32 {:?}",
-                    t.name,
-                    v.dtype(),
-                    v.shape(),
-                    model.spec(),
-                    t.shape
-                ),
-            ));
+    let read = |tensors: &[ParamTensor], len: usize| -> Result<Vec<f32>> {
+        let mut flat = vec![0f32; len];
+        for t in tensors {
+            let v = st.tensor(&t.name).map_err(|_| {
+                Error::data(
+                    path,
+                    format!(
+                        "has no tensor `{}` that model `{}` needs; it was saved for another architecture",
+                        t.name,
+                        model.spec()
+                    ),
+                )
+            })?;
+            let dtype = if t.int64 { Dtype::I64 } else { Dtype::F32 };
+            if v.dtype() != dtype || v.shape() != t.shape.as_slice() {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "tensor `{}` is {:?} {:?}, model `{}` needs {dtype:?} {:?}",
+                        t.name,
+                        v.dtype(),
+                        v.shape(),
+                        model.spec(),
+                        t.shape
+                    ),
+                ));
+            }
+            let dst = &mut flat[t.offset..t.offset + t.len()];
+            if t.int64 {
+                for (d, c) in dst.iter_mut().zip(v.data().chunks_exact(8)) {
+                    *d = i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32;
+                }
+            } else {
+                for (d, c) in dst.iter_mut().zip(v.data().chunks_exact(4)) {
+                    *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
         }
-        let dst = &mut flat[t.offset..t.offset + t.len()];
-        for (d, c) in dst.iter_mut().zip(v.data().chunks_exact(4)) {
-            *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
-    }
-    Ok(flat)
+        Ok(flat)
+    };
+    Ok(Weights {
+        params: read(&model.params, model.param_len)?,
+        state: read(&model.state, model.state_len)?,
+    })
 }
 
 /// What `--resume` needs besides the weights: the optimiser state and the recipe that produced it.

@@ -146,9 +146,10 @@ impl EpochLog {
 
     /// Draw the first convolution's filters (CNNs only) into `filters.png`; returns whether it did.
     pub fn filters(&self, model: &crate::nn::Model, params: &[f32]) -> Result<bool> {
-        let Some(crate::nn::Node::Conv2d { shape, weight, .. }) = model.nodes.first() else {
+        let Some(conv) = crate::experiments::claims::first_conv(model) else {
             return Ok(false);
         };
+        let (shape, weight) = (&conv.shape, &conv.weight);
         if shape.in_c != 1 && shape.in_c != 3 {
             return Ok(false);
         }

@@ -1,166 +1,60 @@
-//! Model presets and the `--arch` spec parser.
+//! Model presets and the `--arch` spec.
 //!
-//! Spec grammar (comma-separated, case-insensitive, spaces ignored):
-//!   `conv{KH}x{KW}x{OUT}[p{PAD}][s{STRIDE}]`  2-D convolution, e.g. `conv3x3x16p1` (PyTorch `nn.Conv2d`)
-//!   `maxpool{K}[s{STRIDE}]`                  max pooling, K x K window, stride K unless given
-//!   `avgpool{K}[s{STRIDE}]`                  average pooling
-//!   `flatten`                               flatten [C, H, W] to a vector
-//!   `fc{N}`                                 fully connected layer with N outputs (PyTorch `nn.Linear`)
-//!   `relu`                                  ReLU (fused into the preceding conv or fc layer)
+//! Spec grammar (comma-separated, case-insensitive, spaces ignored; the tokens are registered in
+//! `nn::registry`, one line per op family):
+//!   `conv{KH}x{KW}x{OUT}[p{PAD}][s{STRIDE}][nb]`  2-D convolution (PyTorch `nn.Conv2d`); `nb`: no bias
+//!   `maxpool{K}[s{STRIDE}]`, `avgpool{K}[s{STRIDE}]`  pooling, K x K window, stride K unless given
+//!   `flatten`                                   flatten [C, H, W] to a vector
+//!   `fc{N}`                                     fully connected layer with N outputs (`nn.Linear`)
+//!   `relu`                                      ReLU (fused into the op before it where possible)
+//!   `bn`                                        BatchNorm (2d after an image, 1d after a vector)
+//!   `res(LAYERS)`                               residual block: LAYERS + shortcut (identity, or 1x1
+//!                                               conv + bn when the shape changes), added
 //! Example: `conv3x3x16p1,relu,maxpool2,conv3x3x32p1,relu,maxpool2,flatten,fc128,relu,fc10` is the
-//! `cnn` preset on 28x28 grey images with 10 classes.
+//! `cnn` preset on 28x28 grey images with 10 classes. Presets are specs too.
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
-use crate::nn::{Layer, Model};
+use crate::nn::{registry, Layer, Model};
+
+/// Names accepted by `--model`, with their specs (`{classes}` is the data's class count).
+pub const PRESET_SPECS: &[(&str, &str)] = &[
+    ("mlp", "flatten,fc256,relu,fc128,relu,fc{classes}"),
+    (
+        "cnn",
+        "conv3x3x16p1,relu,maxpool2,conv3x3x32p1,relu,maxpool2,flatten,fc128,relu,fc{classes}",
+    ),
+    (
+        "lenet5",
+        "conv5x5x6p2,relu,maxpool2,conv5x5x16,relu,maxpool2,flatten,fc120,relu,fc84,relu,fc{classes}",
+    ),
+];
 
 /// Names accepted by `--model`.
 pub const PRESETS: &[&str] = &["mlp", "cnn", "lenet5"];
 
+/// The spec of a preset for `classes` output classes.
+pub fn preset_spec(name: &str, classes: usize) -> Result<String> {
+    PRESET_SPECS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, spec)| spec.replace("{classes}", &classes.to_string()))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "--model {name}: unknown model; choose one of {} or give --arch SPEC",
+                PRESETS.join(", ")
+            ))
+        })
+}
+
 /// The layers of a preset for `classes` output classes.
-pub fn preset_layers(name: &str, classes: usize) -> Result<Vec<Layer>> {
-    match name {
-        "mlp" => Ok(vec![
-            Layer::Flatten,
-            Layer::Linear { out: 256 },
-            Layer::Relu,
-            Layer::Linear { out: 128 },
-            Layer::Relu,
-            Layer::Linear { out: classes },
-        ]),
-        "cnn" => Ok(vec![
-            conv(3, 16, 1),
-            Layer::Relu,
-            Layer::MaxPool2d { k: 2, stride: 2 },
-            conv(3, 32, 1),
-            Layer::Relu,
-            Layer::MaxPool2d { k: 2, stride: 2 },
-            Layer::Flatten,
-            Layer::Linear { out: 128 },
-            Layer::Relu,
-            Layer::Linear { out: classes },
-        ]),
-        "lenet5" => Ok(vec![
-            conv(5, 6, 2),
-            Layer::Relu,
-            Layer::MaxPool2d { k: 2, stride: 2 },
-            conv(5, 16, 0),
-            Layer::Relu,
-            Layer::MaxPool2d { k: 2, stride: 2 },
-            Layer::Flatten,
-            Layer::Linear { out: 120 },
-            Layer::Relu,
-            Layer::Linear { out: 84 },
-            Layer::Relu,
-            Layer::Linear { out: classes },
-        ]),
-        other => Err(Error::Config(format!(
-            "--model {other}: unknown model; choose one of {} or give --arch SPEC",
-            PRESETS.join(", ")
-        ))),
-    }
-}
-
-fn conv(k: usize, out: usize, pad: usize) -> Layer {
-    Layer::Conv2d {
-        out,
-        kh: k,
-        kw: k,
-        stride: 1,
-        pad,
-    }
-}
-
-/// Split `s` at the first occurrence of `marker` followed by a number: (`before`, number).
-fn suffix_number(s: &str, marker: char) -> Option<(&str, usize)> {
-    let pos = s.rfind(marker)?;
-    let n = s[pos + 1..].parse().ok()?;
-    Some((&s[..pos], n))
-}
-
-/// `conv3x3x16p1s2` -> Conv2d; `None` when the token is not of that form.
-fn parse_conv(t: &str) -> Option<Layer> {
-    let mut rest = t.strip_prefix("conv")?;
-    let mut stride = 1;
-    let mut pad = 0;
-    if let Some((r, s)) = suffix_number(rest, 's') {
-        rest = r;
-        stride = s;
-    }
-    if let Some((r, p)) = suffix_number(rest, 'p') {
-        rest = r;
-        pad = p;
-    }
-    let dims: Vec<usize> = rest
-        .split('x')
-        .map(|d| d.parse().ok())
-        .collect::<Option<_>>()?;
-    match dims[..] {
-        [kh, kw, out] => Some(Layer::Conv2d {
-            out,
-            kh,
-            kw,
-            stride,
-            pad,
-        }),
-        _ => None,
-    }
-}
-
-/// `maxpool2`, `maxpool3s2` -> (k, stride).
-fn parse_pool(rest: &str) -> Option<(usize, usize)> {
-    match suffix_number(rest, 's') {
-        Some((k, s)) => Some((k.parse().ok()?, s)),
-        None => {
-            let k = rest.parse().ok()?;
-            Some((k, k))
-        }
-    }
+pub fn preset_layers(name: &str, classes: usize) -> Result<Vec<Box<dyn Layer>>> {
+    registry::parse_spec(&preset_spec(name, classes)?)
 }
 
 /// Parse an `--arch` spec into layers. Errors name the token (1-based position) and what was expected.
-pub fn parse_arch(spec: &str) -> Result<Vec<Layer>> {
-    let mut layers = Vec::new();
-    for (i, raw) in spec.split(',').enumerate() {
-        let tok: String = raw
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let bad = |why: &str| {
-            Error::Config(format!(
-                "--arch: layer {} `{}`: {why}; tokens are convKHxKWxOUT[pP][sS], maxpoolK[sS], avgpoolK[sS], flatten, fcN, relu (e.g. conv3x3x16p1,relu,maxpool2,flatten,fc10)",
-                i + 1,
-                raw.trim()
-            ))
-        };
-        let layer = match tok.as_str() {
-            "" => return Err(bad("empty layer")),
-            "flatten" => Layer::Flatten,
-            "relu" => Layer::Relu,
-            t if t.starts_with("fc") => {
-                let n: usize = t[2..]
-                    .parse()
-                    .map_err(|_| bad("expected fc followed by a number of outputs"))?;
-                Layer::Linear { out: n }
-            }
-            t if t.starts_with("conv") => parse_conv(t).ok_or_else(|| {
-                bad("expected conv{KH}x{KW}x{OUT} with optional p{PAD} and s{STRIDE}, e.g. conv3x3x16p1")
-            })?,
-            t if t.starts_with("maxpool") || t.starts_with("avgpool") => {
-                let (k, stride) = parse_pool(&t[7..])
-                    .ok_or_else(|| bad("expected maxpool{K} or maxpool{K}s{STRIDE}, e.g. maxpool2"))?;
-                if t.starts_with("max") {
-                    Layer::MaxPool2d { k, stride }
-                } else {
-                    Layer::AvgPool2d { k, stride }
-                }
-            }
-            _ => return Err(bad("unknown layer")),
-        };
-        layers.push(layer);
-    }
-    Ok(layers)
+pub fn parse_arch(spec: &str) -> Result<Vec<Box<dyn Layer>>> {
+    registry::parse_spec(spec)
 }
 
 /// Build a model from a preset or a spec for a different number of classes: the last fc layer is resized
@@ -176,8 +70,10 @@ pub fn build_with_classes(
         (Some(n), None) => (n, preset_layers(n, classes)?),
         (None, None) => ("mlp", preset_layers("mlp", classes)?),
     };
-    if let Some(Layer::Linear { out }) = layers.last_mut() {
-        *out = classes;
+    if let Some(last) = layers.last_mut() {
+        if last.token().starts_with("fc") {
+            *last = registry::parse_token(&format!("fc{classes}")).map_err(Error::Config)?;
+        }
     }
     Model::new(label, input, layers, classes)
 }
@@ -210,7 +106,7 @@ mod tests {
     fn mlp_has_the_reference_parameter_count() {
         let m = build(Some("mlp"), None, MNIST, 10).unwrap();
         assert_eq!(m.num_params(), 235_146);
-        assert_eq!(m.nodes.len(), 3);
+        assert_eq!(m.graph.nodes.len(), 3);
         let names: Vec<_> = m.params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,
@@ -266,20 +162,11 @@ mod tests {
 
     #[test]
     fn conv_and_pool_tokens_parse() {
-        let l = parse_arch("conv5x3x8p2s2, avgpool3s2 ,maxpool2").unwrap();
+        let l = parse_arch("conv5x3x8p2s2, avgpool3s2 ,maxpool2,conv1x1x4nb").unwrap();
+        let tokens: Vec<String> = l.iter().map(|l| l.token()).collect();
         assert_eq!(
-            l,
-            vec![
-                Layer::Conv2d {
-                    out: 8,
-                    kh: 5,
-                    kw: 3,
-                    stride: 2,
-                    pad: 2
-                },
-                Layer::AvgPool2d { k: 3, stride: 2 },
-                Layer::MaxPool2d { k: 2, stride: 2 },
-            ]
+            tokens,
+            ["conv5x3x8p2s2", "avgpool3s2", "maxpool2", "conv1x1x4nb"]
         );
         let rgb = ImageShape {
             channels: 3,
@@ -307,8 +194,9 @@ mod tests {
         assert!(e("conv3x3x8,fc10").contains("add `flatten`"));
         assert!(e("conv3xx8").contains("layer 1 `conv3xx8`"));
         assert!(e("maxpoolx").contains("layer 1 `maxpoolx`"));
-        assert!(e("maxpool2,relu,flatten,fc10")
-            .contains("relu is supported directly after a conv or fc layer"));
+        // A ReLU that cannot be fused runs on its own.
+        let m = build(None, Some("maxpool2,relu,flatten,fc10"), MNIST, 10).unwrap();
+        assert_eq!(m.graph.nodes[1].op.kind(), "relu");
     }
 
     #[test]

@@ -166,7 +166,7 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
     let mut y = vec![0u32; n];
     batcher.fill(&data.test, &(0..n).collect::<Vec<_>>(), &mut x, &mut y);
     let mut exec = wgtrain::Device::Cpu
-        .executor(&model, &params, wgtrain::nn::OptimConfig::adam(1e-3), n)
+        .executor_from(&model, &params, wgtrain::nn::OptimConfig::adam(1e-3), n)
         .unwrap();
     let logits = exec.logits(&x).unwrap();
     for (i, z) in logits.chunks_exact(10).enumerate() {
@@ -494,7 +494,7 @@ fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
     assert!(err.contains("at step"), "{err}");
     let (_, params, meta) = wgtrain::checkpoint::load(&ckpt).unwrap();
     assert_eq!(meta.epoch, 1);
-    assert!(params.iter().all(|v| v.is_finite()));
+    assert!(params.params.iter().all(|v| v.is_finite()));
     std::fs::remove_dir_all(dir).ok();
 }
 

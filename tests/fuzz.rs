@@ -97,17 +97,24 @@ fn checkpoint_loader_never_panics() {
         epoch: 1,
     };
     let good = dir.join("good.safetensors");
-    checkpoint::save(&good, &model, &model.init_params(0), &meta).unwrap();
+    checkpoint::save(
+        &good,
+        &model,
+        &model.init_params(0),
+        &model.init_state(),
+        &meta,
+    )
+    .unwrap();
     let (m2, p2, meta2) = checkpoint::load(&good).unwrap();
     assert_eq!((m2.spec(), meta2), (model.spec(), meta));
-    assert_eq!(p2, model.init_params(0));
+    assert_eq!(p2.params, model.init_params(0));
     let valid = std::fs::read(&good).unwrap();
     let mut rng = Rng::new(2);
     let bad = dir.join("bad.safetensors");
     for _ in 0..600 {
         std::fs::write(&bad, mutate(&mut rng, &valid)).unwrap();
         if let Ok((m, p, _)) = checkpoint::load(&bad) {
-            assert_eq!(p.len(), m.param_len);
+            assert_eq!(p.params.len(), m.param_len);
         }
     }
     std::fs::remove_dir_all(dir).ok();

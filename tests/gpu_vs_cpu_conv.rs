@@ -39,7 +39,8 @@ fn check_conv_case(
     );
     let mut counts = [0; 3];
     let mut work = cv::ConvWork::new(s, 2);
-    for relu in [false, true] {
+    // With a bias, and without one (PyTorch's bias=False before a BatchNorm).
+    for (relu, bias) in [(false, Some(bias)), (true, Some(bias)), (true, None)] {
         let mut y = vec![0.0; batch * s.out_len()];
         cv::conv2d_forward(&x, &params, w, bias, &mut y, &mut work, batch, s, relu);
         let gy = upload_f32(ctx, &vec![0.0; y.len()]);
@@ -61,21 +62,31 @@ fn check_conv_case(
         let got = download(ctx, &gdx, dx.len());
         assert_close(&got, &dx, 1e-4, 1e-4, &what("conv backward input"));
     }
-    let mut grads = vec![0.0; params.len()];
-    cv::conv2d_backward_weight(&dy, &x, &mut grads, w, bias, &mut work, batch, s);
-    let gg = upload_f32(ctx, &vec![0.0; params.len()]);
-    let gpart = upload_f32(ctx, &vec![0.0; s.gpu_partial_len(batch)]);
-    let mut pb = PlanBuilder::new(ctx);
-    cv::push_conv2d_backward_weight(&mut pb, &gdy, &gx, &gpart, &gg, w, bias, batch, s);
-    counts[2] = run(ctx, pb);
-    let got = download(ctx, &gg, params.len());
-    assert_close(
-        &got[w..],
-        &grads[w..],
-        1e-4,
-        1e-4,
-        &what("conv backward weight"),
-    );
+    // Without a bias, its gradient must be left alone (zero here) on both devices.
+    for bias in [Some(bias), None] {
+        let mut grads = vec![0.0; params.len()];
+        cv::conv2d_backward_weight(&dy, &x, &mut grads, w, bias, &mut work, batch, s);
+        let gg = upload_f32(ctx, &vec![0.0; params.len()]);
+        let gpart = upload_f32(ctx, &vec![0.0; s.gpu_partial_len(batch)]);
+        let mut pb = PlanBuilder::new(ctx);
+        cv::push_conv2d_backward_weight(&mut pb, &gdy, &gx, &gpart, &gg, w, bias, batch, s);
+        counts[2] = run(ctx, pb);
+        let got = download(ctx, &gg, params.len());
+        assert_close(
+            &got[w..],
+            &grads[w..],
+            1e-4,
+            1e-4,
+            &what("conv backward weight"),
+        );
+        if bias.is_none() {
+            assert!(
+                got[3 + s.out_c * s.k()..].iter().all(|&g| g == 0.0),
+                "{}",
+                what("no-bias gradient")
+            );
+        }
+    }
     counts
 }
 

@@ -31,14 +31,14 @@ fn conv2d_gradients_match_finite_differences() {
         let forward = |p: &[f32], x: &[f32]| {
             let mut y = vec![0.0; batch * s.out_len()];
             let mut work = ConvWork::new(&s, 2);
-            conv2d_forward(x, p, w, bias, &mut y, &mut work, batch, &s, false);
+            conv2d_forward(x, p, w, Some(bias), &mut y, &mut work, batch, &s, false);
             y
         };
         let mut grads = vec![0.0; params.len()];
         // Thread counts below, at and above the batch size (empty ranges must not add anything).
         for threads in [1, 2, 5] {
             let mut work = ConvWork::new(&s, threads);
-            conv2d_backward_weight(&r, &x, &mut grads, w, bias, &mut work, batch, &s);
+            conv2d_backward_weight(&r, &x, &mut grads, w, Some(bias), &mut work, batch, &s);
             let gn = numeric(|p| dot(&forward(p, &x), &r), &params, 0.5);
             assert_close(
                 &grads[w..],
@@ -71,7 +71,17 @@ fn conv2d_gradients_match_finite_differences() {
         }
         // Fused ReLU in the forward equals max(0, .) of the plain output.
         let mut yr = vec![0.0; batch * s.out_len()];
-        conv2d_forward(&x, &params, w, bias, &mut yr, &mut work, batch, &s, true);
+        conv2d_forward(
+            &x,
+            &params,
+            w,
+            Some(bias),
+            &mut yr,
+            &mut work,
+            batch,
+            &s,
+            true,
+        );
         let plain = forward(&params, &x);
         assert!(yr.iter().zip(&plain).all(|(a, b)| *a == b.max(0.0)));
     }
@@ -97,7 +107,7 @@ fn conv2d_forward_hand_computed() {
         &x,
         &params,
         0,
-        4,
+        Some(4),
         &mut y,
         &mut ConvWork::new(&s, 1),
         1,
@@ -116,7 +126,7 @@ fn conv2d_forward_hand_computed() {
         &x,
         &params,
         0,
-        4,
+        Some(4),
         &mut y,
         &mut ConvWork::new(&s, 1),
         1,

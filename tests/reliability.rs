@@ -63,8 +63,8 @@ fn sigkill_during_training_never_corrupts_the_checkpoint() {
         let (model, params, meta) = checkpoint::load(&ckpt).unwrap_or_else(|e| {
             panic!("round {round}: checkpoint does not load after SIGKILL: {e}")
         });
-        assert_eq!(params.len(), model.param_len);
-        assert!(params.iter().all(|v| v.is_finite()));
+        assert_eq!(params.params.len(), model.param_len);
+        assert!(params.params.iter().all(|v| v.is_finite()));
         latest_epoch = latest_epoch.max(meta.epoch);
     }
     // The test is only meaningful if the killed runs really were writing checkpoints.
@@ -194,8 +194,8 @@ fn resume_continues_exactly_and_refuses_nothing_to_do() {
         pa == pb,
         "1 + 2 resumed epochs differ from 3 straight epochs"
     );
-    let sa = checkpoint::load_training_state(&a, pa.len(), 3).unwrap();
-    let sb = checkpoint::load_training_state(&b, pb.len(), 3).unwrap();
+    let sa = checkpoint::load_training_state(&a, pa.params.len(), 3).unwrap();
+    let sb = checkpoint::load_training_state(&b, pb.params.len(), 3).unwrap();
     assert_eq!(sa, sb);
     // Nothing left to do: a clear error, exit code 2.
     let out = train(

@@ -223,7 +223,7 @@ fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
                 let mut w2 = cv::ConvWork::for_current_pool(&s);
                 let mut w3 = cv::ConvWork::for_current_pool(&s);
                 out.push(cpu_case("conv2d forward", &shape, flops, move || {
-                    cv::conv2d_forward(&x1, &p1, 0, bias, &mut y, &mut w1, batch, &s, true)
+                    cv::conv2d_forward(&x1, &p1, 0, Some(bias), &mut y, &mut w1, batch, &s, true)
                 }));
                 out.push(cpu_case(
                     "conv2d backward input",
@@ -239,7 +239,14 @@ fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
                     flops,
                     move || {
                         cv::conv2d_backward_weight(
-                            &dy2, &x, &mut grads, 0, bias, &mut w3, batch, &s,
+                            &dy2,
+                            &x,
+                            &mut grads,
+                            0,
+                            Some(bias),
+                            &mut w3,
+                            batch,
+                            &s,
                         )
                     },
                 ));
@@ -257,7 +264,7 @@ fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
         let gg = upload(ctx, &vec![0.0; params.len()])?;
         let gpart = upload(ctx, &vec![0.0; s.gpu_partial_len(batch)])?;
         out.push(gpu_case(ctx, "conv2d forward", &shape, flops, |pb| {
-            cv::push_conv2d_forward(pb, &gx, &gp, 0, bias, &gy, batch, &s, true)
+            cv::push_conv2d_forward(pb, &gx, &gp, 0, Some(bias), &gy, batch, &s, true)
         })?);
         out.push(gpu_case(
             ctx,
@@ -271,7 +278,19 @@ fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
             "conv2d backward weight",
             &shape,
             flops,
-            |pb| cv::push_conv2d_backward_weight(pb, &gdy, &gx, &gpart, &gg, 0, bias, batch, &s),
+            |pb| {
+                cv::push_conv2d_backward_weight(
+                    pb,
+                    &gdy,
+                    &gx,
+                    &gpart,
+                    &gg,
+                    0,
+                    Some(bias),
+                    batch,
+                    &s,
+                )
+            },
         )?);
     }
     Ok(out)

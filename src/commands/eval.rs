@@ -65,7 +65,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let (device, why) = args.device.select()?;
     println!("device: {why}");
     let batch = args.batch_size.min(data.test.len());
-    let mut exec = device.executor(&model, &params, OptimConfig::adam(1e-3), batch)?;
+    let mut exec = device.executor_from(&model, &params, OptimConfig::adam(1e-3), batch)?;
     let batcher = Batcher::new(&meta.normalization, model.input);
     let t = Instant::now();
     let stats = train::evaluate(&mut *exec, &data.test, &batcher, batch)?;

@@ -76,7 +76,10 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                 data.train.shape,
                 data.num_classes,
             )?;
-            let params = model.init_params(args.seed);
+            let params = crate::nn::Weights {
+                params: model.init_params(args.seed),
+                state: model.init_state(),
+            };
             (model, params, args.seed, args.batch_size, 0, None)
         }
     };
@@ -123,7 +126,8 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         early_stop: args.early_stop,
         augment,
     };
-    let mut exec = device.executor(&model, &params, optim, cfg.max_batch())?;
+    optim.seed = seed;
+    let mut exec = device.executor_from(&model, &params, optim, cfg.max_batch())?;
     if let Some(state) = &opt_state {
         exec.set_optimizer_state(state)?;
     }
@@ -157,7 +161,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                         epoch: r.epoch,
                         ..meta.clone()
                     };
-                    checkpoint::save(path, &model, &exec.params()?, &meta)?;
+                    checkpoint::save(path, &model, &exec.params()?, &exec.state()?, &meta)?;
                 }
             }
             if let Some(path) = &save_path {
@@ -173,7 +177,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                     epoch: r.epoch,
                     ..meta.clone()
                 };
-                checkpoint::save(path, &model, &exec.params()?, &meta)?;
+                checkpoint::save(path, &model, &exec.params()?, &exec.state()?, &meta)?;
             }
             Ok(())
         };

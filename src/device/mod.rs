@@ -195,6 +195,19 @@ impl Device {
         }
     }
 
+    /// [`executor`](Self::executor) starting from saved weights (parameters and running statistics).
+    pub fn executor_from(
+        &self,
+        model: &Model,
+        weights: &crate::nn::Weights,
+        optim: OptimConfig,
+        max_batch: usize,
+    ) -> Result<Box<dyn Executor>> {
+        let mut exec = self.executor(model, &weights.params, optim, max_batch)?;
+        exec.set_state(&weights.state)?;
+        Ok(exec)
+    }
+
     /// Build an executor for `model` with parameters `params` (the flat layout of `Model::params`) and
     /// buffers sized for batches of up to `max_batch` examples.
     pub fn executor(

@@ -4,7 +4,9 @@
 use super::protocol::SeedRecord;
 use super::runner::Throughput;
 use super::stats::{mean_sd, verdict_greater, Verdict, RULE};
-use crate::nn::{Model, Node};
+use crate::nn::Model;
+use crate::ops::conv2d::Conv2d;
+use crate::ops::matmul::Linear;
 use serde_json::json;
 
 /// One claim with its evidence, as it appears in report.json and report.md.
@@ -54,24 +56,31 @@ fn pairs<'a>(
 /// Per-layer parameters, weight reuse and FLOPs of one model.
 pub fn model_costs(m: &Model) -> serde_json::Value {
     let mut layers = Vec::new();
-    for node in &m.nodes {
-        let (kind, params, reuse) = match node {
-            Node::Linear { inp, out, .. } => (format!("fc {inp}->{out}"), inp * out + out, 1),
-            Node::Conv2d { shape, .. } => (
-                format!(
-                    "conv {}x{} {}->{}",
-                    shape.kh, shape.kw, shape.in_c, shape.out_c
-                ),
-                shape.out_c * shape.k() + shape.out_c,
-                shape.p(),
-            ),
-            Node::Pool { shape } => (format!("pool {}x{}", shape.k, shape.k), 0, 0),
+    for node in &m.graph.nodes {
+        let prefix = format!("{}.", node.path);
+        let params: usize = m
+            .params
+            .iter()
+            .filter(|t| t.name.starts_with(&prefix))
+            .map(|t| t.len())
+            .sum();
+        let any = node.op.as_any();
+        let (kind, reuse) = if let Some(c) = any.downcast_ref::<Conv2d>() {
+            let s = &c.shape;
+            (
+                format!("conv {}x{} {}->{}", s.kh, s.kw, s.in_c, s.out_c),
+                s.p(),
+            )
+        } else if let Some(l) = any.downcast_ref::<Linear>() {
+            (format!("fc {}->{}", l.inp, l.out), 1)
+        } else {
+            (node.op.kind().to_string(), usize::from(params > 0))
         };
         layers.push(json!({
             "layer": kind,
             "params": params,
             "uses_per_weight_per_image": reuse,
-            "forward_flops": 2 * node.forward_macs(),
+            "forward_flops": 2 * node.op.forward_macs(),
         }));
     }
     json!({
@@ -85,21 +94,34 @@ pub fn model_costs(m: &Model) -> serde_json::Value {
 }
 
 /// FLOPs of one training step per image: forward, weight gradient (same cost as forward for conv and
-/// fc) and input gradient (same again, except for the first layer, which needs none).
+/// fc) and input gradient (same again, except for the ops reading the input, which need none).
 pub fn train_flops(m: &Model) -> usize {
     let fwd = m.forward_flops();
-    let first = m.nodes.first().map_or(0, |n| 2 * n.forward_macs());
+    let g = &m.graph;
+    let first: usize = g
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.iter().any(|&t| g.storage(t) == 0))
+        .map(|n| 2 * n.op.forward_macs())
+        .sum();
     3 * fwd - first
+}
+
+/// The first convolution that reads the input, if any.
+pub fn first_conv(m: &Model) -> Option<&Conv2d> {
+    m.graph
+        .nodes
+        .first()
+        .and_then(|n| n.op.as_any().downcast_ref::<Conv2d>())
 }
 
 pub fn parameters(ann: &Model, cnn: &Model) -> Claim {
     let max_reuse = cnn
+        .graph
         .nodes
         .iter()
-        .filter_map(|n| match n {
-            Node::Conv2d { shape, .. } => Some(shape.p()),
-            _ => None,
-        })
+        .filter_map(|n| n.op.as_any().downcast_ref::<Conv2d>())
+        .map(|c| c.shape.p())
         .max()
         .unwrap_or(1);
     let fewer = cnn.num_params() < ann.num_params();

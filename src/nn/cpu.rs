@@ -1,79 +1,60 @@
-//! The CPU executor: walks the model's nodes with the CPU ops. Buffers are allocated once for the largest
-//! batch; a step allocates nothing.
+//! The CPU executor: walks the graph's nodes with each op's CPU forward, then in reverse with its
+//! backward. Buffers (one per storage, one per gradient slot, each op's scratch) are allocated once for
+//! the largest batch; a step allocates nothing but the ops' small per-channel vectors.
 
-use super::{Executor, Model, Node, OptimConfig, Stats};
+use super::graph::{Graph, TensorId};
+use super::op::{CpuBackward, CpuForward, CpuInputGrad};
+use super::{Executor, Model, OptimConfig, Stats};
 use crate::error::Result;
-use crate::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvWork};
-use crate::ops::matmul::{linear_backward_input, linear_backward_weight, linear_forward};
-use crate::ops::pool::{pool_backward, pool_forward};
+use crate::ops::add::accumulate_cpu;
 use crate::ops::softmax_xent::softmax_xent;
 use crate::optim::{step_cpu, OptimState};
+use std::any::Any;
+use std::sync::Arc;
 
 pub struct CpuExecutor {
     model: Model,
+    graph: Arc<Graph>,
     params: Vec<f32>,
     grads: Vec<f32>,
+    state: Vec<f32>,
     optim: OptimConfig,
-    state: OptimState,
-    /// Output of each node, `[max_batch, node.out_len()]`.
+    ostate: OptimState,
+    /// Values of each storage, `[max_batch, len]` (storage 0, the input, is the caller's slice).
     acts: Vec<Vec<f32>>,
-    /// Gradient of the loss w.r.t. each node's output, already masked by that node's ReLU.
-    dacts: Vec<Vec<f32>>,
-    /// Per-node working memory (per-thread im2col buffers and partial sums, pooling winners).
-    scratch: Vec<Scratch>,
+    /// Each gradient slot, `[max_batch, len]`.
+    slots: Vec<Vec<f32>>,
+    scratch: Vec<Box<dyn Any + Send>>,
     max_batch: usize,
     train_stats: Stats,
     eval_stats: Stats,
 }
 
-/// Working memory of one node, allocated once (conv: per thread; pooling: for the largest batch).
-#[derive(Default)]
-struct Scratch {
-    conv: Option<ConvWork>,
-    /// Max pooling: index of each output's winning input.
-    argmax: Vec<u32>,
-}
-
-impl Scratch {
-    fn for_node(node: &Node, max_batch: usize) -> Self {
-        match node {
-            Node::Linear { .. } => Scratch::default(),
-            Node::Conv2d { shape, .. } => Scratch {
-                conv: Some(ConvWork::for_current_pool(shape)),
-                argmax: Vec::new(),
-            },
-            Node::Pool { shape } => Scratch {
-                argmax: vec![0; max_batch * shape.out_len()],
-                ..Scratch::default()
-            },
-        }
-    }
-
-    fn conv(&mut self) -> &mut ConvWork {
-        self.conv.as_mut().expect("conv node without conv scratch")
-    }
-}
-
 impl CpuExecutor {
     pub fn new(model: &Model, params: &[f32], optim: OptimConfig, max_batch: usize) -> Self {
-        let acts: Vec<Vec<f32>> = model
-            .nodes
-            .iter()
-            .map(|n| vec![0.0; max_batch * n.out_len()])
-            .collect();
+        let graph = model.graph.clone();
+        let buffer = |s: usize| {
+            if s == 0 {
+                Vec::new()
+            } else {
+                vec![0.0; max_batch * graph.storage_len(s)]
+            }
+        };
         CpuExecutor {
+            acts: (0..graph.storages()).map(buffer).collect(),
+            slots: graph.slot_storage.iter().map(|&s| buffer(s)).collect(),
+            scratch: graph
+                .nodes
+                .iter()
+                .map(|n| n.op.cpu_scratch(max_batch))
+                .collect(),
             model: model.clone(),
             params: params.to_vec(),
             grads: vec![0.0; params.len()],
+            state: model.init_state(),
             optim,
-            state: OptimState::new(params.len()),
-            dacts: acts.clone(),
-            acts,
-            scratch: model
-                .nodes
-                .iter()
-                .map(|n| Scratch::for_node(n, max_batch))
-                .collect(),
+            ostate: OptimState::new(params.len()),
+            graph,
             max_batch,
             train_stats: Stats::default(),
             eval_stats: Stats::default(),
@@ -97,126 +78,100 @@ impl CpuExecutor {
         batch
     }
 
-    fn forward(&mut self, x: &[f32], batch: usize) {
-        for i in 0..self.model.nodes.len() {
-            let (before, rest) = self.acts.split_at_mut(i);
-            let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
-            let scratch = &mut self.scratch[i];
-            match self.model.nodes[i] {
-                Node::Linear {
-                    inp,
-                    out,
-                    relu,
-                    weight,
-                    bias,
-                } => linear_forward(
-                    input,
-                    &self.params,
-                    weight,
-                    bias,
-                    &mut rest[0],
-                    batch,
-                    inp,
-                    out,
-                    relu,
-                ),
-                Node::Conv2d {
-                    shape,
-                    relu,
-                    weight,
-                    bias,
-                } => conv2d_forward(
-                    input,
-                    &self.params,
-                    weight,
-                    bias,
-                    &mut rest[0],
-                    scratch.conv(),
-                    batch,
-                    &shape,
-                    relu,
-                ),
-                Node::Pool { shape } => {
-                    pool_forward(input, &mut rest[0], &mut scratch.argmax, batch, &shape)
-                }
-            }
+    fn value<'a>(acts: &'a [Vec<f32>], x: &'a [f32], g: &Graph, t: TensorId) -> &'a [f32] {
+        match g.storage(t) {
+            0 => x,
+            s => &acts[s],
+        }
+    }
+
+    /// The 1-based number of the step being taken (dropout masks derive from it).
+    fn step(&self) -> u64 {
+        self.ostate.t + 1
+    }
+
+    fn forward(&mut self, x: &[f32], batch: usize, train: bool) {
+        let step = self.step();
+        let g = self.graph.clone();
+        for (i, node) in g.nodes.iter().enumerate() {
+            let out = g.storage(node.output);
+            let mut output = std::mem::take(&mut self.acts[out]);
+            let inputs: Vec<&[f32]> = node
+                .inputs
+                .iter()
+                .map(|&t| Self::value(&self.acts, x, &g, t))
+                .collect();
+            node.op.cpu_forward(CpuForward {
+                inputs: &inputs,
+                output: &mut output,
+                params: &self.params,
+                state: &mut self.state,
+                scratch: self.scratch[i].as_mut(),
+                batch,
+                train,
+                seed: self.optim.seed,
+                step,
+            });
+            self.acts[out] = output;
         }
     }
 
     fn backward(&mut self, x: &[f32], batch: usize) {
-        for i in (0..self.model.nodes.len()).rev() {
-            let input: &[f32] = if i == 0 { x } else { &self.acts[i - 1] };
-            let (before, rest) = self.dacts.split_at_mut(i);
-            let dy = &rest[0];
-            let mask = (i > 0 && self.model.nodes[i - 1].relu()).then(|| &self.acts[i - 1][..]);
-            let scratch = &mut self.scratch[i];
-            match self.model.nodes[i] {
-                Node::Linear {
-                    inp,
-                    out,
-                    weight,
-                    bias,
-                    ..
-                } => {
-                    linear_backward_weight(
-                        dy,
-                        input,
-                        &mut self.grads,
-                        weight,
-                        bias,
-                        batch,
-                        inp,
-                        out,
-                    );
-                    if i > 0 {
-                        linear_backward_input(
-                            dy,
-                            &self.params,
-                            weight,
-                            &mut before[i - 1],
-                            mask,
-                            batch,
-                            inp,
-                            out,
-                        );
-                    }
-                }
-                Node::Conv2d {
-                    shape,
-                    weight,
-                    bias,
-                    ..
-                } => {
-                    conv2d_backward_weight(
-                        dy,
-                        input,
-                        &mut self.grads,
-                        weight,
-                        bias,
-                        scratch.conv(),
-                        batch,
-                        &shape,
-                    );
-                    if i > 0 {
-                        conv2d_backward_input(
-                            dy,
-                            &self.params,
-                            weight,
-                            &mut before[i - 1],
-                            mask,
-                            scratch.conv(),
-                            batch,
-                            &shape,
-                        );
-                    }
-                }
-                Node::Pool { shape } => {
-                    if i > 0 {
-                        pool_backward(dy, &scratch.argmax, &mut before[i - 1], mask, batch, &shape);
-                    }
-                }
+        let step = self.step();
+        let g = self.graph.clone();
+        for (i, node) in g.nodes.iter().enumerate().rev() {
+            let out = g.storage(node.output);
+            let n = batch * g.storage_len(out);
+            for &extra in &g.extra_slots[out] {
+                let src = std::mem::take(&mut self.slots[extra]);
+                accumulate_cpu(&mut self.slots[out], &src, n);
+                self.slots[extra] = src;
+            }
+            // Take the input gradients' slots out so they can be written while dy is read.
+            let mut taken: Vec<Option<(usize, Vec<f32>)>> = node
+                .inputs
+                .iter()
+                .zip(&g.grad_slot[i])
+                .map(|(&t, &slot)| {
+                    (g.storage(t) != 0).then(|| (slot, std::mem::take(&mut self.slots[slot])))
+                })
+                .collect();
+            let inputs: Vec<&[f32]> = node
+                .inputs
+                .iter()
+                .map(|&t| Self::value(&self.acts, x, &g, t))
+                .collect();
+            let dx = taken
+                .iter_mut()
+                .zip(&node.inputs)
+                .map(|(slot, &t)| {
+                    slot.as_mut().map(|(_, buf)| CpuInputGrad {
+                        dx: &mut buf[..],
+                        mask: g.relu_storage[g.storage(t)].then(|| &self.acts[g.storage(t)][..]),
+                    })
+                })
+                .collect();
+            node.op.cpu_backward(CpuBackward {
+                inputs: &inputs,
+                output: &self.acts[out],
+                dy: &self.slots[out],
+                dx,
+                params: &self.params,
+                grads: &mut self.grads,
+                state: &self.state,
+                scratch: self.scratch[i].as_mut(),
+                batch,
+                seed: self.optim.seed,
+                step,
+            });
+            for (slot, buf) in taken.into_iter().flatten() {
+                self.slots[slot] = buf;
             }
         }
+    }
+
+    fn logits_storage(&self) -> usize {
+        self.graph.storage(self.graph.output())
     }
 }
 
@@ -224,28 +179,32 @@ impl Executor for CpuExecutor {
     fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
         let batch = self.batch_of(x);
         assert_eq!(y.len(), batch, "labels vs batch");
-        self.forward(x, batch);
-        let last = self.model.nodes.len() - 1;
+        self.forward(x, batch, true);
+        let out = self.logits_storage();
         let s = softmax_xent(
-            &self.acts[last],
+            &self.acts[out],
             y,
             self.model.num_classes,
-            Some(&mut self.dacts[last]),
+            Some(&mut self.slots[out]),
         );
         self.train_stats.loss_sum += s.loss_sum;
         self.train_stats.correct += s.correct;
         self.train_stats.count += s.count;
         self.backward(x, batch);
-        step_cpu(&self.optim, &mut self.state, &mut self.params, &self.grads);
+        step_cpu(&self.optim, &mut self.ostate, &mut self.params, &self.grads);
         Ok(())
     }
 
     fn eval_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
         let batch = self.batch_of(x);
         assert_eq!(y.len(), batch, "labels vs batch");
-        self.forward(x, batch);
-        let last = self.model.nodes.len() - 1;
-        let s = softmax_xent(&self.acts[last], y, self.model.num_classes, None);
+        self.forward(x, batch, false);
+        let s = softmax_xent(
+            &self.acts[self.logits_storage()],
+            y,
+            self.model.num_classes,
+            None,
+        );
         self.eval_stats.loss_sum += s.loss_sum;
         self.eval_stats.correct += s.correct;
         self.eval_stats.count += s.count;
@@ -266,13 +225,22 @@ impl Executor for CpuExecutor {
 
     fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let batch = self.batch_of(x);
-        self.forward(x, batch);
-        let last = self.model.nodes.len() - 1;
-        Ok(self.acts[last][..batch * self.model.num_classes].to_vec())
+        self.forward(x, batch, false);
+        Ok(self.acts[self.logits_storage()][..batch * self.model.num_classes].to_vec())
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {
         Ok(self.params.clone())
+    }
+
+    fn state(&mut self) -> Result<Vec<f32>> {
+        Ok(self.state.clone())
+    }
+
+    fn set_state(&mut self, state: &[f32]) -> Result<()> {
+        assert_eq!(state.len(), self.state.len(), "state vector length");
+        self.state.copy_from_slice(state);
+        Ok(())
     }
 
     fn set_lr(&mut self, lr: f32) {
@@ -280,12 +248,12 @@ impl Executor for CpuExecutor {
     }
 
     fn optimizer_state(&mut self) -> Result<OptimState> {
-        Ok(self.state.clone())
+        Ok(self.ostate.clone())
     }
 
     fn set_optimizer_state(&mut self, state: &OptimState) -> Result<()> {
         assert_eq!(state.m.len(), self.params.len(), "optimizer state length");
-        self.state = state.clone();
+        self.ostate = state.clone();
         Ok(())
     }
 }

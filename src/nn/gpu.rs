@@ -2,7 +2,8 @@
 //! one command encoder + one submit per training step (inputs, forward, loss, backward, optimiser).
 //! Loss and accuracy accumulate in a small device buffer that is read back only when asked for.
 
-use super::{Executor, Model, Node, OptimConfig, Stats};
+use super::graph::Graph;
+use super::{Executor, Model, OptimConfig, Stats};
 use crate::device::gpu::{GpuContext, Plan};
 use crate::device::window;
 use crate::error::{Error, Result};
@@ -38,14 +39,18 @@ pub struct GpuExecutor {
     grads: wgpu::Buffer,
     moment1: wgpu::Buffer,
     moment2: wgpu::Buffer,
-    input: wgpu::Buffer,
     labels: wgpu::Buffer,
+    graph: Arc<Graph>,
+    /// One buffer per storage (storage 0 is the input batch).
     acts: Vec<wgpu::Buffer>,
-    dacts: Vec<wgpu::Buffer>,
-    /// Max-pooling winners per node (a 1-element placeholder for nodes without pooling).
-    argmax: Vec<wgpu::Buffer>,
-    /// Conv weight-gradient partial sums per node (a 1-element placeholder for other nodes).
-    partials: Vec<wgpu::Buffer>,
+    /// One buffer per gradient slot (slot 0, the input's, is a placeholder: never written).
+    slots: Vec<wgpu::Buffer>,
+    /// Each node's own buffers (`Op::gpu_aux`).
+    aux: Vec<Vec<wgpu::Buffer>>,
+    /// Non-trainable state (running statistics); a 4-float placeholder when the model has none.
+    state: wgpu::Buffer,
+    /// `[seed low, seed high, step, 0]` (u32), written before every training step.
+    step: wgpu::Buffer,
     /// [train loss sum, train correct, eval loss sum, eval correct]
     stats: wgpu::Buffer,
     /// Host-readable copy target for `stats` (read every few steps by the divergence check).
@@ -85,28 +90,36 @@ impl GpuExecutor {
         let grads = zeros("grads")?;
         let moment1 = zeros("optimiser m")?;
         let moment2 = zeros("optimiser v")?;
-        let input = windowed("input", max_batch * model.input_len(), U::COPY_DST)?;
+        let graph = model.graph.clone();
         let labels = buf("labels", max_batch, U::COPY_DST)?;
-        let mut acts = Vec::new();
-        let mut dacts = Vec::new();
-        let mut argmax = Vec::new();
-        let mut partials = Vec::new();
-        for (i, node) in model.nodes.iter().enumerate() {
-            let len = max_batch * node.out_len();
-            acts.push(windowed(&format!("activation {i}"), len, U::COPY_SRC)?);
-            dacts.push(windowed(&format!("gradient {i}"), len, U::empty())?);
-            let winners = if matches!(node, Node::Pool { .. }) {
-                len
-            } else {
-                1
-            };
-            argmax.push(buf(&format!("pool winners {i}"), winners, U::empty())?);
-            let partial = match node {
-                Node::Conv2d { shape, .. } => shape.gpu_partial_len(max_batch),
-                _ => 1,
-            };
-            partials.push(buf(&format!("conv partial sums {i}"), partial, U::empty())?);
+        let mut acts = vec![windowed(
+            "input",
+            max_batch * model.input_len(),
+            U::COPY_DST,
+        )?];
+        for s in 1..graph.storages() {
+            let len = max_batch * graph.storage_len(s);
+            acts.push(windowed(&format!("activation {s}"), len, U::COPY_SRC)?);
         }
+        let mut slots = Vec::new();
+        for (i, &s) in graph.slot_storage.iter().enumerate() {
+            let len = if s == 0 {
+                1
+            } else {
+                max_batch * graph.storage_len(s)
+            };
+            slots.push(windowed(&format!("gradient {i}"), len, U::empty())?);
+        }
+        let aux = graph
+            .nodes
+            .iter()
+            .map(|n| n.op.gpu_aux(&ctx, max_batch))
+            .collect::<Result<Vec<_>>>()?;
+        let init_state = model.init_state();
+        let state = buf("state", init_state.len().max(4), U::COPY_DST | U::COPY_SRC)?;
+        ctx.queue
+            .write_buffer(&state, 0, bytemuck::cast_slice(&init_state));
+        let step = buf("step", 4, U::COPY_DST)?;
         let stats = buf("stats", 4, U::COPY_DST | U::COPY_SRC)?;
         ctx.queue
             .write_buffer(&stats, 0, bytemuck::cast_slice(&[0f32; 4]));
@@ -128,12 +141,13 @@ impl GpuExecutor {
             grads,
             moment1,
             moment2,
-            input,
             labels,
+            graph,
             acts,
-            dacts,
-            argmax,
-            partials,
+            slots,
+            aux,
+            state,
+            step,
             stats,
             stats_staging,
             optim_uniform,
@@ -161,7 +175,7 @@ impl GpuExecutor {
         );
         self.ensure_plan(batch, mode)?;
         let q = &self.ctx.queue;
-        q.write_buffer(&self.input, 0, bytemuck::cast_slice(x));
+        q.write_buffer(&self.acts[0], 0, bytemuck::cast_slice(x));
         if let Some(y) = y {
             assert_eq!(y.len(), batch, "labels vs batch");
             q.write_buffer(&self.labels, 0, bytemuck::cast_slice(y));
@@ -170,6 +184,9 @@ impl GpuExecutor {
             self.t += 1;
             let p = OptimParams::new(&self.optim, self.model.param_len, self.t);
             q.write_buffer(&self.optim_uniform, 0, bytemuck::bytes_of(&p));
+            let seed = self.optim.seed;
+            let step = [seed as u32, (seed >> 32) as u32, self.t as u32, 0u32];
+            q.write_buffer(&self.step, 0, bytemuck::cast_slice(&step));
         }
         let mut enc = self
             .ctx
@@ -280,11 +297,11 @@ impl Executor for GpuExecutor {
 
     fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let batch = self.run(x, None, Mode::Forward)?;
-        let last = self.acts.len() - 1;
+        let out = self.graph.storage(self.graph.output());
         let bytes = (batch * self.model.num_classes * 4) as u64;
         let raw = self
             .ctx
-            .read_buffer(&self.acts[last], bytes, "reading predictions")?;
+            .read_buffer(&self.acts[out], bytes, "reading predictions")?;
         self.in_flight = None;
         Ok(bytemuck::pod_collect_to_vec(&raw))
     }
@@ -330,6 +347,28 @@ impl Executor for GpuExecutor {
         q.write_buffer(&self.moment2, 0, bytemuck::cast_slice(&state.v));
         self.t = state.t;
         self.ctx.check("restoring optimiser state")
+    }
+
+    fn state(&mut self) -> Result<Vec<f32>> {
+        let len = self.model.state_len;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let raw =
+            self.ctx
+                .read_buffer(&self.state, (len * 4) as u64, "reading running statistics")?;
+        self.in_flight = None;
+        Ok(bytemuck::pod_collect_to_vec(&raw))
+    }
+
+    fn set_state(&mut self, state: &[f32]) -> Result<()> {
+        assert_eq!(state.len(), self.model.state_len, "state vector length");
+        if !state.is_empty() {
+            self.ctx
+                .queue
+                .write_buffer(&self.state, 0, bytemuck::cast_slice(state));
+        }
+        self.ctx.check("restoring running statistics")
     }
 
     fn params(&mut self) -> Result<Vec<f32>> {

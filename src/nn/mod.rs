@@ -1,152 +1,32 @@
-//! Layers, the `Model` they form, and the execution plan both devices run.
+//! Graph models: layers, the op interface, the graph they lower to, and the executors that run it.
 //!
-//! A model is a PyTorch-style `nn.Sequential` of [`Layer`]s. Building it checks every shape and lays all
-//! parameters out in ONE flat `f32` vector (each tensor at an offset aligned to 4 floats), so an optimiser
-//! step is a single loop on the CPU and a single dispatch on the GPU. The layer list is then lowered to a
-//! list of [`Node`]s in which a ReLU that follows a Linear is fused into it; the CPU and GPU executors
-//! (`cpu.rs`, `gpu.rs`) walk the same nodes forward and then backward in reverse — no general autodiff.
+//! A model is a list of [`Layer`]s (PyTorch-style `nn.Sequential`, with residual blocks as nested
+//! modules). [`Model::new`] lowers them into a [`graph::Graph`] — nodes that name their inputs, in
+//! topological order, each holding an [`op::Op`] — checks every shape and lays out all trainable
+//! parameters in ONE flat `f32` vector (one optimiser step) and all running statistics in another.
+//! The fusion pass folds ReLUs into the op before them. The CPU and GPU executors (`cpu.rs`, `gpu.rs`)
+//! walk the same nodes forward and then backward in reverse through the `Op` trait — no general
+//! autodiff, and no per-op code in the executors.
 
 pub mod cpu;
 pub mod gpu;
+pub mod graph;
+pub mod layers;
 mod model;
+pub mod op;
+pub mod registry;
 
+pub use graph::ParamTensor;
 pub use model::{LayerSummary, Model};
+pub use op::{Layer, Op, Shape};
 
 use crate::error::Result;
-use crate::ops::conv2d::ConvShape;
-use crate::ops::pool::PoolShape;
 
-/// One layer of a sequential model, as the user writes it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum Layer {
-    /// Flattens `[C, H, W]` to `[C*H*W]`.
-    Flatten,
-    /// `y = x W^T + b`, weight `[out, in]`, bias `[out]` (PyTorch layout); `x: [batch, in]`.
-    Linear { out: usize },
-    /// `max(x, 0)`.
-    Relu,
-    /// 2-D convolution (PyTorch `nn.Conv2d`): weight `[out, in_c, kh, kw]`, bias `[out]`, zero padding.
-    Conv2d {
-        out: usize,
-        kh: usize,
-        kw: usize,
-        stride: usize,
-        pad: usize,
-    },
-    /// Max pooling over `k x k` windows with the given stride (PyTorch `nn.MaxPool2d(k, stride)`).
-    MaxPool2d { k: usize, stride: usize },
-    /// Average pooling over `k x k` windows with the given stride.
-    AvgPool2d { k: usize, stride: usize },
-}
-
-impl Layer {
-    /// Short spec token (used by `--arch` and in reports).
-    pub fn token(&self) -> String {
-        match self {
-            Layer::Flatten => "flatten".into(),
-            Layer::Linear { out } => format!("fc{out}"),
-            Layer::Relu => "relu".into(),
-            Layer::Conv2d {
-                out,
-                kh,
-                kw,
-                stride,
-                pad,
-            } => {
-                let mut t = format!("conv{kh}x{kw}x{out}");
-                if *pad != 0 {
-                    t += &format!("p{pad}");
-                }
-                if *stride != 1 {
-                    t += &format!("s{stride}");
-                }
-                t
-            }
-            Layer::MaxPool2d { k, stride } | Layer::AvgPool2d { k, stride } => {
-                let name = if matches!(self, Layer::MaxPool2d { .. }) {
-                    "maxpool"
-                } else {
-                    "avgpool"
-                };
-                if stride == k {
-                    format!("{name}{k}")
-                } else {
-                    format!("{name}{k}s{stride}")
-                }
-            }
-        }
-    }
-}
-
-/// One named parameter tensor inside the flat parameter vector.
+/// A model's two flat vectors: trainable parameters and non-trainable state (running statistics).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParamTensor {
-    /// PyTorch `state_dict` name, e.g. `1.weight` (index into the Sequential, then the tensor).
-    pub name: String,
-    pub shape: Vec<usize>,
-    /// Offset in floats into the flat parameter vector.
-    pub offset: usize,
-}
-
-impl ParamTensor {
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A fused, shape-resolved step of the forward pass. Each node reads the previous node's output (the
-/// first reads the input batch); flatten is free in NCHW and produces no node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Node {
-    /// Linear layer, optionally followed by a fused ReLU. Input `[batch, inp]`, output `[batch, out]`.
-    Linear {
-        inp: usize,
-        out: usize,
-        relu: bool,
-        weight: usize,
-        bias: usize,
-    },
-    /// Convolution, optionally followed by a fused ReLU.
-    Conv2d {
-        shape: ConvShape,
-        relu: bool,
-        weight: usize,
-        bias: usize,
-    },
-    /// Max or average pooling.
-    Pool { shape: PoolShape },
-}
-
-impl Node {
-    /// Floats per example this node outputs.
-    pub fn out_len(&self) -> usize {
-        match self {
-            Node::Linear { out, .. } => *out,
-            Node::Conv2d { shape, .. } => shape.out_len(),
-            Node::Pool { shape } => shape.out_len(),
-        }
-    }
-
-    /// Whether the output has ReLU applied (so gradients flowing into it must be masked by `output > 0`).
-    pub fn relu(&self) -> bool {
-        match self {
-            Node::Linear { relu, .. } | Node::Conv2d { relu, .. } => *relu,
-            Node::Pool { .. } => false,
-        }
-    }
-
-    /// Multiply-adds per example in the forward pass (pooling counted as zero).
-    pub fn forward_macs(&self) -> usize {
-        match self {
-            Node::Linear { inp, out, .. } => inp * out,
-            Node::Conv2d { shape, .. } => shape.macs(),
-            Node::Pool { .. } => 0,
-        }
-    }
+pub struct Weights {
+    pub params: Vec<f32>,
+    pub state: Vec<f32>,
 }
 
 /// Loss sum and correct count accumulated over some examples.
@@ -191,6 +71,10 @@ pub trait Executor {
     fn logits(&mut self, x: &[f32]) -> Result<Vec<f32>>;
     /// The flat parameter vector (see [`Model::params`] for the layout).
     fn params(&mut self) -> Result<Vec<f32>>;
+    /// The flat state vector: running statistics (see [`Model::state`] for the layout).
+    fn state(&mut self) -> Result<Vec<f32>>;
+    /// Replace the state vector (a loaded checkpoint's running statistics).
+    fn set_state(&mut self, state: &[f32]) -> Result<()>;
     /// The optimiser's moments and step count (for exact resume).
     fn optimizer_state(&mut self) -> Result<crate::optim::OptimState>;
     /// Restore what [`optimizer_state`](Self::optimizer_state) returned.
@@ -226,6 +110,9 @@ pub struct OptimConfig {
     /// Parameters before this offset of the flat vector are frozen (not updated); 0 trains everything.
     /// Used to train only the head of a network (`Model::head_offset`).
     pub frozen_prefix: usize,
+    /// The run's seed: dropout masks are a function of it, the node and the step number, so a run and
+    /// its resume draw the same masks.
+    pub seed: u64,
 }
 
 impl OptimConfig {
@@ -239,6 +126,7 @@ impl OptimConfig {
             lr,
             weight_decay: 0.0,
             frozen_prefix: 0,
+            seed: 0,
         }
     }
 
@@ -248,6 +136,7 @@ impl OptimConfig {
             lr,
             weight_decay: 0.0,
             frozen_prefix: 0,
+            seed: 0,
         }
     }
 }

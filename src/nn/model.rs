@@ -1,272 +1,94 @@
-//! `Model`: a shape-checked sequential model with its flat parameter layout and its fused node plan.
-//!
-//! `Model::new` walks the layers, checks every shape (errors name the layer), lays all parameters out
-//! in one flat `f32` vector (each tensor 4-float aligned, PyTorch names) and lowers the layers to
-//! [`Node`]s, fusing a ReLU into the conv or fc before it.
+//! `Model`: layers as the user wrote them, lowered to a shape-checked, fused [`Graph`] with its flat
+//! parameter and state layouts.
 
-use super::{Layer, Node, ParamTensor};
+use super::graph::{Graph, GraphBuilder, ParamTensor};
+use super::op::{Init, Layer, Shape};
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
-use crate::ops::conv2d::ConvShape;
-use crate::ops::pool::{PoolKind, PoolShape};
 use crate::rng::Rng;
+use std::sync::Arc;
 
-/// A shape-checked sequential model with its flat parameter layout and fused execution plan.
-#[derive(Debug, Clone, PartialEq)]
+/// A shape-checked model: its layers, its graph and the layout of its two flat vectors.
+#[derive(Debug, Clone)]
 pub struct Model {
     /// Preset name or `custom`.
     pub name: String,
     pub input: ImageShape,
-    pub layers: Vec<Layer>,
-    pub nodes: Vec<Node>,
+    pub layers: Vec<Box<dyn Layer>>,
+    pub graph: Arc<Graph>,
+    /// Trainable tensors (PyTorch names) in the flat parameter vector.
     pub params: Vec<ParamTensor>,
     /// Length of the flat parameter vector, padding included.
     pub param_len: usize,
+    /// Non-trainable tensors (running statistics) in the flat state vector.
+    pub state: Vec<ParamTensor>,
+    pub state_len: usize,
     pub num_classes: usize,
-    /// Output shape per example of each layer: `[C, H, W]`, or `[N]` once flat.
+    /// Output shape per example of each top-level layer: `[C, H, W]`, or `[N]` once flat.
     pub layer_outputs: Vec<Vec<usize>>,
+}
+
+impl PartialEq for Model {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.input == other.input
+            && self.layers == other.layers
+            && self.num_classes == other.num_classes
+    }
 }
 
 /// One layer as `wgtrain summary` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LayerSummary {
-    /// Index in the Sequential (the prefix of its tensors' names).
+    /// Index in the top-level Sequential (the prefix of its tensors' names).
     pub index: usize,
     pub layer: String,
     pub output_shape: Vec<usize>,
+    /// Trainable parameters.
     pub params: usize,
+    /// Non-trainable state values (running statistics; `num_batches_tracked` counts 1).
+    pub buffers: usize,
     /// Forward FLOPs per example (2 per multiply-add).
     pub forward_flops: usize,
 }
 
-fn align4(x: usize) -> usize {
-    x.div_ceil(4) * 4
-}
-
-/// Lay out layer `i`'s weight (of `weight_shape`, first dimension = outputs) and bias `[outputs]` at
-/// `offset`, each 4-float aligned; returns their offsets.
-fn push_weight_and_bias(
-    params: &mut Vec<ParamTensor>,
-    offset: &mut usize,
-    i: usize,
-    weight_shape: Vec<usize>,
-) -> (usize, usize) {
-    let out = weight_shape[0];
-    let weight = *offset;
-    *offset = align4(weight + weight_shape.iter().product::<usize>());
-    params.push(ParamTensor {
-        name: format!("{i}.weight"),
-        shape: weight_shape,
-        offset: weight,
-    });
-    let bias = *offset;
-    *offset = align4(bias + out);
-    params.push(ParamTensor {
-        name: format!("{i}.bias"),
-        shape: vec![out],
-        offset: bias,
-    });
-    (weight, bias)
-}
-
-/// Per-example activation shape while building: either an image `[C,H,W]` or a flat vector.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Act {
-    Image(ImageShape),
-    Flat(usize),
-}
-
 impl Model {
-    /// Check shapes layer by layer and build the plan. Errors name the layer (1-based) and what is wrong.
+    /// Lower the layers, check every shape (errors name the layer) and run the fusion pass.
     pub fn new(
         name: &str,
         input: ImageShape,
-        layers: Vec<Layer>,
+        layers: Vec<Box<dyn Layer>>,
         num_classes: usize,
     ) -> Result<Model> {
-        let mut act = Act::Image(input);
-        let mut nodes: Vec<Node> = Vec::new();
-        let mut params = Vec::new();
-        let mut offset = 0usize;
-        let err = |i: usize, l: &Layer, msg: String| {
-            Error::Config(format!("layer {} ({}): {msg}", i + 1, l.token()))
-        };
+        let (mut g, x) = GraphBuilder::new(Shape::Image(input));
         let mut layer_outputs = Vec::with_capacity(layers.len());
+        let mut t = x;
         for (i, layer) in layers.iter().enumerate() {
-            match layer {
-                Layer::Flatten => {
-                    act = Act::Flat(match act {
-                        Act::Image(s) => s.len(),
-                        Act::Flat(n) => n,
-                    });
-                }
-                Layer::Linear { out } => {
-                    let inp = match act {
-                        Act::Flat(n) => n,
-                        Act::Image(s) if s.height == 1 && s.width == 1 => s.channels,
-                        Act::Image(s) => {
-                            return Err(err(
-                                i,
-                                layer,
-                                format!(
-                                    "input is a {}x{}x{} image; add `flatten` before a fully connected layer",
-                                    s.channels, s.height, s.width
-                                ),
-                            ))
-                        }
-                    };
-                    if *out == 0 {
-                        return Err(err(i, layer, "needs at least one output".into()));
-                    }
-                    let (weight, bias) =
-                        push_weight_and_bias(&mut params, &mut offset, i, vec![*out, inp]);
-                    nodes.push(Node::Linear {
-                        inp,
-                        out: *out,
-                        relu: false,
-                        weight,
-                        bias,
-                    });
-                    act = Act::Flat(*out);
-                }
-                Layer::Relu => match nodes.last_mut() {
-                    Some(Node::Linear { relu, .. } | Node::Conv2d { relu, .. })
-                        if !*relu
-                            && matches!(
-                                layers[i - 1],
-                                Layer::Linear { .. } | Layer::Conv2d { .. }
-                            ) =>
-                    {
-                        *relu = true
-                    }
-                    _ => {
-                        return Err(err(
-                            i,
-                            layer,
-                            "relu is supported directly after a conv or fc layer".into(),
-                        ))
-                    }
-                },
-                Layer::Conv2d {
-                    out,
-                    kh,
-                    kw,
-                    stride,
-                    pad,
-                } => {
-                    let Act::Image(s) = act else {
-                        return Err(err(
-                            i,
-                            layer,
-                            "input is already flat; a convolution needs an image (move flatten after it)".into(),
-                        ));
-                    };
-                    if *out == 0 || *kh == 0 || *kw == 0 || *stride == 0 {
-                        return Err(err(
-                            i,
-                            layer,
-                            "channels, kernel and stride must be at least 1".into(),
-                        ));
-                    }
-                    if s.height + 2 * pad < *kh || s.width + 2 * pad < *kw {
-                        return Err(err(
-                            i,
-                            layer,
-                            format!(
-                                "kernel {kh}x{kw} is larger than its {}x{} input (padding {pad})",
-                                s.height, s.width
-                            ),
-                        ));
-                    }
-                    let shape = ConvShape {
-                        in_c: s.channels,
-                        in_h: s.height,
-                        in_w: s.width,
-                        out_c: *out,
-                        kh: *kh,
-                        kw: *kw,
-                        stride: *stride,
-                        pad: *pad,
-                    };
-                    let (weight, bias) = push_weight_and_bias(
-                        &mut params,
-                        &mut offset,
-                        i,
-                        vec![*out, s.channels, *kh, *kw],
-                    );
-                    nodes.push(Node::Conv2d {
-                        shape,
-                        relu: false,
-                        weight,
-                        bias,
-                    });
-                    act = Act::Image(ImageShape {
-                        channels: *out,
-                        height: shape.out_h(),
-                        width: shape.out_w(),
-                    });
-                }
-                Layer::MaxPool2d { k, stride } | Layer::AvgPool2d { k, stride } => {
-                    let Act::Image(s) = act else {
-                        return Err(err(
-                            i,
-                            layer,
-                            "input is already flat; pooling needs an image (move flatten after it)"
-                                .into(),
-                        ));
-                    };
-                    if *k == 0 || *stride == 0 {
-                        return Err(err(i, layer, "window and stride must be at least 1".into()));
-                    }
-                    if s.height < *k || s.width < *k {
-                        return Err(err(
-                            i,
-                            layer,
-                            format!(
-                                "window {k}x{k} is larger than its {}x{} input",
-                                s.height, s.width
-                            ),
-                        ));
-                    }
-                    let kind = if matches!(layer, Layer::MaxPool2d { .. }) {
-                        PoolKind::Max
-                    } else {
-                        PoolKind::Avg
-                    };
-                    let shape = PoolShape {
-                        kind,
-                        channels: s.channels,
-                        in_h: s.height,
-                        in_w: s.width,
-                        k: *k,
-                        stride: *stride,
-                    };
-                    nodes.push(Node::Pool { shape });
-                    act = Act::Image(ImageShape {
-                        channels: s.channels,
-                        height: shape.out_h(),
-                        width: shape.out_w(),
-                    });
-                }
-            }
-            layer_outputs.push(match act {
-                Act::Image(s) => vec![s.channels, s.height, s.width],
-                Act::Flat(n) => vec![n],
-            });
+            t = g.layer(i, layer.as_ref(), t).map_err(Error::Config)?;
+            layer_outputs.push(g.shape(t).dims());
         }
-        match (nodes.last(), act) {
-            (Some(n), Act::Flat(k)) if !n.relu() && k == num_classes => {}
-            (Some(n), Act::Flat(_)) if n.relu() => {
+        let mut graph = g.finish();
+        if graph.nodes.is_empty() {
+            return Err(Error::Config(format!(
+                "the model has no layers that compute anything; end with flatten and fc{num_classes}"
+            )));
+        }
+        graph.fuse();
+        let out = graph.shape(graph.output());
+        let out_is_relu = graph.relu_storage[graph.storage(graph.output())];
+        match out {
+            Shape::Flat(k) if k == num_classes && !out_is_relu && t == graph.output() => {}
+            Shape::Flat(_) if out_is_relu => {
                 return Err(Error::Config(
                     "the last layer must output raw class scores (logits) for the softmax loss; remove the final relu".into(),
                 ));
             }
-            (_, Act::Flat(k)) => {
+            Shape::Flat(k) => {
                 return Err(Error::Config(format!(
                     "the last layer outputs {k} values but the data has {num_classes} classes; end with fc{num_classes}"
                 )))
             }
-            (_, Act::Image(_)) => {
+            Shape::Image(_) => {
                 return Err(Error::Config(format!(
                     "the model must end with flatten and fc{num_classes}"
                 )))
@@ -275,49 +97,55 @@ impl Model {
         Ok(Model {
             name: name.to_string(),
             input,
+            params: graph.params.clone(),
+            param_len: graph.param_len,
+            state: graph.state.clone(),
+            state_len: graph.state_len,
+            graph: Arc::new(graph),
             layers,
-            nodes,
-            params,
-            param_len: offset,
             num_classes,
             layer_outputs,
         })
     }
 
-    /// One row per layer: index, token, output shape per example, parameters and forward FLOPs — what
-    /// `wgtrain summary` prints.
+    /// One row per top-level layer: index, token, output shape per example, parameters, buffers and
+    /// forward FLOPs — what `wgtrain summary` prints.
     pub fn summary(&self) -> Vec<LayerSummary> {
-        let mut prev: Vec<usize> = vec![self.input.channels, self.input.height, self.input.width];
-        let mut rows = Vec::new();
-        for (i, (layer, out)) in self.layers.iter().zip(&self.layer_outputs).enumerate() {
-            let params: usize = self
-                .params
-                .iter()
-                .filter(|t| t.name.split('.').next() == Some(&i.to_string()))
+        let count = |ts: &[ParamTensor], i: usize| -> usize {
+            ts.iter()
+                .filter(|t| t.layer() == Some(i))
                 .map(|t| t.len())
-                .sum();
-            let flops = match layer {
-                Layer::Linear { out: o } => 2 * prev.iter().product::<usize>() * o,
-                Layer::Conv2d { kh, kw, .. } => {
-                    2 * out.iter().product::<usize>() * prev[0] * kh * kw
-                }
-                _ => 0,
-            };
-            rows.push(LayerSummary {
+                .sum()
+        };
+        self.layers
+            .iter()
+            .zip(&self.layer_outputs)
+            .enumerate()
+            .map(|(i, (layer, out))| LayerSummary {
                 index: i,
                 layer: layer.token(),
                 output_shape: out.clone(),
-                params,
-                forward_flops: flops,
-            });
-            prev = out.clone();
-        }
-        rows
+                params: count(&self.params, i),
+                buffers: count(&self.state, i),
+                forward_flops: 2 * self
+                    .graph
+                    .nodes
+                    .iter()
+                    .filter(|n| n.layer == i)
+                    .map(|n| n.op.forward_macs())
+                    .sum::<usize>(),
+            })
+            .collect()
     }
 
     /// Number of trainable parameters (padding excluded).
     pub fn num_params(&self) -> usize {
         self.params.iter().map(|p| p.len()).sum()
+    }
+
+    /// Number of non-trainable state values (padding excluded).
+    pub fn num_buffers(&self) -> usize {
+        self.state.iter().map(|p| p.len()).sum()
     }
 
     /// Floats per example at the input.
@@ -327,7 +155,12 @@ impl Model {
 
     /// Forward-pass FLOPs per example (2 per multiply-add).
     pub fn forward_flops(&self) -> usize {
-        2 * self.nodes.iter().map(|n| n.forward_macs()).sum::<usize>()
+        2 * self
+            .graph
+            .nodes
+            .iter()
+            .map(|n| n.op.forward_macs())
+            .sum::<usize>()
     }
 
     /// Offset in the flat parameter vector of the last layer's weight: everything from here on is the
@@ -349,35 +182,33 @@ impl Model {
             .join(",")
     }
 
-    /// PyTorch's default init: weights and biases of a layer with fan-in `f` drawn from U(-1/sqrt(f), 1/sqrt(f)).
+    /// Whether any op behaves differently in training and evaluation (BatchNorm, dropout).
+    pub fn has_state(&self) -> bool {
+        self.state_len > 0
+    }
+
+    /// PyTorch's default init: every uniform tensor drawn in layout order from one seeded stream
+    /// (weights and biases of a layer with fan-in `f` from U(-1/sqrt(f), 1/sqrt(f))), constants set.
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
         let mut rng = Rng::derive(seed, 1);
-        let mut flat = vec![0f32; self.param_len];
-        for node in &self.nodes {
-            let (fan_in, out, weight, bias) = match *node {
-                Node::Linear {
-                    inp,
-                    out,
-                    weight,
-                    bias,
-                    ..
-                } => (inp, out, weight, bias),
-                Node::Conv2d {
-                    shape,
-                    weight,
-                    bias,
-                    ..
-                } => (shape.k(), shape.out_c, weight, bias),
-                Node::Pool { .. } => continue,
-            };
-            let bound = 1.0 / (fan_in as f32).sqrt();
-            for w in &mut flat[weight..weight + out * fan_in] {
-                *w = rng.uniform(-bound, bound);
-            }
-            for b in &mut flat[bias..bias + out] {
-                *b = rng.uniform(-bound, bound);
-            }
-        }
-        flat
+        init_flat(&self.params, self.param_len, &mut rng)
     }
+
+    /// The state vector's starting values (running mean 0, running var 1, batches tracked 0).
+    pub fn init_state(&self) -> Vec<f32> {
+        let mut rng = Rng::derive(0, 2);
+        init_flat(&self.state, self.state_len, &mut rng)
+    }
+}
+
+fn init_flat(tensors: &[ParamTensor], len: usize, rng: &mut Rng) -> Vec<f32> {
+    let mut flat = vec![0f32; len];
+    for t in tensors {
+        let dst = &mut flat[t.offset..t.offset + t.len()];
+        match t.init {
+            Init::Uniform(bound) => dst.iter_mut().for_each(|w| *w = rng.uniform(-bound, bound)),
+            Init::Const(v) => dst.fill(v),
+        }
+    }
+    flat
 }

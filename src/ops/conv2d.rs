@@ -7,6 +7,9 @@
 //! re-exported here. GPU: `shaders/conv2d.wgsl`, implicit GEMM (no im2col buffer), every backward a
 //! gather.
 
+mod layer;
+pub use layer::{parse, Conv2d, ConvLayer};
+
 pub use super::conv2d_cpu::{
     col2im, conv2d_backward_input, conv2d_backward_weight, conv2d_forward, im2col, ConvWork,
 };
@@ -165,13 +168,14 @@ pub fn push_conv2d_forward(
     x: &wgpu::Buffer,
     params: &wgpu::Buffer,
     w: usize,
-    bias: usize,
+    bias: Option<usize>,
     y: &wgpu::Buffer,
     batch: usize,
     s: &ConvShape,
     relu: bool,
 ) {
-    let p = ConvParams::new(s, batch, w, bias, if relu { FLAG_RELU } else { 0 });
+    let flags = if relu { FLAG_RELU } else { 0 } | if bias.is_none() { FLAG_NO_BIAS } else { 0 };
+    let p = ConvParams::new(s, batch, w, bias.unwrap_or(0), flags);
     push_forward_kernel(pb, p, x, params, y, params);
 }
 
@@ -346,11 +350,12 @@ pub fn push_conv2d_backward_weight(
     partial: &wgpu::Buffer,
     grads: &wgpu::Buffer,
     w: usize,
-    bias: usize,
+    bias: Option<usize>,
     batch: usize,
     s: &ConvShape,
 ) {
-    let mut p = ConvParams::new(s, batch, w, bias, 0);
+    let no_bias = if bias.is_none() { FLAG_NO_BIAS } else { 0 };
+    let mut p = ConvParams::new(s, batch, w, bias.unwrap_or(0), no_bias);
     let tiles = s.k().div_ceil(8) + 1;
     let rows = s.out_c.div_ceil(8);
     let groups = [(tiles * rows).div_ceil(64) as u32, 1];

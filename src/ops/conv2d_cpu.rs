@@ -25,6 +25,8 @@ use rayon::prelude::*;
 #[derive(Debug, Clone)]
 pub struct ConvWork {
     lanes: Vec<Lane>,
+    /// `out_c` zeros: the bias of a convolution without one.
+    zeros: Vec<f32>,
 }
 
 /// The buffers of one thread.
@@ -65,6 +67,7 @@ impl ConvWork {
         };
         ConvWork {
             lanes: vec![lane; threads.max(1)],
+            zeros: vec![0.0; s.out_c],
         }
     }
 
@@ -332,7 +335,7 @@ pub fn conv2d_forward(
     x: &[f32],
     params: &[f32],
     w: usize,
-    bias: usize,
+    bias: Option<usize>,
     y: &mut [f32],
     work: &mut ConvWork,
     batch: usize,
@@ -342,7 +345,8 @@ pub fn conv2d_forward(
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
     let (ow, pw) = (s.out_w(), padded_hw(s).1);
     let per = work.per_thread(batch);
-    let b = &params[bias..bias + s.out_c];
+    let zeros = std::mem::take(&mut work.zeros);
+    let b = bias.map_or(&zeros[..], |bias| &params[bias..bias + s.out_c]);
     y[..batch * ol]
         .par_chunks_mut(per * ol)
         .zip(work.lanes.par_iter_mut())
@@ -377,6 +381,7 @@ pub fn conv2d_forward(
                 }
             }
         });
+    work.zeros = zeros;
 }
 
 /// Backward to the input: per example `dcols_b = W^T dY_b`, folded back by [`col2im`] into `dx_b`,
@@ -440,7 +445,7 @@ pub fn conv2d_backward_input(
 }
 
 /// Backward to the parameters: `dW[out_c, k] = sum_b dY_b[out_c, p] cols_b[k, p]^T` and
-/// `db = sum_b row sums of dY_b`, into `grads[w..]` and `grads[bias..]` (overwritten). Each thread
+/// `db = sum_b row sums of dY_b`, into `grads[w..]` and `grads[bias..]` (overwritten; no bias: dropped). Each thread
 /// accumulates its range of examples into its own partial sum; the partials are added in thread order,
 /// so the result is deterministic for a given thread count.
 #[allow(clippy::too_many_arguments)]
@@ -449,7 +454,7 @@ pub fn conv2d_backward_weight(
     x: &[f32],
     grads: &mut [f32],
     w: usize,
-    bias: usize,
+    bias: Option<usize>,
     work: &mut ConvWork,
     batch: usize,
     s: &ConvShape,
@@ -488,9 +493,8 @@ pub fn conv2d_backward_weight(
                 }
             }
         });
-    let (gw, gb) = (w..w + s.out_c * k, bias..bias + s.out_c);
+    let gw = w..w + s.out_c * k;
     grads[gw.clone()].fill(0.0);
-    grads[gb.clone()].fill(0.0);
     for lane in &work.lanes[..used] {
         for (g, v) in grads[gw.clone()]
             .iter_mut()
@@ -498,6 +502,12 @@ pub fn conv2d_backward_weight(
         {
             *g += v;
         }
+    }
+    // Without a bias its row sums are dropped.
+    let Some(bias) = bias else { return };
+    let gb = bias..bias + s.out_c;
+    grads[gb.clone()].fill(0.0);
+    for lane in &work.lanes[..used] {
         for (g, v) in grads[gb.clone()]
             .iter_mut()
             .zip(&lane.partial[s.out_c * k..])

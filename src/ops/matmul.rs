@@ -7,6 +7,8 @@
 //! backward mask and the bias gradient fused into the same dispatch.
 
 mod gpu;
+mod layer;
+pub use layer::{parse, Linear, LinearLayer};
 
 pub use gpu::*;
 

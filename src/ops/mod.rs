@@ -1,11 +1,14 @@
 //! Ops, one family per file: the CPU reference and the GPU launcher side by side, forward next to backward.
 //! The matching WGSL kernels live in `shaders/<op>.wgsl`.
 
+pub mod add;
+pub mod batchnorm;
 pub mod conv2d;
 pub mod conv2d_cpu;
 pub mod matmul;
 pub mod matmul_tex;
 pub mod pool;
+pub mod relu;
 pub mod softmax_xent;
 
 /// Zero `d` where the ReLU output `mask <= 0` (the backward of a fused ReLU). Written without a branch
@@ -15,4 +18,36 @@ pub fn relu_mask(d: &mut [f32], mask: &[f32]) {
     for (d, &m) in d.iter_mut().zip(mask) {
         *d = if m <= 0.0 { 0.0 } else { *d };
     }
+}
+
+/// Uniform of the elementwise kernels (add, relu, dropout): element count and flags.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ElementwiseParams {
+    pub n: u32,
+    pub flags: u32,
+    pub pad: [u32; 2],
+}
+
+/// Epilogue flag: ReLU the result (the same bit in every shader).
+pub const FLAG_RELU: u32 = 2;
+/// Backward flag: zero the gradient where the mask (a ReLU output) is <= 0.
+pub const FLAG_MASK: u32 = 4;
+
+/// Dispatch an elementwise kernel (256 invocations per workgroup, one per element) over `n` floats.
+pub fn push_elementwise(
+    pb: &mut crate::device::gpu::PlanBuilder<'_>,
+    kernel: &crate::device::gpu::Kernel,
+    n: usize,
+    flags: u32,
+    bindings: &[(u32, &wgpu::Buffer)],
+) {
+    let p = ElementwiseParams {
+        n: u32::try_from(n).expect("elementwise length exceeds u32"),
+        flags,
+        pad: [0; 2],
+    };
+    let max = pb.ctx().limits.max_compute_workgroups_per_dimension;
+    let groups = crate::device::gpu::grid_1d(n.div_ceil(256) as u32, max);
+    pb.push_bindings(kernel, &p, bindings, groups);
 }

@@ -6,6 +6,9 @@
 //! there. The GPU backward is a gather over the windows containing each input (`shaders/pool.wgsl`).
 
 use crate::device::gpu::{grid_1d, Kernel, PlanBuilder};
+
+mod layer;
+pub use layer::{parse, Pool, PoolLayer};
 use rayon::prelude::*;
 
 /// Max or average.
