@@ -101,7 +101,11 @@ pub fn assert_close(a: &[f32], b: &[f32], atol: f32, rtol: f32, what: &str) {
     let mut worst = (0usize, 0f32);
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let excess = (x - y).abs() - (atol + rtol * y.abs());
-        assert!(!x.is_nan(), "{what}: NaN at {i}");
+        assert!(x.is_finite(), "{what}: got a non-finite {x} at {i}");
+        assert!(
+            y.is_finite(),
+            "{what}: the expected value at {i} is {y}, not a number to compare with"
+        );
         if excess > worst.1 {
             worst = (i, excess);
         }
@@ -197,9 +201,77 @@ pub fn assert_steps_agree(
             "{what}: frozen prefix moved"
         );
     }
+    let (sc, sg) = (cpu.state().unwrap(), gpu.state().unwrap());
+    assert_close(
+        &sg,
+        &sc,
+        1e-5,
+        1e-3,
+        &format!("{} running statistics", model.spec()),
+    );
     let (lc, lg) = (cpu.logits(x).unwrap(), gpu.logits(x).unwrap());
     assert_close(&lg, &lc, 1e-4, 1e-3, &format!("{} logits", model.spec()));
     (cpu, gpu)
+}
+
+/// The parameter gradient a model computes in training mode — read off one SGD step with lr 1 — against
+/// central differences of the training-mode mean loss (taken as one step with lr 0, so BatchNorm uses
+/// batch statistics and dropout the same step-1 masks). Tolerance 2e-3 + 5e-2 relative: f32 loss
+/// rounding and the parameter subtraction dominate. Also checks that most gradients are non-zero.
+pub fn gradcheck_model(spec: &str, input: wgtrain::data::ImageShape, classes: usize, batch: usize) {
+    use wgtrain::nn::OptimConfig;
+    let model = wgtrain::models::build(None, Some(spec), input, classes).unwrap();
+    let params = model.init_params(3);
+    // Move BatchNorm's weight and bias off 1 and 0, so their gradients are exercised generally.
+    let params: Vec<f32> = params
+        .iter()
+        .zip(random(params.len(), 77))
+        .map(|(p, r)| p + 0.3 * r)
+        .collect();
+    let x = random(batch * input.len(), 101);
+    let y: Vec<u32> = (0..batch as u32)
+        .map(|i| (i * 7 + 1) % classes as u32)
+        .collect();
+    let mut exec = Device::Cpu
+        .executor(&model, &params, OptimConfig::sgd(1.0, 0.0), batch)
+        .unwrap();
+    exec.train_step(&x, &y).unwrap();
+    let after = exec.params().unwrap();
+    let analytic: Vec<f32> = params.iter().zip(&after).map(|(b, a)| b - a).collect();
+    let loss = |p: &[f32]| {
+        let mut e = Device::Cpu
+            .executor(&model, p, OptimConfig::sgd(0.0, 0.0), batch)
+            .unwrap();
+        e.train_step(&x, &y).unwrap();
+        e.take_train_stats().unwrap().mean_loss()
+    };
+    let numeric = numeric(loss, &params, 1e-3);
+    assert_close(&analytic, &numeric, 2e-3, 5e-2, &format!("{spec} gradient"));
+    let live = analytic.iter().filter(|g| g.abs() > 1e-4).count();
+    assert!(
+        live > model.num_params() / 4,
+        "{spec}: gradients mostly zero ({live} live)"
+    );
+}
+
+/// Three SGD steps of the model `spec` on `ctx` agree with the CPU (updates, running statistics,
+/// logits): the executor-level check of an op's kernels.
+pub fn assert_spec_steps_agree(
+    ctx: &Arc<GpuContext>,
+    spec: &str,
+    input: wgtrain::data::ImageShape,
+    classes: usize,
+    batch: usize,
+) {
+    let model = wgtrain::models::build(None, Some(spec), input, classes).unwrap();
+    let init = model.init_params(11);
+    let x = random(batch * input.len(), 12);
+    let y: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
+    // SGD, not Adam: Adam's first update is +-lr whatever the gradient's size, so a gradient that is
+    // zero up to rounding (a bias before a BatchNorm) would flip its sign between devices.
+    let mut optim = wgtrain::nn::OptimConfig::sgd(0.05, 0.9);
+    optim.seed = 5;
+    assert_steps_agree(ctx, &model, &init, optim, &x, &y, 3);
 }
 
 /// Three Adam steps of an mlp (batch 37) and a cnn (batch 9) on `ctx` agree with the CPU: the
