@@ -15,6 +15,7 @@ pub const LAYERS: &[(&str, Parser)] = &[
     ("flatten", super::layers::parse_flatten),
     ("relu", crate::ops::relu::parse),
     ("bn", crate::ops::batchnorm::parse),
+    ("gap", crate::ops::gap::parse),
     ("res(LAYERS)", super::layers::parse_residual),
 ];
 
