@@ -259,6 +259,11 @@ impl GraphBuilder {
         offset
     }
 
+    /// Index the next node will have (a stable per-node number, e.g. a random stream's salt).
+    pub fn next_node(&self) -> usize {
+        self.graph.nodes.len()
+    }
+
     /// Add a node writing a new tensor of `shape`.
     pub fn node(&mut self, op: Box<dyn Op>, inputs: &[TensorId], shape: Shape) -> TensorId {
         let storage = self
