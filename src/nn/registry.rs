@@ -16,6 +16,7 @@ pub const LAYERS: &[(&str, Parser)] = &[
     ("relu", crate::ops::relu::parse),
     ("bn", crate::ops::batchnorm::parse),
     ("gap", crate::ops::gap::parse),
+    ("dropoutP", crate::ops::dropout::parse),
     ("res(LAYERS)", super::layers::parse_residual),
 ];
 
