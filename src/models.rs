@@ -28,10 +28,22 @@ pub const PRESET_SPECS: &[(&str, &str)] = &[
         "lenet5",
         "conv5x5x6p2,relu,maxpool2,conv5x5x16,relu,maxpool2,flatten,fc120,relu,fc84,relu,fc{classes}",
     ),
+    (
+        "resnet",
+        "conv3x3x16p1nb,bn,relu,\
+         res(conv3x3x16p1nb,bn,relu,conv3x3x16p1nb,bn),relu,\
+         res(conv3x3x32p1s2nb,bn,relu,conv3x3x32p1nb,bn),relu,\
+         res(conv3x3x64p1s2nb,bn,relu,conv3x3x64p1nb,bn),relu,\
+         gap,fc{classes}",
+    ),
+    (
+        "mlp-bn",
+        "flatten,fc256,bn,relu,dropout0.2,fc128,bn,relu,dropout0.2,fc{classes}",
+    ),
 ];
 
 /// Names accepted by `--model`.
-pub const PRESETS: &[&str] = &["mlp", "cnn", "lenet5"];
+pub const PRESETS: &[&str] = &["mlp", "cnn", "lenet5", "resnet", "mlp-bn"];
 
 /// The spec of a preset for `classes` output classes.
 pub fn preset_spec(name: &str, classes: usize) -> Result<String> {
@@ -141,6 +153,36 @@ mod tests {
     }
 
     #[test]
+    fn resnet_and_mlp_bn_have_the_reference_parameter_counts() {
+        let r = build(Some("resnet"), None, MNIST, 10).unwrap();
+        assert_eq!(r.num_params(), 77_754);
+        // Any input size; only the stem's input channels change the count.
+        let cifar = ImageShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+        };
+        let rc = build(Some("resnet"), None, cifar, 10).unwrap();
+        assert_eq!(rc.num_params(), 77_754 + 2 * 16 * 9);
+        let big = ImageShape {
+            channels: 1,
+            height: 84,
+            width: 84,
+        };
+        assert_eq!(
+            build(Some("resnet"), None, big, 10).unwrap().num_params(),
+            77_754
+        );
+        let names: Vec<_> = r.params.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"5.shortcut.0.weight") && names.contains(&"3.body.4.bias"));
+        // 7 BatchNorms of 16, 32 and 64 channels (plus two projection BNs), each with a counter.
+        assert_eq!(r.state.iter().filter(|t| t.int64).count(), 9);
+        let m = build(Some("mlp-bn"), None, MNIST, 10).unwrap();
+        assert_eq!(m.num_params(), 235_914);
+        assert_eq!(m.num_buffers(), 2 * (256 + 128) + 2);
+    }
+
+    #[test]
     fn summary_rows_add_up() {
         let cnn = build(Some("cnn"), None, MNIST, 10).unwrap();
         let rows = cnn.summary();
@@ -213,7 +255,7 @@ mod tests {
         assert!(e.to_string().contains("add `flatten`"), "{e}");
         let e = build(None, Some("flatten,fc10,relu"), MNIST, 10).unwrap_err();
         assert!(e.to_string().contains("remove the final relu"), "{e}");
-        let e = build(Some("resnet"), None, MNIST, 10).unwrap_err();
+        let e = build(Some("resnet50"), None, MNIST, 10).unwrap_err();
         assert!(e.to_string().contains("unknown model"), "{e}");
     }
 }

@@ -274,7 +274,7 @@ fn bad_flags_and_files_fail_with_one_line_messages() {
             "larger than the 10000 training images",
         ),
         ("--momentum", "1.5", "--momentum"),
-        ("--model", "resnet", "unknown model"),
+        ("--model", "resnet50", "unknown model"),
         ("--arch", "flatten,fc10,conv9", "layer 3 `conv9`"),
         ("--threads", "0", "--threads"),
         ("--lr-schedule", "linear", "--lr-schedule linear"),

@@ -42,3 +42,16 @@ fn residual_gpu_matches_cpu() {
     let Some(ctx) = gpu() else { return };
     assert_spec_steps_agree(&ctx, SPEC, IMG, 3, 5);
 }
+
+/// A full `resnet` preset training step (28x28, batch 4) on the GPU against the CPU.
+#[test]
+fn resnet_preset_steps_match_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let input = ImageShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+    let spec = models::preset_spec("resnet", 10).unwrap();
+    assert_spec_steps_agree(&ctx, &spec, input, 10, 4);
+}
