@@ -1,6 +1,7 @@
 //! The CPU executor: walks the graph's nodes with each op's CPU forward, then in reverse with its
 //! backward. Buffers (one per storage, one per gradient slot, each op's scratch) are allocated once for
-//! the largest batch; a step allocates nothing but the ops' small per-channel vectors.
+//! the largest batch. A step still allocates small vectors: per node the lists of input slices and
+//! gradient slots (a few pointers), and BatchNorm's per-channel statistics — not tensor-sized memory.
 
 use super::graph::{Graph, TensorId};
 use super::op::{CpuBackward, CpuForward, CpuInputGrad};
