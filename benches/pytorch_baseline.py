@@ -1,6 +1,6 @@
 """PyTorch CPU baseline for `wgtrain bench`, measured on the same machine in the same session.
 
-Trains the three reference models (shared/ARCHITECTURE.md) with Adam on in-memory batches, as
+Trains the reference models (shared/ARCHITECTURE.md, and the round-2 presets resnet and mlp-bn) with Adam on in-memory batches, as
 `wgtrain bench` does (batches reused, so it times compute, not data loading), and prints training and
 inference images/s per model and batch size. Not run by `cargo test`; used for docs/BENCHMARKS.md:
 
@@ -33,7 +33,40 @@ def lenet5():
                          nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 
 
-MODELS = {"mlp": mlp, "cnn": cnn, "lenet5": lenet5}
+class Residual(nn.Module):
+    """y = body(x) + shortcut(x); wgtrain's `res(...)` (state_dict names `body.*`, `shortcut.*`)."""
+
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
+def block(cin, cout, stride):
+    body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+    if cin == cout and stride == 1:
+        shortcut = nn.Identity()
+    else:
+        shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    return Residual(body, shortcut)
+
+
+def resnet(in_channels=1):
+    return nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                         block(16, 16, 1), nn.ReLU(), block(16, 32, 2), nn.ReLU(), block(32, 64, 2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
+def mlp_bn():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.2),
+                         nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.2),
+                         nn.Linear(128, 10))
+
+
+MODELS = {"mlp": mlp, "cnn": cnn, "lenet5": lenet5, "resnet": resnet, "mlp-bn": mlp_bn}
 
 
 def timed(step, seconds):
@@ -62,6 +95,7 @@ def main():
     for name in args.models.split(","):
         for batch in [int(b) for b in args.batch_sizes.split(",")]:
             model = MODELS[name]()
+            model.train()
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             x = torch.randn(batch, 1, 28, 28)
             y = torch.randint(0, 10, (batch,))

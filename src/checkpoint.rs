@@ -45,23 +45,6 @@ pub fn save(
     state: &[f32],
     meta: &CheckpointMeta,
 ) -> Result<()> {
-    let tensors: Vec<(&ParamTensor, Dtype, Vec<u8>)> = model
-        .params
-        .iter()
-        .map(|t| (t, params))
-        .chain(model.state.iter().map(|t| (t, state)))
-        .map(|(t, flat)| {
-            let (dtype, bytes) = tensor_bytes(t, flat);
-            (t, dtype, bytes)
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(t, dtype, b)| {
-            let v = TensorView::new(*dtype, t.shape.clone(), b).expect("tensor byte length");
-            (t.name.clone(), v)
-        })
-        .collect();
     let mut info = HashMap::new();
     info.insert("format".to_string(), "wgtrain".to_string());
     info.insert(
@@ -82,7 +65,39 @@ pub fn save(
     info.insert("norm_std".to_string(), json(&meta.normalization.std));
     info.insert("class_names".to_string(), json(&meta.class_names));
     info.insert("epoch".to_string(), meta.epoch.to_string());
-    let data = safetensors::serialize(views, Some(info))
+    write_tensors(path, model, params, state, Some(info))
+}
+
+/// Save a plain `state_dict` (no metadata): what `torch.nn.Module.load_state_dict` reads.
+pub fn save_state_dict(path: &Path, model: &Model, weights: &Weights) -> Result<()> {
+    write_tensors(path, model, &weights.params, &weights.state, None)
+}
+
+fn write_tensors(
+    path: &Path,
+    model: &Model,
+    params: &[f32],
+    state: &[f32],
+    info: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let tensors: Vec<(&ParamTensor, Dtype, Vec<u8>)> = model
+        .params
+        .iter()
+        .map(|t| (t, params))
+        .chain(model.state.iter().map(|t| (t, state)))
+        .map(|(t, flat)| {
+            let (dtype, bytes) = tensor_bytes(t, flat);
+            (t, dtype, bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(t, dtype, b)| {
+            let v = TensorView::new(*dtype, t.shape.clone(), b).expect("tensor byte length");
+            (t.name.clone(), v)
+        })
+        .collect();
+    let data = safetensors::serialize(views, info)
         .map_err(|e| Error::data(path, format!("cannot serialise checkpoint: {e}")))?;
     write_atomic(path, &data)
 }

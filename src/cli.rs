@@ -55,6 +55,11 @@ pub enum Command {
         after_help = "Examples:\n  wgtrain bench                         # everything, CPU and GPU\n  wgtrain bench --device cpu --models cnn --batch-sizes 64 --json bench.json"
     )]
     Bench(BenchArgs),
+    /// Export a checkpoint: a PyTorch module (model.py + weights.safetensors).
+    #[command(
+        after_help = "Example:\n  wgtrain export --checkpoint resnet.safetensors --pytorch resnet-torch/\n  python3 -c 'import sys; sys.path.insert(0, \"resnet-torch\"); import model; print(model.load())'"
+    )]
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -265,6 +270,16 @@ pub struct SummaryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Checkpoint written by `wgtrain train --save`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Directory to write model.py (a plain torch.nn.Module) and weights.safetensors (its state_dict).
+    #[arg(long, required = true)]
+    pub pytorch: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

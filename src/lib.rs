@@ -13,6 +13,7 @@
 //! - [`experiments`]: `compare`, the ANN-vs-CNN experiment (protocol, claims, report, plots).
 //! - [`bench`]: `wgtrain bench`, kernel GFLOP/s and model images/s per device.
 //! - [`peak`]: the CPU's f32 peak, measured with a register-only FMA loop.
+//! - [`export`]: `wgtrain export`, a checkpoint as a PyTorch module (`model.py` + state_dict).
 //! - [`checkpoint`]: safetensors checkpoints with PyTorch tensor names.
 //! - [`metrics`]: JSON reports and atomic file writes.
 //! - [`predict`]: `wgtrain predict`, image files -> top-k classes.
@@ -27,6 +28,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod experiments;
+pub mod export;
 pub mod metrics;
 pub mod models;
 pub mod nn;

@@ -16,6 +16,7 @@ fn main() {
         Command::Bench(a) => wgtrain::commands::run_bench(a).map_err(Into::into),
         Command::Summary(a) => wgtrain::commands::run_summary(a).map_err(Into::into),
         Command::Predict(a) => wgtrain::commands::run_predict(a).map_err(Into::into),
+        Command::Export(a) => wgtrain::commands::run_export(a).map_err(Into::into),
     };
     if let Err(e) = result {
         let code = e

@@ -226,6 +226,43 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
         "cnn",
     ]);
     assert_one_line_error(&out, 2, "has no tensor `0.weight`");
+    // export --pytorch: model.py and the state_dict; a plain state_dict or a file as the
+    // directory are one-line errors.
+    let torch_dir = dir.join("torch");
+    let out = wgtrain(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--pytorch",
+        torch_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py = std::fs::read_to_string(torch_dir.join("model.py")).unwrap();
+    assert!(
+        py.contains("nn.Linear(784, 256)") && py.contains("strict=True"),
+        "{py}"
+    );
+    assert!(torch_dir.join("weights.safetensors").is_file());
+    let out = wgtrain(&[
+        "export",
+        "--checkpoint",
+        plain.to_str().unwrap(),
+        "--pytorch",
+        torch_dir.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, 2, "plain state_dict");
+    let out = wgtrain(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--pytorch",
+        plain.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, 2, "is not a directory");
     // A file that is not an image: a one-line error naming it.
     let junk = dir.join("notes.png");
     std::fs::write(&junk, b"not an image").unwrap();
@@ -362,6 +399,16 @@ fn summary_prints_shapes_params_and_totals() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(
         s.contains("32x7x7") && s.contains("200832") && s.contains("total: 206922 parameters"),
+        "{s}"
+    );
+    // BatchNorm's running statistics are buffers, listed apart from the parameters: each BN over C
+    // channels holds 2C + 1 (mean, var, counter); resnet's 1 + 2 + 3 + 3 BNs over 16, 16, 32, 64
+    // channels hold 33 + 66 + 195 + 387 = 681.
+    let out = wgtrain(&["summary", "--model", "resnet"]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("total: 77754 parameters") && s.contains("681 buffer values"),
         "{s}"
     );
     let out = wgtrain(&[

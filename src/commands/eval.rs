@@ -1,4 +1,4 @@
-//! `wgtrain eval` and `wgtrain predict`: using a saved checkpoint.
+//! `wgtrain eval`, `wgtrain predict` and `wgtrain export`: using a saved checkpoint.
 
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::cli::*;
@@ -146,6 +146,26 @@ pub fn run_predict(args: &PredictArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         println!("{}: {top}", p.file.display());
+    }
+    Ok(())
+}
+
+/// `wgtrain export`.
+pub fn run_export(args: &ExportArgs) -> Result<()> {
+    let (model, weights, meta) = crate::export::load(&args.checkpoint)?;
+    let source: String = args
+        .checkpoint
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
+        .collect();
+    if let Some(dir) = &args.pytorch {
+        let written = crate::export::pytorch::export(dir, &model, &weights, &meta, &source)?;
+        for p in written {
+            println!("wrote {}", p.display());
+        }
     }
     Ok(())
 }

@@ -86,7 +86,8 @@ pub fn run_summary(args: &SummaryArgs) -> Result<()> {
         let v = serde_json::json!({
             "model": model.name, "arch": model.spec(),
             "input": [model.input.channels, model.input.height, model.input.width],
-            "layers": rows, "params": model.num_params(), "forward_flops": model.forward_flops(),
+            "layers": rows, "params": model.num_params(), "buffers": model.num_buffers(),
+            "forward_flops": model.forward_flops(),
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
@@ -103,24 +104,34 @@ pub fn run_summary(args: &SummaryArgs) -> Result<()> {
         model.spec(),
         shape(&[model.input.channels, model.input.height, model.input.width])
     );
+    // Residual blocks' tokens are long: the layer column is as wide as the longest.
+    let width = rows
+        .iter()
+        .map(|r| r.layer.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     println!(
-        "{:>3}  {:<16} {:>12} {:>10} {:>14}",
-        "#", "layer", "output", "params", "fwd FLOPs"
+        "{:>3}  {:<width$} {:>12} {:>10} {:>8} {:>14}",
+        "#", "layer", "output", "params", "buffers", "fwd FLOPs"
     );
     for r in &rows {
         println!(
-            "{:>3}  {:<16} {:>12} {:>10} {:>14}",
+            "{:>3}  {:<width$} {:>12} {:>10} {:>8} {:>14}",
             r.index,
             r.layer,
             shape(&r.output_shape),
             r.params,
+            r.buffers,
             r.forward_flops
         );
     }
     println!(
-        "total: {} parameters ({:.2} MiB as f32), {:.3} MFLOP forward per image",
+        "total: {} parameters ({:.2} MiB as f32), {} buffer values (running statistics, not trained), \
+         {:.3} MFLOP forward per image",
         model.num_params(),
         model.num_params() as f64 * 4.0 / (1 << 20) as f64,
+        model.num_buffers(),
         model.forward_flops() as f64 / 1e6
     );
     Ok(())

@@ -9,6 +9,6 @@ pub mod train;
 
 pub use bench::run_bench;
 pub use compare::run_compare;
-pub use eval::{run_eval, run_predict};
+pub use eval::{run_eval, run_export, run_predict};
 pub use info::{run_devices, run_summary};
 pub use train::run_train;

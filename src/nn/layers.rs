@@ -2,7 +2,7 @@
 //! block (its inner layers, a shortcut, and an add).
 
 use super::graph::{GraphBuilder, TensorId};
-use super::op::{Layer, Shape};
+use super::op::{output_shape, Layer, Shape};
 use super::registry;
 use crate::ops::add::Add;
 use crate::ops::batchnorm::BatchNormLayer;
@@ -26,6 +26,10 @@ impl Layer for Flatten {
             Shape::Flat(_) => Ok(x),
             s => Ok(g.view(x, Shape::Flat(s.len()))),
         }
+    }
+
+    fn torch(&self, _input: Shape) -> String {
+        "nn.Flatten()".into()
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {
@@ -68,29 +72,60 @@ impl Layer for Residual {
         let shortcut = if sin == sout {
             x
         } else {
-            let (Shape::Image(a), Shape::Image(b)) = (sin, sout) else {
-                return Err(format!(
-                    "the block maps {sin} to {sout}; a projection shortcut needs images on both sides"
-                ));
-            };
-            let stride = a.height.div_ceil(b.height).max(1);
-            let ok =
-                (a.height - 1) / stride + 1 == b.height && (a.width - 1) / stride + 1 == b.width;
-            if !ok {
-                return Err(format!(
-                    "the block maps {sin} to {sout}; no 1x1 strided shortcut gives that size"
-                ));
-            }
-            g.scope("shortcut", |g| {
-                let conv = ConvLayer::new(1, b.channels, stride, 0).no_bias();
-                let t = g.layer(0, &conv, x)?;
-                g.layer(1, &BatchNormLayer, t)
-            })?
+            let layers = projection(sin, sout)?;
+            g.scope("shortcut", |g| g.sequential(&layers, x))?
         };
         Ok(g.node(Box::new(Add::new(sout.len())), &[body, shortcut], sout))
     }
 
+    fn torch(&self, input: Shape) -> String {
+        let body = torch_sequential(&self.body, input);
+        let out = self
+            .body
+            .iter()
+            .try_fold(input, |s, l| output_shape(l.as_ref(), s))
+            .expect("lowered before");
+        let shortcut = if out == input {
+            "nn.Identity()".to_string()
+        } else {
+            torch_sequential(&projection(input, out).expect("lowered before"), input)
+        };
+        format!("Residual({body}, {shortcut})")
+    }
+
     fn clone_box(&self) -> Box<dyn Layer> {
         Box::new(self.clone())
+    }
+}
+
+/// `layers` as a PyTorch `nn.Sequential` for an input of `input` (shapes already checked by lowering).
+pub fn torch_sequential(layers: &[Box<dyn Layer>], input: Shape) -> String {
+    let mut shape = input;
+    let mut parts = Vec::with_capacity(layers.len());
+    for layer in layers {
+        parts.push(layer.torch(shape));
+        shape = output_shape(layer.as_ref(), shape).expect("lowered before");
+    }
+    format!("nn.Sequential({})", parts.join(", "))
+}
+
+/// The projection shortcut from `sin` to `sout`: a 1x1 convolution without bias, strided as the
+/// body downsamples, and a BatchNorm (ResNet's option B).
+fn projection(sin: Shape, sout: Shape) -> std::result::Result<Vec<Box<dyn Layer>>, String> {
+    let (Shape::Image(a), Shape::Image(b)) = (sin, sout) else {
+        return Err(format!(
+            "the block maps {sin} to {sout}; a projection shortcut needs images on both sides"
+        ));
+    };
+    let stride = a.height.div_ceil(b.height).max(1);
+    if (a.height - 1) / stride + 1 == b.height && (a.width - 1) / stride + 1 == b.width {
+        Ok(vec![
+            Box::new(ConvLayer::new(1, b.channels, stride, 0).no_bias()),
+            Box::new(BatchNormLayer),
+        ])
+    } else {
+        Err(format!(
+            "the block maps {sin} to {sout}; no 1x1 strided shortcut gives that size"
+        ))
     }
 }

@@ -18,7 +18,7 @@ pub mod registry;
 
 pub use graph::ParamTensor;
 pub use model::{LayerSummary, Model};
-pub use op::{Layer, Op, Shape};
+pub use op::{output_shape, Layer, Op, Shape};
 
 use crate::error::Result;
 

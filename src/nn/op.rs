@@ -100,7 +100,18 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// Add this layer's nodes to the graph, reading `x`; returns the output tensor. Errors say what is
     /// wrong in the layer's own terms (the caller names the layer).
     fn lower(&self, g: &mut GraphBuilder, x: TensorId) -> std::result::Result<TensorId, String>;
+    /// The equivalent PyTorch module as Python source, for an input of `input` (a shape `lower`
+    /// accepted), e.g. `nn.Conv2d(1, 16, (3, 3), stride=1, padding=1, bias=False)`. Its `state_dict`
+    /// names and shapes must be the ones `lower` declares (`wgtrain export --pytorch`).
+    fn torch(&self, input: Shape) -> String;
     fn clone_box(&self) -> Box<dyn Layer>;
+}
+
+/// The per-example shape `layer` produces from `input` (lowered into a scratch graph).
+pub fn output_shape(layer: &dyn Layer, input: Shape) -> std::result::Result<Shape, String> {
+    let (mut g, x) = GraphBuilder::new(input);
+    let y = layer.lower(&mut g, x)?;
+    Ok(g.shape(y))
 }
 
 impl Clone for Box<dyn Layer> {

@@ -12,7 +12,9 @@
 use crate::device::gpu::{grid_1d, GpuContext, Kernel, PlanBuilder};
 use crate::error::Result;
 use crate::nn::graph::{GraphBuilder, TensorId};
-use crate::nn::op::{scratch, CpuBackward, CpuForward, GpuBackward, GpuForward, Init, Layer, Op};
+use crate::nn::op::{
+    scratch, CpuBackward, CpuForward, GpuBackward, GpuForward, Init, Layer, Op, Shape,
+};
 use rayon::prelude::*;
 use std::any::Any;
 
@@ -60,6 +62,14 @@ impl Layer for BatchNormLayer {
             relu: false,
         };
         Ok(g.node(Box::new(op), &[x], shape))
+    }
+
+    fn torch(&self, input: Shape) -> String {
+        let dims = match input {
+            Shape::Image(_) => 2,
+            Shape::Flat(_) => 1,
+        };
+        format!("nn.BatchNorm{dims}d({})", input.channels())
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

@@ -6,7 +6,7 @@
 
 use crate::device::gpu::{grid_1d, Kernel, PlanBuilder};
 use crate::nn::graph::{GraphBuilder, TensorId};
-use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op};
+use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op, Shape};
 use rayon::prelude::*;
 use std::any::Any;
 
@@ -50,6 +50,10 @@ impl Layer for DropoutLayer {
             salt: g.next_node() as u32,
         };
         Ok(g.node(Box::new(op), &[x], shape))
+    }
+
+    fn torch(&self, _input: Shape) -> String {
+        format!("nn.Dropout({})", self.p)
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

@@ -44,6 +44,10 @@ impl Layer for GapLayer {
         Ok(g.node(Box::new(op), &[x], Shape::Flat(s.channels)))
     }
 
+    fn torch(&self, _input: Shape) -> String {
+        "GlobalAvgPool()".into()
+    }
+
     fn clone_box(&self) -> Box<dyn Layer> {
         Box::new(self.clone())
     }

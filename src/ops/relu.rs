@@ -4,7 +4,7 @@
 
 use crate::device::gpu::{Kernel, PlanBuilder};
 use crate::nn::graph::{GraphBuilder, TensorId};
-use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op};
+use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op, Shape};
 use std::any::Any;
 
 const SOURCE: &str = include_str!("../../shaders/relu.wgsl");
@@ -35,6 +35,10 @@ impl Layer for ReluLayer {
     fn lower(&self, g: &mut GraphBuilder, x: TensorId) -> std::result::Result<TensorId, String> {
         let shape = g.shape(x);
         Ok(g.node(Box::new(Relu { len: shape.len() }), &[x], shape))
+    }
+
+    fn torch(&self, _input: Shape) -> String {
+        "nn.ReLU()".into()
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

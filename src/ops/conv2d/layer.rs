@@ -140,6 +140,19 @@ impl Layer for ConvLayer {
         Ok(g.node(Box::new(op), &[x], out))
     }
 
+    fn torch(&self, input: Shape) -> String {
+        format!(
+            "nn.Conv2d({}, {}, ({}, {}), stride={}, padding={}, bias={})",
+            input.channels(),
+            self.out,
+            self.kh,
+            self.kw,
+            self.stride,
+            self.pad,
+            if self.bias { "True" } else { "False" }
+        )
+    }
+
     fn clone_box(&self) -> Box<dyn Layer> {
         Box::new(self.clone())
     }

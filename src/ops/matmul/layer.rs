@@ -66,6 +66,15 @@ impl Layer for LinearLayer {
         Ok(g.node(Box::new(op), &[x], Shape::Flat(self.out)))
     }
 
+    fn torch(&self, input: Shape) -> String {
+        // A 1x1 image is accepted as its channels: `FlatLinear` flattens it first.
+        let class = match input {
+            Shape::Flat(_) => "nn.Linear",
+            Shape::Image(_) => "FlatLinear",
+        };
+        format!("{class}({}, {})", input.len(), self.out)
+    }
+
     fn clone_box(&self) -> Box<dyn Layer> {
         Box::new(self.clone())
     }

@@ -76,6 +76,14 @@ impl Layer for PoolLayer {
         Ok(g.node(Box::new(Pool { shape }), &[x], out))
     }
 
+    fn torch(&self, _input: Shape) -> String {
+        let class = match self.kind {
+            PoolKind::Max => "MaxPool2d",
+            PoolKind::Avg => "AvgPool2d",
+        };
+        format!("nn.{class}({}, stride={})", self.k, self.stride)
+    }
+
     fn clone_box(&self) -> Box<dyn Layer> {
         Box::new(self.clone())
     }
