@@ -1,0 +1,234 @@
+//! The optimised CPU convolution (im2col, wide unfolding, threaded GEMMs) against a plain-loop
+//! definition written here in f64: forward (with and without bias, fused ReLU), input gradient (with a
+//! ReLU mask) and weight + bias gradient. The GPU kernels are checked against the optimised CPU
+//! convolution elsewhere; this keeps that oracle from being its own judge.
+
+mod common;
+
+use common::{assert_close, conv_cases, random};
+use wgtrain::ops::conv2d::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvShape, ConvWork,
+};
+
+/// `x[n][c][y][x]` with zero padding outside the input.
+fn at(x: &[f32], s: &ConvShape, n: usize, c: usize, y: isize, xx: isize) -> f64 {
+    if y < 0 || xx < 0 || y >= s.in_h as isize || xx >= s.in_w as isize {
+        return 0.0;
+    }
+    x[((n * s.in_c + c) * s.in_h + y as usize) * s.in_w + xx as usize] as f64
+}
+
+/// The input position read by output `(oy, ox)` at kernel tap `(ky, kx)`.
+fn tap(s: &ConvShape, oy: usize, ox: usize, ky: usize, kx: usize) -> (isize, isize) {
+    (
+        (oy * s.stride + ky) as isize - s.pad as isize,
+        (ox * s.stride + kx) as isize - s.pad as isize,
+    )
+}
+
+fn widx(s: &ConvShape, o: usize, c: usize, ky: usize, kx: usize) -> usize {
+    ((o * s.in_c + c) * s.kh + ky) * s.kw + kx
+}
+
+fn forward_ref(x: &[f32], w: &[f32], b: Option<&[f32]>, batch: usize, s: &ConvShape) -> Vec<f64> {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut y = vec![0f64; batch * s.out_len()];
+    for n in 0..batch {
+        for o in 0..s.out_c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b.map_or(0.0, |b| b[o] as f64);
+                    for c in 0..s.in_c {
+                        for ky in 0..s.kh {
+                            for kx in 0..s.kw {
+                                let (iy, ix) = tap(s, oy, ox, ky, kx);
+                                acc += at(x, s, n, c, iy, ix) * w[widx(s, o, c, ky, kx)] as f64;
+                            }
+                        }
+                    }
+                    y[((n * s.out_c + o) * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// dL/dx and dL/dw, dL/db for L = sum(y * dy).
+fn backward_ref(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    batch: usize,
+    s: &ConvShape,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut dx = vec![0f64; batch * s.in_len()];
+    let mut dw = vec![0f64; w.len()];
+    let mut db = vec![0f64; s.out_c];
+    for n in 0..batch {
+        for o in 0..s.out_c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let g = dy[((n * s.out_c + o) * oh + oy) * ow + ox] as f64;
+                    db[o] += g;
+                    for c in 0..s.in_c {
+                        for ky in 0..s.kh {
+                            for kx in 0..s.kw {
+                                let (iy, ix) = tap(s, oy, ox, ky, kx);
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= s.in_h as isize
+                                    || ix >= s.in_w as isize
+                                {
+                                    continue;
+                                }
+                                let xi = ((n * s.in_c + c) * s.in_h + iy as usize) * s.in_w
+                                    + ix as usize;
+                                let wi = widx(s, o, c, ky, kx);
+                                dx[xi] += g * w[wi] as f64;
+                                dw[wi] += g * x[xi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw, db)
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// The shared cases plus the shapes of the presets' convolutions (resnet's stride-2 3x3 and 1x1
+/// shortcut without bias, the cnn's and lenet5's layers), each at 1 and 2 threads.
+fn cases() -> Vec<(usize, ConvShape)> {
+    let c = |batch, in_c, in_h, in_w, out_c, kh, kw, stride, pad| {
+        let s = ConvShape {
+            in_c,
+            in_h,
+            in_w,
+            out_c,
+            kh,
+            kw,
+            stride,
+            pad,
+        };
+        (batch, s)
+    };
+    let mut v = conv_cases();
+    v.extend([
+        c(3, 1, 28, 28, 16, 3, 3, 1, 1),
+        c(2, 16, 28, 28, 32, 3, 3, 2, 1),
+        c(2, 16, 28, 28, 32, 1, 1, 2, 0),
+        c(2, 32, 14, 14, 32, 3, 3, 1, 1),
+        c(2, 6, 14, 14, 16, 5, 5, 1, 0),
+        c(2, 1, 28, 28, 6, 5, 5, 1, 2),
+    ]);
+    v
+}
+
+#[test]
+fn optimised_cpu_conv_equals_the_plain_loop_definition() {
+    for (case, (batch, s)) in cases().into_iter().enumerate() {
+        let seed = 100 + 10 * case as u64;
+        let (wlen, blen) = (s.out_c * s.k(), s.out_c);
+        // Weights at an offset, bias after them, as in a parameter vector.
+        let off = 5;
+        let params = random(off + wlen + blen, seed);
+        let (w, b) = (&params[off..off + wlen], &params[off + wlen..]);
+        let x = random(batch * s.in_len(), seed + 1);
+        let dy = random(batch * s.out_len(), seed + 2);
+        let want = forward_ref(&x, w, Some(b), batch, &s);
+        let want_nb = forward_ref(&x, w, None, batch, &s);
+        let (dx_want, dw_want, db_want) = backward_ref(&x, w, &dy, batch, &s);
+        for threads in [1, 2] {
+            let what =
+                |part: &str| format!("case {case} {s:?} batch {batch}, {threads} threads: {part}");
+            let mut work = ConvWork::new(&s, threads);
+            let mut y = vec![0f32; batch * s.out_len()];
+            conv2d_forward(
+                &x,
+                &params,
+                off,
+                Some(off + wlen),
+                &mut y,
+                &mut work,
+                batch,
+                &s,
+                false,
+            );
+            assert_close(&y, &f32s(&want), 1e-4, 1e-4, &what("forward"));
+            conv2d_forward(&x, &params, off, None, &mut y, &mut work, batch, &s, false);
+            assert_close(&y, &f32s(&want_nb), 1e-4, 1e-4, &what("forward, no bias"));
+            conv2d_forward(
+                &x,
+                &params,
+                off,
+                Some(off + wlen),
+                &mut y,
+                &mut work,
+                batch,
+                &s,
+                true,
+            );
+            let relu: Vec<f32> = want.iter().map(|&v| v.max(0.0) as f32).collect();
+            assert_close(&y, &relu, 1e-4, 1e-4, &what("forward + relu"));
+
+            let mut dx = vec![f32::NAN; batch * s.in_len()];
+            conv2d_backward_input(&dy, &params, off, &mut dx, None, &mut work, batch, &s);
+            assert_close(&dx, &f32s(&dx_want), 1e-4, 1e-4, &what("input gradient"));
+            // With a fused-ReLU mask (the input was a ReLU output): zero where mask <= 0.
+            let mask: Vec<f32> = x.iter().map(|&v| v.max(0.0)).collect();
+            conv2d_backward_input(
+                &dy,
+                &params,
+                off,
+                &mut dx,
+                Some(&mask),
+                &mut work,
+                batch,
+                &s,
+            );
+            let masked: Vec<f32> = dx_want
+                .iter()
+                .zip(&mask)
+                .map(|(&g, &m)| if m > 0.0 { g as f32 } else { 0.0 })
+                .collect();
+            assert_close(&dx, &masked, 1e-4, 1e-4, &what("masked input gradient"));
+
+            let mut grads = vec![f32::NAN; params.len()];
+            conv2d_backward_weight(
+                &dy,
+                &x,
+                &mut grads,
+                off,
+                Some(off + wlen),
+                &mut work,
+                batch,
+                &s,
+            );
+            assert_close(
+                &grads[off..off + wlen],
+                &f32s(&dw_want),
+                1e-4,
+                1e-4,
+                &what("dW"),
+            );
+            assert_close(
+                &grads[off + wlen..],
+                &f32s(&db_want),
+                1e-4,
+                1e-4,
+                &what("db"),
+            );
+            assert!(
+                grads[..off].iter().all(|v| v.is_nan()),
+                "{}",
+                what("wrote outside")
+            );
+        }
+    }
+}
