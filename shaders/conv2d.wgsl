@@ -6,7 +6,8 @@
 //                         invocation (each gathered input feeds 8 channels, each weight 8 columns),
 //                         fused bias and ReLU. No im2col buffer, no workgroup memory, no barriers.
 // conv2d_backward_input   gather: each input element sums w * dy over the outputs that read it; 4 input
-//                         channels x 4 positions per invocation; optional ReLU mask of the input. Used
+//                         channels x 4 same-phase positions of a row per invocation (only the taps of
+//                         that stride phase, consecutive dy reads); optional ReLU mask of the input. Used
 //                         for strides > 1: with stride 1 the launcher runs conv2d_forward on dy with
 //                         transposed, flipped weights instead (FLAG_FLIP_TRANSPOSE), which is faster.
 // conv2d_backward_weight  8 output channels x 8 weight elements per invocation, reducing over one range
@@ -274,78 +275,80 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+// One invocation: 4 input channels x 4 input positions of one row that share a stride phase.
+// In padded coordinates px = ix + pad, write px = rx + stride * q with rx = px % stride: only taps
+// kx = rx + stride * jx reach it, from output ox = q - jx. Lanes q0..q0+3 of one phase thus read 4
+// consecutive dy values per tap and skip no taps: no per-lane division, no wasted iterations (the
+// stride-2 3x3 case does 4 of 9 taps' work, against all 9 per lane with a branch each before).
+// gid.x enumerates (example, iy, rx, q group); q covers every padded column, lanes outside the input
+// are dropped at the store.
 @compute @workgroup_size(8, 8, 1)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let in_plane = p.in_h * p.in_w;
-    let n_total = p.batch * in_plane;
-    let n0 = gid.x * 4u;
+    let s = p.stride;
+    let qn = (p.in_w + 2u * p.pad + s - 1u) / s;
+    let qgroups = (qn + 3u) / 4u;
+    let per_row = s * qgroups;
+    let total = p.batch * p.in_h * per_row;
     let ci0 = gid.y * 4u;
-    if (n0 >= n_total || ci0 >= p.in_c) {
+    if (gid.x >= total || ci0 >= p.in_c) {
         return;
     }
+    let rowid = gid.x / per_row;
+    let within = gid.x % per_row;
+    let rx = within / qgroups;
+    let q0 = (within % qgroups) * 4u;
+    let n = rowid / p.in_h;
+    let iy = rowid % p.in_h;
+    let py = iy + p.pad;
+    let ry = py % s;
+    let qy = py / s;
     let positions = p.out_h * p.out_w;
-    // Padded input coordinates (iy + pad) of each of the 4 positions, and where its example's dy starts.
-    var ty0 = vec4<i32>(FAR);
-    var tx0 = vec4<i32>(FAR);
-    var dyoff = vec4<u32>(0u);
-    for (var t = 0u; t < 4u; t = t + 1u) {
-        let n = n0 + t;
-        if (n < n_total) {
-            let pos = n % in_plane;
-            ty0[t] = i32(pos / p.in_w + p.pad);
-            tx0[t] = i32(pos % p.in_w + p.pad);
-            dyoff[t] = (n / in_plane) * p.out_c * positions;
-        }
-    }
+    let dy0 = n * p.out_c * positions;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    let stride = i32(p.stride);
     for (var co = 0u; co < p.out_c; co = co + 1u) {
-        for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
-            for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
-                // Output (oy, ox) reads this input at ky, kx when oy * stride + ky == iy + pad.
-                // Stride 1 (the common case) needs no division, which llvmpipe runs lane by lane.
+        // Counters instead of (k - r) / s: llvmpipe runs integer division lane by lane.
+        var jy = 0u;
+        for (var ky = ry; ky < p.kh; ky = ky + s) {
+            if (jy > qy || qy - jy >= p.out_h) {
+                jy = jy + 1u;
+                continue;
+            }
+            let row = dy0 + co * positions + (qy - jy) * p.out_w;
+            jy = jy + 1u;
+            var jx = 0u;
+            for (var kx = rx; kx < p.kw; kx = kx + s) {
                 var dv = vec4<f32>(0.0);
                 for (var t = 0u; t < 4u; t = t + 1u) {
-                    let sy = ty0[t] - i32(ky);
-                    let sx = tx0[t] - i32(kx);
-                    if (sy < 0 || sx < 0) {
-                        continue;
-                    }
-                    var oy = u32(sy);
-                    var ox = u32(sx);
-                    if (stride != 1) {
-                        if (sy % stride != 0 || sx % stride != 0) {
-                            continue;
-                        }
-                        oy = u32(sy / stride);
-                        ox = u32(sx / stride);
-                    }
-                    if (oy < p.out_h && ox < p.out_w) {
-                        dv[t] = a[dyoff[t] + co * positions + oy * p.out_w + ox];
+                    // ox = q0 + t - jx, in range [0, out_w).
+                    let ox = i32(q0 + t) - i32(jx);
+                    if (ox >= 0 && u32(ox) < p.out_w) {
+                        dv[t] = a[row + u32(ox)];
                     }
                 }
                 acc0 = fma(vec4<f32>(load_w(co, ci0, ky, kx)), dv, acc0);
                 acc1 = fma(vec4<f32>(load_w(co, ci0 + 1u, ky, kx)), dv, acc1);
                 acc2 = fma(vec4<f32>(load_w(co, ci0 + 2u, ky, kx)), dv, acc2);
                 acc3 = fma(vec4<f32>(load_w(co, ci0 + 3u, ky, kx)), dv, acc3);
+                jx = jx + 1u;
             }
         }
     }
     var acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    let in_plane = p.in_h * p.in_w;
     for (var r = 0u; r < 4u; r = r + 1u) {
         let ci = ci0 + r;
         if (ci >= p.in_c) {
             break;
         }
         for (var t = 0u; t < 4u; t = t + 1u) {
-            let n = n0 + t;
-            if (n >= n_total) {
-                break;
+            let px = rx + s * (q0 + t);
+            if (px < p.pad || px >= p.in_w + p.pad) {
+                continue;
             }
-            let idx = ((n / in_plane) * p.in_c + ci) * in_plane + n % in_plane;
+            let idx = (n * p.in_c + ci) * in_plane + iy * p.in_w + (px - p.pad);
             var v = acc[r][t];
             if ((p.flags & FLAG_MASK) != 0u && aux[idx] <= 0.0) {
                 v = 0.0;

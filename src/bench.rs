@@ -151,17 +151,23 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
     Ok(out)
 }
 
-/// Training and inference images/s of each model at each batch size on `device`.
+/// Training and inference images/s of each preset in `names`, then of the `arch` spec, at each batch
+/// size on `device`.
 pub fn models(
     device: &Device,
     names: &[String],
+    arch: Option<&str>,
     batches: &[usize],
     data: &DataSplit,
     seconds: f64,
 ) -> Result<Vec<ModelResult>> {
     let mut out = Vec::new();
-    for name in names {
-        let model = models::build(Some(name), None, data.train.shape, data.num_classes)?;
+    let specs = names
+        .iter()
+        .map(|n| (Some(n.as_str()), None))
+        .chain(arch.map(|a| (None, Some(a))));
+    for (name, arch) in specs {
+        let model = models::build(name, arch, data.train.shape, data.num_classes)?;
         for &b in batches {
             let throughput =
                 measure_throughput(device, &model, &data.train, &data.normalization, b, seconds)?;

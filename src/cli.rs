@@ -323,6 +323,9 @@ pub struct BenchArgs {
     /// Models to time (comma-separated presets).
     #[arg(long, value_delimiter = ',', default_value = "mlp,cnn,lenet5")]
     pub models: Vec<String>,
+    /// Also time this layer spec (e.g. a variant of a preset), after the --models.
+    #[arg(long)]
+    pub arch: Option<String>,
     #[arg(long, value_delimiter = ',', default_value = "64,256")]
     pub batch_sizes: Vec<usize>,
     /// Seconds per measurement after warm-up.

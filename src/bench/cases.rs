@@ -200,12 +200,27 @@ fn matmul_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
 fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
     let batch = 64;
     let mut out = Vec::new();
+    // The cnn's two convolutions, then resnet's downsampling ones (3x3 stride 2, 1x1 shortcut).
+    let down = |kh, pad| ConvShape {
+        kh,
+        kw: kh,
+        stride: 2,
+        pad,
+        ..ConvShape::same_3x3(16, 28, 32)
+    };
     for s in [
         ConvShape::same_3x3(1, 28, 16),
         ConvShape::same_3x3(16, 14, 32),
+        down(3, 1),
+        down(1, 0),
     ] {
+        let stride = if s.stride == 1 {
+            String::new()
+        } else {
+            format!(" s{}", s.stride)
+        };
         let shape = format!(
-            "batch {batch}, {}x{}x{} -> {}, {}x{}",
+            "batch {batch}, {}x{}x{} -> {}, {}x{}{stride}",
             s.in_c, s.in_h, s.in_w, s.out_c, s.kh, s.kw
         );
         let flops = 2.0 * (batch * s.macs()) as f64;

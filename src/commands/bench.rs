@@ -82,7 +82,14 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             "model", "dev", "batch", "train img/s", "infer img/s", "warm-up s", "dispatches"
         );
         for d in &devices {
-            for m in bench::models(d, &args.models, &args.batch_sizes, &data, args.seconds)? {
+            for m in bench::models(
+                d,
+                &args.models,
+                args.arch.as_deref(),
+                &args.batch_sizes,
+                &data,
+                args.seconds,
+            )? {
                 println!(
                     "{:<8} {:<5} {:>6} {:>13.0} {:>13.0} {:>10.3} {:>11}",
                     m.throughput.model,

@@ -270,7 +270,7 @@ fn windowed(kernel: &Kernel, name: &'static str) -> Kernel {
 
 /// GPU [`conv2d_backward_input`]. Stride 1 (padding below the kernel size): the forward kernel on `dy`
 /// with transposed, flipped weights and padding `k - 1 - pad`. Otherwise the gather kernel, 4 input
-/// channels x 4 input positions per invocation.
+/// channels x 4 input positions of one stride phase per invocation.
 #[allow(clippy::too_many_arguments)]
 pub fn push_conv2d_backward_input(
     pb: &mut PlanBuilder<'_>,
@@ -310,7 +310,9 @@ pub fn push_conv2d_backward_input(
         return;
     }
     let p = ConvParams::new(s, batch, w, 0, mask_flag);
-    let cols = (batch * s.in_h * s.in_w).div_ceil(4) as u32;
+    // Invocations: (example, input row, x phase, group of 4 same-phase padded columns) x 4 channels.
+    let q = (s.in_w + 2 * s.pad).div_ceil(s.stride);
+    let cols = (batch * s.in_h * s.stride * q.div_ceil(4)) as u32;
     let rows = s.in_c.div_ceil(4) as u32;
     pb.push(
         &CONV2D_BACKWARD_INPUT,
