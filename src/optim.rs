@@ -2,7 +2,56 @@
 //! (`shaders/optim.wgsl`) computing the same formulas (PyTorch's, weight decay as L2 on the gradient).
 
 use crate::device::gpu::Kernel;
-use crate::nn::{OptimConfig, OptimizerKind};
+
+/// Optimiser choice and hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub enum OptimizerKind {
+    /// SGD with (PyTorch-style, undampened) momentum; 0 disables it.
+    Sgd { momentum: f32 },
+    /// Adam (Kingma & Ba), PyTorch's formulation.
+    Adam { beta1: f32, beta2: f32, eps: f32 },
+}
+
+/// Optimiser configuration shared by both devices.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct OptimConfig {
+    pub kind: OptimizerKind,
+    pub lr: f32,
+    /// L2 penalty added to the gradient (PyTorch `weight_decay`).
+    pub weight_decay: f32,
+    /// Parameters before this offset of the flat vector are frozen (not updated); 0 trains everything.
+    /// Used to train only the head of a network (`Model::head_offset`).
+    pub frozen_prefix: usize,
+    /// The run's seed: dropout masks are a function of it, the node and the step number, so a run and
+    /// its resume draw the same masks.
+    pub seed: u64,
+}
+
+impl OptimConfig {
+    pub fn adam(lr: f32) -> Self {
+        OptimConfig {
+            kind: OptimizerKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            lr,
+            weight_decay: 0.0,
+            frozen_prefix: 0,
+            seed: 0,
+        }
+    }
+
+    pub fn sgd(lr: f32, momentum: f32) -> Self {
+        OptimConfig {
+            kind: OptimizerKind::Sgd { momentum },
+            lr,
+            weight_decay: 0.0,
+            frozen_prefix: 0,
+            seed: 0,
+        }
+    }
+}
 
 /// Optimiser state for one model: first/second moments (or the momentum buffer) and the step count.
 #[derive(Debug, Clone, PartialEq)]

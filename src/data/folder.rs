@@ -42,7 +42,7 @@ fn decode(files: &[(PathBuf, u8)], shape: ImageShape) -> Result<Dataset> {
     let mut images = Vec::with_capacity(files.len() * shape.len());
     let mut labels = Vec::with_capacity(files.len());
     for (f, label) in files {
-        images.extend(crate::predict::load_image(f, shape)?);
+        images.extend(super::image_file::load_image(f, shape)?);
         labels.push(*label);
     }
     Ok(Dataset {

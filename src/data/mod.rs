@@ -7,6 +7,7 @@ pub mod augment;
 pub mod cifar;
 pub mod folder;
 pub mod idx;
+pub mod image_file;
 
 pub use idx::{load_embedded, load_idx_dir};
 

@@ -6,7 +6,6 @@ pub mod pipeline_cache;
 pub mod window;
 
 use crate::error::{Error, Result};
-use crate::nn::{Executor, Model, OptimConfig};
 use gpu::{AdapterDescription, GpuContext};
 use std::sync::Arc;
 
@@ -192,46 +191,6 @@ impl Device {
         match self {
             Device::Cpu => cpu_description().model,
             Device::Gpu(ctx) => ctx.adapter.short(),
-        }
-    }
-
-    /// [`executor`](Self::executor) starting from saved weights (parameters and running statistics).
-    pub fn executor_from(
-        &self,
-        model: &Model,
-        weights: &crate::nn::Weights,
-        optim: OptimConfig,
-        max_batch: usize,
-    ) -> Result<Box<dyn Executor>> {
-        let mut exec = self.executor(model, &weights.params, optim, max_batch)?;
-        exec.set_state(&weights.state)?;
-        Ok(exec)
-    }
-
-    /// Build an executor for `model` with parameters `params` (the flat layout of `Model::params`) and
-    /// buffers sized for batches of up to `max_batch` examples.
-    pub fn executor(
-        &self,
-        model: &Model,
-        params: &[f32],
-        optim: OptimConfig,
-        max_batch: usize,
-    ) -> Result<Box<dyn Executor>> {
-        assert_eq!(params.len(), model.param_len, "flat parameter length");
-        if max_batch == 0 {
-            return Err(Error::Config("--batch-size must be at least 1".into()));
-        }
-        match self {
-            Device::Cpu => Ok(Box::new(crate::nn::cpu::CpuExecutor::new(
-                model, params, optim, max_batch,
-            ))),
-            Device::Gpu(ctx) => Ok(Box::new(crate::nn::gpu::GpuExecutor::new(
-                ctx.clone(),
-                model,
-                params,
-                optim,
-                max_batch,
-            )?)),
         }
     }
 }

@@ -16,11 +16,13 @@ mod model;
 pub mod op;
 pub mod registry;
 
+pub use crate::optim::{OptimConfig, OptimizerKind};
 pub use graph::ParamTensor;
 pub use model::{LayerSummary, Model};
 pub use op::{output_shape, Layer, Op, Shape};
 
-use crate::error::Result;
+use crate::device::Device;
+use crate::error::{Error, Result};
 
 /// A model's two flat vectors: trainable parameters and non-trainable state (running statistics).
 #[derive(Debug, Clone, PartialEq)]
@@ -91,52 +93,46 @@ pub trait Executor {
     }
 }
 
-/// Optimiser choice and hyper-parameters.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub enum OptimizerKind {
-    /// SGD with (PyTorch-style, undampened) momentum; 0 disables it.
-    Sgd { momentum: f32 },
-    /// Adam (Kingma & Ba), PyTorch's formulation.
-    Adam { beta1: f32, beta2: f32, eps: f32 },
-}
-
-/// Optimiser configuration shared by both devices.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct OptimConfig {
-    pub kind: OptimizerKind,
-    pub lr: f32,
-    /// L2 penalty added to the gradient (PyTorch `weight_decay`).
-    pub weight_decay: f32,
-    /// Parameters before this offset of the flat vector are frozen (not updated); 0 trains everything.
-    /// Used to train only the head of a network (`Model::head_offset`).
-    pub frozen_prefix: usize,
-    /// The run's seed: dropout masks are a function of it, the node and the step number, so a run and
-    /// its resume draw the same masks.
-    pub seed: u64,
-}
-
-impl OptimConfig {
-    pub fn adam(lr: f32) -> Self {
-        OptimConfig {
-            kind: OptimizerKind::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-            },
-            lr,
-            weight_decay: 0.0,
-            frozen_prefix: 0,
-            seed: 0,
-        }
+/// Executors are built here rather than in `device`, so that `device` (adapters, plans, kernels)
+/// does not depend on the models that run on it.
+impl Device {
+    /// [`executor`](Self::executor) starting from saved weights (parameters and running statistics).
+    pub fn executor_from(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        optim: OptimConfig,
+        max_batch: usize,
+    ) -> Result<Box<dyn Executor>> {
+        let mut exec = self.executor(model, &weights.params, optim, max_batch)?;
+        exec.set_state(&weights.state)?;
+        Ok(exec)
     }
 
-    pub fn sgd(lr: f32, momentum: f32) -> Self {
-        OptimConfig {
-            kind: OptimizerKind::Sgd { momentum },
-            lr,
-            weight_decay: 0.0,
-            frozen_prefix: 0,
-            seed: 0,
+    /// Build an executor for `model` with parameters `params` (the flat layout of `Model::params`) and
+    /// buffers sized for batches of up to `max_batch` examples.
+    pub fn executor(
+        &self,
+        model: &Model,
+        params: &[f32],
+        optim: OptimConfig,
+        max_batch: usize,
+    ) -> Result<Box<dyn Executor>> {
+        assert_eq!(params.len(), model.param_len, "flat parameter length");
+        if max_batch == 0 {
+            return Err(Error::Config("--batch-size must be at least 1".into()));
+        }
+        match self {
+            Device::Cpu => Ok(Box::new(cpu::CpuExecutor::new(
+                model, params, optim, max_batch,
+            ))),
+            Device::Gpu(ctx) => Ok(Box::new(gpu::GpuExecutor::new(
+                ctx.clone(),
+                model,
+                params,
+                optim,
+                max_batch,
+            )?)),
         }
     }
 }
