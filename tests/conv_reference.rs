@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_close, conv_cases, random};
+use common::{assert_close, conv_case, conv_cases, random};
 use wgtrain::ops::conv2d::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvShape, ConvWork,
 };
@@ -105,19 +105,7 @@ fn f32s(v: &[f64]) -> Vec<f32> {
 /// The shared cases plus the shapes of the presets' convolutions (resnet's stride-2 3x3 and 1x1
 /// shortcut without bias, the cnn's and lenet5's layers), each at 1 and 2 threads.
 fn cases() -> Vec<(usize, ConvShape)> {
-    let c = |batch, in_c, in_h, in_w, out_c, kh, kw, stride, pad| {
-        let s = ConvShape {
-            in_c,
-            in_h,
-            in_w,
-            out_c,
-            kh,
-            kw,
-            stride,
-            pad,
-        };
-        (batch, s)
-    };
+    let c = conv_case;
     let mut v = conv_cases();
     v.extend([
         c(3, 1, 28, 28, 16, 3, 3, 1, 1),

@@ -79,16 +79,11 @@ impl Layer for Residual {
     }
 
     fn torch(&self, input: Shape) -> String {
-        let body = torch_sequential(&self.body, input);
-        let out = self
-            .body
-            .iter()
-            .try_fold(input, |s, l| output_shape(l.as_ref(), s))
-            .expect("lowered before");
+        let (body, out) = torch_sequential(&self.body, input);
         let shortcut = if out == input {
             "nn.Identity()".to_string()
         } else {
-            torch_sequential(&projection(input, out).expect("lowered before"), input)
+            torch_sequential(&projection(input, out).expect("lowered before"), input).0
         };
         format!("Residual({body}, {shortcut})")
     }
@@ -98,15 +93,16 @@ impl Layer for Residual {
     }
 }
 
-/// `layers` as a PyTorch `nn.Sequential` for an input of `input` (shapes already checked by lowering).
-pub fn torch_sequential(layers: &[Box<dyn Layer>], input: Shape) -> String {
+/// `layers` as a PyTorch `nn.Sequential` for an input of `input` (shapes already checked by
+/// lowering), and the shape it outputs.
+pub fn torch_sequential(layers: &[Box<dyn Layer>], input: Shape) -> (String, Shape) {
     let mut shape = input;
     let mut parts = Vec::with_capacity(layers.len());
     for layer in layers {
         parts.push(layer.torch(shape));
         shape = output_shape(layer.as_ref(), shape).expect("lowered before");
     }
-    format!("nn.Sequential({})", parts.join(", "))
+    (format!("nn.Sequential({})", parts.join(", ")), shape)
 }
 
 /// The projection shortcut from `sin` to `sout`: a 1x1 convolution without bias, strided as the

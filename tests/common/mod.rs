@@ -135,22 +135,36 @@ pub fn numeric(f: impl Fn(&[f32]) -> f64, at: &[f32], eps: f32) -> Vec<f32> {
         .collect()
 }
 
+/// `(batch, ConvShape { in_c, in_h, in_w, out_c, kh, kw, stride, pad })`.
+#[allow(clippy::too_many_arguments, dead_code)]
+pub fn conv_case(
+    batch: usize,
+    in_c: usize,
+    in_h: usize,
+    in_w: usize,
+    out_c: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+) -> (usize, wgtrain::ops::conv2d::ConvShape) {
+    let s = wgtrain::ops::conv2d::ConvShape {
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        kh,
+        kw,
+        stride,
+        pad,
+    };
+    (batch, s)
+}
+
 /// Convolution shapes every conv test covers, with their batch size: padding 0/1/2, stride 1 and 2,
 /// non-square inputs and kernels, channel counts not a multiple of 4, batch 1.
 pub fn conv_cases() -> Vec<(usize, wgtrain::ops::conv2d::ConvShape)> {
-    let c = |batch, in_c, in_h, in_w, out_c, kh, kw, stride, pad| {
-        let s = wgtrain::ops::conv2d::ConvShape {
-            in_c,
-            in_h,
-            in_w,
-            out_c,
-            kh,
-            kw,
-            stride,
-            pad,
-        };
-        (batch, s)
-    };
+    let c = conv_case;
     vec![
         c(1, 1, 5, 7, 3, 3, 3, 1, 1),
         c(2, 3, 8, 6, 5, 3, 2, 2, 0),

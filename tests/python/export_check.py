@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from numpy_reference import ROOT, SUBSET, wgtrain_predict  # noqa: E402
+from numpy_reference import ROOT, SUBSET, agree_or_exit, wgtrain_predict  # noqa: E402
 
 
 def images_from(directory, n):
@@ -59,11 +59,8 @@ def main():
         with torch.no_grad():
             ref = torch.softmax(net(module.preprocess(pixels)).double(), dim=1).numpy()
     got = wgtrain_predict(a.wgtrain, a.checkpoint, images, a.device)
-    same = int((got.argmax(1) == ref.argmax(1)).sum())
-    diff = float(np.abs(got - ref).max())
-    print(f"export --pytorch: torch {torch.__version__} (load_state_dict strict) and wgtrain predict "
-          f"({a.device}) agree on {same} of {len(images)} images; largest probability difference {diff:.2e}")
-    raise SystemExit(0 if same == len(images) and diff < 1e-4 else 1)
+    agree_or_exit(got, ref, f"export --pytorch: torch {torch.__version__} (load_state_dict strict) and "
+                            f"wgtrain predict ({a.device})")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,14 @@ def wgtrain_predict(wgtrain, checkpoint, images, device="cpu"):
     return probs
 
 
+def agree_or_exit(got, ref, what):
+    """Exit 0 when every image's class is the same and every probability agrees to 1e-4, else 1."""
+    same = int((got.argmax(1) == ref.argmax(1)).sum())
+    diff = float(np.abs(got - ref).max())
+    print(f"{what} agree on {same} of {len(got)} images; largest probability difference {diff:.2e}")
+    raise SystemExit(0 if same == len(got) and diff < 1e-4 else 1)
+
+
 def normalisation(checkpoint):
     with safe_open(checkpoint, "np") as f:
         meta = f.metadata()
@@ -154,11 +162,7 @@ def main():
     x = (pixels.astype(np.float32) / np.float32(255.0) - mean[0]) / std[0]
     ref = softmax(reference(load_file(a.checkpoint), a.model, x.astype(np.float64)))
     got = wgtrain_predict(a.wgtrain, a.checkpoint, images, a.device)
-    same = int((got.argmax(1) == ref.argmax(1)).sum())
-    diff = float(np.abs(got - ref).max())
-    print(f"{a.model}: wgtrain ({a.device}) and the numpy reference agree on {same} of {len(images)} images; "
-          f"largest probability difference {diff:.2e}")
-    raise SystemExit(0 if same == len(images) and diff < 1e-4 else 1)
+    agree_or_exit(got, ref, f"{a.model}: wgtrain ({a.device}) and the numpy reference")
 
 
 if __name__ == "__main__":
