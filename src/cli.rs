@@ -55,9 +55,9 @@ pub enum Command {
         after_help = "Examples:\n  wgtrain bench                         # everything, CPU and GPU\n  wgtrain bench --device cpu --models cnn --batch-sizes 64 --json bench.json"
     )]
     Bench(BenchArgs),
-    /// Export a checkpoint: a PyTorch module (model.py + weights.safetensors).
+    /// Export a checkpoint: a PyTorch module (model.py + weights.safetensors) and/or an ONNX model.
     #[command(
-        after_help = "Example:\n  wgtrain export --checkpoint resnet.safetensors --pytorch resnet-torch/\n  python3 -c 'import sys; sys.path.insert(0, \"resnet-torch\"); import model; print(model.load())'"
+        after_help = "Examples:\n  wgtrain export --checkpoint resnet.safetensors --pytorch resnet-torch/\n  python3 -c 'import sys; sys.path.insert(0, \"resnet-torch\"); import model; print(model.load())'\n  wgtrain export --checkpoint resnet.safetensors --onnx resnet.onnx   # input: pixels / 255, [batch, C, H, W]"
     )]
     Export(ExportArgs),
 }
@@ -204,6 +204,10 @@ pub struct EvalArgs {
     /// Draw the confusion matrix into this PNG.
     #[arg(long)]
     pub confusion_png: Option<PathBuf>,
+    /// Write every test image's logits to this NumPy file (.npy, float32 [images, classes], in
+    /// test-set order): e.g. to compare with an exported model.
+    #[arg(long)]
+    pub logits: Option<PathBuf>,
     /// For a plain state_dict without wgtrain metadata (e.g. saved by PyTorch): the preset it holds.
     #[arg(long)]
     pub model: Option<String>,
@@ -278,8 +282,13 @@ pub struct ExportArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Directory to write model.py (a plain torch.nn.Module) and weights.safetensors (its state_dict).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "onnx")]
     pub pytorch: Option<PathBuf>,
+    /// File to write the ONNX model (opset 17, evaluation mode) to. Its input is float32
+    /// [batch, C, H, W] pixel values / 255; the normalisation is folded in. Outputs: logits,
+    /// probabilities.
+    #[arg(long)]
+    pub onnx: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -44,6 +44,31 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Write `values` as a NumPy `.npy` file (format 1.0, little-endian float32, C order) of `shape`,
+/// atomically.
+pub fn write_npy(path: &Path, shape: &[usize], values: &[f32]) -> Result<()> {
+    assert_eq!(shape.iter().product::<usize>(), values.len(), "npy shape");
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}").into_bytes();
+    // Magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of
+    // 64 and ended by a newline.
+    let total = (10 + header.len() + 1).div_ceil(64) * 64;
+    header.resize(total - 10 - 1, b' ');
+    header.push(b'\n');
+    let mut bytes = Vec::with_capacity(total + 4 * values.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    write_atomic(path, &bytes)
+}
+
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
 /// A crash leaves either the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -137,32 +137,41 @@ pub fn evaluate(
     exec.take_eval_stats()
 }
 
-/// Predictions of `exec` on every example of `ds`, tallied against the labels.
-pub fn confusion(
+/// The logits of `exec` for every example of `ds`, in order: `[ds.len(), classes]` row-major.
+pub fn logits(
     exec: &mut dyn Executor,
     ds: &Dataset,
     batcher: &Batcher,
     batch: usize,
-    class_names: Vec<String>,
-) -> Result<crate::metrics::ConfusionMatrix> {
-    let classes = class_names.len();
-    let mut m = crate::metrics::ConfusionMatrix::new(class_names);
+) -> Result<Vec<f32>> {
     let n = ds.shape.len();
     let batch = batch.min(ds.len()).max(1);
     let mut x = vec![0f32; batch * n];
     let mut y = vec![0u32; batch];
     let idx: Vec<usize> = (0..ds.len()).collect();
+    let mut all = Vec::new();
     for chunk in idx.chunks(batch) {
         let b = chunk.len();
         batcher.fill(ds, chunk, &mut x[..b * n], &mut y[..b]);
-        let logits = exec.logits(&x[..b * n])?;
-        for (z, &t) in logits.chunks_exact(classes).zip(&y[..b]) {
-            // argmax, ties to the lowest index (as in the loss kernels)
-            let p = (0..classes).fold(0, |best, c| if z[c] > z[best] { c } else { best });
-            m.add(t as usize, p);
-        }
+        all.extend_from_slice(&exec.logits(&x[..b * n])?);
     }
-    Ok(m)
+    Ok(all)
+}
+
+/// Predictions (`logits` of every example of `ds`) tallied against the labels.
+pub fn confusion(
+    logits: &[f32],
+    ds: &Dataset,
+    class_names: Vec<String>,
+) -> crate::metrics::ConfusionMatrix {
+    let classes = class_names.len();
+    let mut m = crate::metrics::ConfusionMatrix::new(class_names);
+    for (z, &t) in logits.chunks_exact(classes).zip(&ds.labels) {
+        // argmax, ties to the lowest index (as in the loss kernels)
+        let p = (0..classes).fold(0, |best, c| if z[c] > z[best] { c } else { best });
+        m.add(t as usize, p);
+    }
+    m
 }
 
 fn progress_bar(

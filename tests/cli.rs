@@ -4,37 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn wgtrain(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run wgtrain")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wgtrain-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Assert failure with `code`, stderr a single `error: ...` line containing `needle`, and no panic.
-fn assert_fails(out: &Output, code: i32, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    assert!(err.contains(needle), "expected `{needle}` in: {err}");
-}
-
-fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
-    assert_fails(out, code, needle);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-}
+use common::cli::{assert_fails, assert_one_line_error, tmpdir, wgtrain};
 
 #[test]
 fn train_writes_report_and_checkpoint_and_eval_reads_it() {

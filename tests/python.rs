@@ -5,6 +5,9 @@
 //!   fails when `CI` is set (.ci/run installs them into a venv and sets `WGTRAIN_PYTHON`).
 //! - export_check.py: `wgtrain export --pytorch`'s model.py loaded with `strict=True` by PyTorch
 //!   itself and compared with `wgtrain predict`; runs where torch imports.
+//! - onnx_check.py: `wgtrain export --onnx` through `onnx.checker` (full check) and ONNX Runtime,
+//!   logits against `wgtrain eval --logits`, for every preset and a custom spec. Needs onnx and
+//!   onnxruntime: skips locally without them (printed), fails when `CI` is set.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,9 +37,16 @@ fn tmpdir(name: &str) -> PathBuf {
 
 /// A checkpoint of `model` trained for one short epoch on the embedded subset.
 fn trained(dir: &Path, model: &str) -> PathBuf {
-    let ckpt = dir.join(format!("{model}.safetensors"));
+    trained_with(dir, model, &["--model", model])
+}
+
+/// A checkpoint trained with `how` (`--model NAME` or `--arch SPEC`), saved as `name`.
+fn trained_with(dir: &Path, name: &str, how: &[&str]) -> PathBuf {
+    let ckpt = dir.join(format!("{name}.safetensors"));
     let out = Command::new(env!("CARGO_BIN_EXE_wgtrain"))
-        .args(["train", "--model", model, "--embedded", "--device", "cpu"])
+        .arg("train")
+        .args(how)
+        .args(["--embedded", "--device", "cpu"])
         .args([
             "--epochs",
             "1",
@@ -51,7 +61,7 @@ fn trained(dir: &Path, model: &str) -> PathBuf {
         .expect("run wgtrain");
     assert!(
         out.status.success(),
-        "train {model}: {}",
+        "train {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     ckpt
@@ -79,8 +89,9 @@ fn require(modules: &str) -> bool {
         return true;
     }
     let why = format!(
-        "`{} -c 'import {modules}'` fails (pip install numpy safetensors; or set WGTRAIN_PYTHON)",
-        python()
+        "`{} -c 'import {modules}'` fails (pip install {}; or set WGTRAIN_PYTHON)",
+        python(),
+        modules.replace(',', "")
     );
     assert!(std::env::var_os("CI").is_none(), "CI is set and {why}");
     eprintln!("skipping: {why}");
@@ -117,6 +128,28 @@ fn exported_pytorch_module_loads_strictly_and_agrees_with_predict() {
     for model in ["resnet", "mlp-bn", "lenet5"] {
         let ckpt = trained(&dir, model);
         run_script("export_check.py", &["--images", "100"], &ckpt);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Strides, padding, average and strided max pooling, a bias-free conv before BatchNorm, an identity
+/// residual block, dropout and a linear layer on a 1x1 image.
+const CUSTOM: &str = "conv5x5x8p2s2,relu,avgpool2,conv3x3x16p1nb,bn,relu,\
+    res(conv3x3x16p1,relu,conv3x3x16p1),relu,maxpool3s2,dropout0.2,conv3x3x32,relu,fc10";
+
+#[test]
+fn onnx_export_passes_the_checker_and_agrees_with_eval_in_onnxruntime() {
+    if !require("numpy, safetensors, onnx, onnxruntime") {
+        return;
+    }
+    let dir = tmpdir("onnx");
+    let mut ckpts: Vec<PathBuf> = wgtrain::models::PRESETS
+        .iter()
+        .map(|m| trained(&dir, m))
+        .collect();
+    ckpts.push(trained_with(&dir, "custom", &["--arch", CUSTOM]));
+    for ckpt in &ckpts {
+        run_script("onnx_check.py", &["--images", "1000"], ckpt);
     }
     std::fs::remove_dir_all(&dir).ok();
 }

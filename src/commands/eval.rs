@@ -4,7 +4,7 @@ use crate::checkpoint::{self, CheckpointMeta};
 use crate::cli::*;
 use crate::data::{self, Batcher};
 use crate::error::{Error, Result};
-use crate::metrics::write_json;
+use crate::metrics::{write_json, write_npy};
 use crate::models;
 use crate::nn::OptimConfig;
 use crate::train::{self};
@@ -82,7 +82,17 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     );
     let mut names = meta.class_names.clone();
     names.resize_with(model.num_classes, || String::from("?"));
-    let cm = train::confusion(&mut *exec, &data.test, &batcher, batch, names)?;
+    let logits = train::logits(&mut *exec, &data.test, &batcher, batch)?;
+    if let Some(path) = &args.logits {
+        let rows = data.test.len();
+        write_npy(path, &[rows, model.num_classes], &logits)?;
+        println!(
+            "wrote {} (float32 logits [{rows}, {}], test-set order)",
+            path.display(),
+            model.num_classes
+        );
+    }
+    let cm = train::confusion(&logits, &data.test, names);
     let per_class = cm.per_class();
     println!(
         "\n{:<14} {:>9} {:>9} {:>8}",
@@ -152,20 +162,22 @@ pub fn run_predict(args: &PredictArgs) -> Result<()> {
 
 /// `wgtrain export`.
 pub fn run_export(args: &ExportArgs) -> Result<()> {
-    let (model, weights, meta) = crate::export::load(&args.checkpoint)?;
-    let source: String = args
-        .checkpoint
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !matches!(c, '"' | '\\') && !c.is_control())
-        .collect();
+    let ex = crate::export::Exportable::load(&args.checkpoint)?;
     if let Some(dir) = &args.pytorch {
-        let written = crate::export::pytorch::export(dir, &model, &weights, &meta, &source)?;
-        for p in written {
+        for p in crate::export::pytorch::export(dir, &ex)? {
             println!("wrote {}", p.display());
         }
+    }
+    if let Some(path) = &args.onnx {
+        let bytes = crate::export::onnx::export(path, &ex)?;
+        println!(
+            "wrote {} ({bytes} bytes, ONNX opset {}; input: float32 [batch, {}, {}, {}] pixels / 255)",
+            path.display(),
+            crate::export::onnx::OPSET,
+            ex.model.input.channels,
+            ex.model.input.height,
+            ex.model.input.width
+        );
     }
     Ok(())
 }

@@ -2,14 +2,15 @@
 //! architecture (no wgtrain import), and `DIR/weights.safetensors`, its `state_dict`, so that
 //! `load_state_dict(load_file(...), strict=True)` succeeds and the module classifies as wgtrain does.
 //!
-//! Each layer writes its own PyTorch constructor ([`Layer::torch`](crate::nn::Layer::torch)); this
-//! file adds the three small modules PyTorch lacks under wgtrain's names (`Residual`,
-//! `GlobalAvgPool`, `FlatLinear`), the input normalisation and the class names.
+//! The front end ([`Exportable`]) gives the standard modules; this file writes each as its PyTorch
+//! constructor ([`torch`]) and adds the three small modules PyTorch lacks under wgtrain's names
+//! (`Residual`, `GlobalAvgPool`, `FlatLinear`), the input normalisation and the class names.
 
-use crate::checkpoint::{self, CheckpointMeta, Weights};
+use super::Exportable;
+use crate::checkpoint;
 use crate::error::Result;
 use crate::metrics::write_atomic;
-use crate::nn::{Model, Shape};
+use crate::nn::Portable;
 use std::path::{Path, PathBuf};
 
 /// The file names written into the export directory.
@@ -17,18 +18,67 @@ pub const MODEL_PY: &str = "model.py";
 pub const WEIGHTS: &str = "weights.safetensors";
 
 /// Write `model.py` and `weights.safetensors` into `dir`; returns their paths.
-pub fn export(
-    dir: &Path,
-    model: &Model,
-    weights: &Weights,
-    meta: &CheckpointMeta,
-    source: &str,
-) -> Result<[PathBuf; 2]> {
-    super::prepare_dir(dir)?;
+pub fn export(dir: &Path, ex: &Exportable) -> Result<[PathBuf; 2]> {
+    super::prepare_dir(dir, "--pytorch")?;
     let (py, st) = (dir.join(MODEL_PY), dir.join(WEIGHTS));
-    checkpoint::save_state_dict(&st, model, weights)?;
-    write_atomic(&py, module_source(model, meta, source).as_bytes())?;
+    checkpoint::save_state_dict(&st, &ex.model, &ex.weights)?;
+    write_atomic(&py, module_source(ex).as_bytes())?;
     Ok([py, st])
+}
+
+/// The PyTorch constructor of one standard module, as Python source.
+pub fn torch(m: &Portable) -> String {
+    let py_bool = |b: bool| if b { "True" } else { "False" };
+    match m {
+        Portable::Conv2d {
+            in_c,
+            out,
+            kh,
+            kw,
+            stride,
+            pad,
+            bias,
+        } => format!(
+            "nn.Conv2d({in_c}, {out}, ({kh}, {kw}), stride={stride}, padding={pad}, bias={})",
+            py_bool(*bias)
+        ),
+        Portable::Linear {
+            inp,
+            out,
+            flatten: false,
+        } => format!("nn.Linear({inp}, {out})"),
+        Portable::Linear {
+            inp,
+            out,
+            flatten: true,
+        } => format!("FlatLinear({inp}, {out})"),
+        Portable::MaxPool { k, stride } => format!("nn.MaxPool2d({k}, stride={stride})"),
+        Portable::AvgPool { k, stride } => format!("nn.AvgPool2d({k}, stride={stride})"),
+        Portable::Relu => "nn.ReLU()".into(),
+        Portable::BatchNorm {
+            channels,
+            image,
+            eps,
+        } => format!(
+            "nn.BatchNorm{}d({channels}, eps={eps:?})",
+            if *image { 2 } else { 1 }
+        ),
+        Portable::GlobalAvgPool => "GlobalAvgPool()".into(),
+        Portable::Dropout { p } => format!("nn.Dropout({p:?})"),
+        Portable::Flatten => "nn.Flatten()".into(),
+        Portable::Residual { body, shortcut } => {
+            let shortcut = match shortcut {
+                Some(s) => sequential(s),
+                None => "nn.Identity()".into(),
+            };
+            format!("Residual({}, {shortcut})", sequential(body))
+        }
+    }
+}
+
+fn sequential(mods: &[Portable]) -> String {
+    let parts: Vec<String> = mods.iter().map(torch).collect();
+    format!("nn.Sequential({})", parts.join(", "))
 }
 
 fn floats(v: &[f32]) -> String {
@@ -37,14 +87,13 @@ fn floats(v: &[f32]) -> String {
 }
 
 /// The text of `model.py`.
-pub fn module_source(model: &Model, meta: &CheckpointMeta, source: &str) -> String {
-    let input = Shape::Image(model.input);
-    let mut shape = input;
-    let mut layers = String::new();
-    for layer in &model.layers {
-        layers += &format!("        {},\n", layer.torch(shape));
-        shape = crate::nn::output_shape(layer.as_ref(), shape).expect("the model was lowered");
-    }
+pub fn module_source(ex: &Exportable) -> String {
+    let (model, meta, source) = (&ex.model, &ex.meta, &ex.source);
+    let layers: String = ex
+        .modules
+        .iter()
+        .map(|m| format!("        {},\n", torch(m)))
+        .collect();
     let names = serde_json::to_string(&meta.class_names).expect("strings serialise");
     let s = model.input;
     format!(

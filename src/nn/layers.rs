@@ -2,7 +2,8 @@
 //! block (its inner layers, a shortcut, and an add).
 
 use super::graph::{GraphBuilder, TensorId};
-use super::op::{output_shape, Layer, Shape};
+use super::op::{Layer, Shape};
+use super::portable::{describe, Portable};
 use super::registry;
 use crate::ops::add::Add;
 use crate::ops::batchnorm::BatchNormLayer;
@@ -28,8 +29,9 @@ impl Layer for Flatten {
         }
     }
 
-    fn torch(&self, _input: Shape) -> String {
-        "nn.Flatten()".into()
+    fn portable(&self, _input: Shape) -> std::result::Result<Portable, String> {
+        // On a flat input both PyTorch's and ONNX's flatten are the identity, as here.
+        Ok(Portable::Flatten)
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {
@@ -78,14 +80,14 @@ impl Layer for Residual {
         Ok(g.node(Box::new(Add::new(sout.len())), &[body, shortcut], sout))
     }
 
-    fn torch(&self, input: Shape) -> String {
-        let (body, out) = torch_sequential(&self.body, input);
+    fn portable(&self, input: Shape) -> std::result::Result<Portable, String> {
+        let (body, out) = describe(&self.body, input)?;
         let shortcut = if out == input {
-            "nn.Identity()".to_string()
+            None
         } else {
-            torch_sequential(&projection(input, out).expect("lowered before"), input).0
+            Some(describe(&projection(input, out)?, input)?.0)
         };
-        format!("Residual({body}, {shortcut})")
+        Ok(Portable::Residual { body, shortcut })
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {
@@ -93,21 +95,9 @@ impl Layer for Residual {
     }
 }
 
-/// `layers` as a PyTorch `nn.Sequential` for an input of `input` (shapes already checked by
-/// lowering), and the shape it outputs.
-pub fn torch_sequential(layers: &[Box<dyn Layer>], input: Shape) -> (String, Shape) {
-    let mut shape = input;
-    let mut parts = Vec::with_capacity(layers.len());
-    for layer in layers {
-        parts.push(layer.torch(shape));
-        shape = output_shape(layer.as_ref(), shape).expect("lowered before");
-    }
-    (format!("nn.Sequential({})", parts.join(", ")), shape)
-}
-
 /// The projection shortcut from `sin` to `sout`: a 1x1 convolution without bias, strided as the
 /// body downsamples, and a BatchNorm (ResNet's option B).
-fn projection(sin: Shape, sout: Shape) -> std::result::Result<Vec<Box<dyn Layer>>, String> {
+pub fn projection(sin: Shape, sout: Shape) -> std::result::Result<Vec<Box<dyn Layer>>, String> {
     let (Shape::Image(a), Shape::Image(b)) = (sin, sout) else {
         return Err(format!(
             "the block maps {sin} to {sout}; a projection shortcut needs images on both sides"

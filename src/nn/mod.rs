@@ -14,12 +14,14 @@ pub mod graph;
 pub mod layers;
 mod model;
 pub mod op;
+pub mod portable;
 pub mod registry;
 
 pub use crate::optim::{OptimConfig, OptimizerKind};
 pub use graph::ParamTensor;
 pub use model::{LayerSummary, Model};
 pub use op::{output_shape, Layer, Op, Shape};
+pub use portable::{describe, Portable};
 
 use crate::device::Device;
 use crate::error::{Error, Result};

@@ -16,6 +16,7 @@
 //!   zero its input gradient where `mask <= 0` (the ReLU's backward, folded into the consumer).
 
 use super::graph::{GraphBuilder, TensorId};
+use super::portable::Portable;
 use crate::data::ImageShape;
 use crate::device::gpu::{GpuContext, PlanBuilder};
 use crate::error::Result;
@@ -100,10 +101,12 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// Add this layer's nodes to the graph, reading `x`; returns the output tensor. Errors say what is
     /// wrong in the layer's own terms (the caller names the layer).
     fn lower(&self, g: &mut GraphBuilder, x: TensorId) -> std::result::Result<TensorId, String>;
-    /// The equivalent PyTorch module as Python source, for an input of `input` (a shape `lower`
-    /// accepted), e.g. `nn.Conv2d(1, 16, (3, 3), stride=1, padding=1, bias=False)`. Its `state_dict`
-    /// names and shapes must be the ones `lower` declares (`wgtrain export --pytorch`).
-    fn torch(&self, input: Shape) -> String;
+    /// This layer as a standard module for an input of `input` (a shape `lower` accepted): what
+    /// `wgtrain export` writes for PyTorch and ONNX. Its tensor names and shapes must be the ones
+    /// `lower` declares. A layer without one cannot be exported (the error names it).
+    fn portable(&self, _input: Shape) -> std::result::Result<Portable, String> {
+        Err("has no PyTorch or ONNX form".into())
+    }
     fn clone_box(&self) -> Box<dyn Layer>;
 }
 

@@ -15,6 +15,7 @@ use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{
     scratch, CpuBackward, CpuForward, GpuBackward, GpuForward, Init, Layer, Op, Shape,
 };
+use crate::nn::portable::Portable;
 use rayon::prelude::*;
 use std::any::Any;
 
@@ -64,12 +65,12 @@ impl Layer for BatchNormLayer {
         Ok(g.node(Box::new(op), &[x], shape))
     }
 
-    fn torch(&self, input: Shape) -> String {
-        let dims = match input {
-            Shape::Image(_) => 2,
-            Shape::Flat(_) => 1,
-        };
-        format!("nn.BatchNorm{dims}d({})", input.channels())
+    fn portable(&self, input: Shape) -> std::result::Result<Portable, String> {
+        Ok(Portable::BatchNorm {
+            channels: input.channels(),
+            image: matches!(input, Shape::Image(_)),
+            eps: EPS,
+        })
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

@@ -7,6 +7,7 @@
 use crate::device::gpu::{grid_1d, Kernel, PlanBuilder};
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op, Shape};
+use crate::nn::portable::Portable;
 use rayon::prelude::*;
 use std::any::Any;
 
@@ -52,8 +53,8 @@ impl Layer for DropoutLayer {
         Ok(g.node(Box::new(op), &[x], shape))
     }
 
-    fn torch(&self, _input: Shape) -> String {
-        format!("nn.Dropout({})", self.p)
+    fn portable(&self, _input: Shape) -> std::result::Result<Portable, String> {
+        Ok(Portable::Dropout { p: self.p })
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

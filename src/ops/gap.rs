@@ -5,6 +5,7 @@
 use crate::device::gpu::{grid_1d, Kernel, PlanBuilder};
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op, Shape};
+use crate::nn::portable::Portable;
 use rayon::prelude::*;
 use std::any::Any;
 
@@ -44,8 +45,8 @@ impl Layer for GapLayer {
         Ok(g.node(Box::new(op), &[x], Shape::Flat(s.channels)))
     }
 
-    fn torch(&self, _input: Shape) -> String {
-        "GlobalAvgPool()".into()
+    fn portable(&self, _input: Shape) -> std::result::Result<Portable, String> {
+        Ok(Portable::GlobalAvgPool)
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

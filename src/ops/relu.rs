@@ -5,6 +5,7 @@
 use crate::device::gpu::{Kernel, PlanBuilder};
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op, Shape};
+use crate::nn::portable::Portable;
 use std::any::Any;
 
 const SOURCE: &str = include_str!("../../shaders/relu.wgsl");
@@ -37,8 +38,8 @@ impl Layer for ReluLayer {
         Ok(g.node(Box::new(Relu { len: shape.len() }), &[x], shape))
     }
 
-    fn torch(&self, _input: Shape) -> String {
-        "nn.ReLU()".into()
+    fn portable(&self, _input: Shape) -> std::result::Result<Portable, String> {
+        Ok(Portable::Relu)
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

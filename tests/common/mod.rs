@@ -2,6 +2,8 @@
 //! no adapter), buffer upload/download, running a plan, random data and comparisons.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::sync::{Arc, OnceLock};
 use wgtrain::device::gpu::{GpuContext, PlanBuilder};
 use wgtrain::device::{AdapterFilter, Device, DeviceChoice};

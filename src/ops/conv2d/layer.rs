@@ -11,6 +11,7 @@ use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{
     scratch, CpuBackward, CpuForward, GpuBackward, GpuForward, Init, Layer, Op, Shape,
 };
+use crate::nn::portable::Portable;
 use std::any::Any;
 
 /// A convolution in a spec.
@@ -140,17 +141,16 @@ impl Layer for ConvLayer {
         Ok(g.node(Box::new(op), &[x], out))
     }
 
-    fn torch(&self, input: Shape) -> String {
-        format!(
-            "nn.Conv2d({}, {}, ({}, {}), stride={}, padding={}, bias={})",
-            input.channels(),
-            self.out,
-            self.kh,
-            self.kw,
-            self.stride,
-            self.pad,
-            if self.bias { "True" } else { "False" }
-        )
+    fn portable(&self, input: Shape) -> std::result::Result<Portable, String> {
+        Ok(Portable::Conv2d {
+            in_c: input.channels(),
+            out: self.out,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.stride,
+            pad: self.pad,
+            bias: self.bias,
+        })
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

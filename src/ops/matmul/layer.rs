@@ -14,6 +14,7 @@ use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{
     resources, CpuBackward, CpuForward, GpuBackward, GpuForward, Init, Layer, Op, Shape,
 };
+use crate::nn::portable::Portable;
 use crate::ops::matmul_tex::{
     self, push_linear_backward_tex, push_linear_forward_tex, LinearTextures,
 };
@@ -66,13 +67,13 @@ impl Layer for LinearLayer {
         Ok(g.node(Box::new(op), &[x], Shape::Flat(self.out)))
     }
 
-    fn torch(&self, input: Shape) -> String {
-        // A 1x1 image is accepted as its channels: `FlatLinear` flattens it first.
-        let class = match input {
-            Shape::Flat(_) => "nn.Linear",
-            Shape::Image(_) => "FlatLinear",
-        };
-        format!("{class}({}, {})", input.len(), self.out)
+    fn portable(&self, input: Shape) -> std::result::Result<Portable, String> {
+        // A 1x1 image is accepted as its channels: flattened first.
+        Ok(Portable::Linear {
+            inp: input.len(),
+            out: self.out,
+            flatten: matches!(input, Shape::Image(_)),
+        })
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {

@@ -8,6 +8,7 @@ use crate::device::gpu::{GpuContext, PlanBuilder};
 use crate::error::Result;
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{scratch, CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op, Shape};
+use crate::nn::portable::Portable;
 use std::any::Any;
 
 /// A pooling layer in a spec.
@@ -76,12 +77,12 @@ impl Layer for PoolLayer {
         Ok(g.node(Box::new(Pool { shape }), &[x], out))
     }
 
-    fn torch(&self, _input: Shape) -> String {
-        let class = match self.kind {
-            PoolKind::Max => "MaxPool2d",
-            PoolKind::Avg => "AvgPool2d",
-        };
-        format!("nn.{class}({}, stride={})", self.k, self.stride)
+    fn portable(&self, _input: Shape) -> std::result::Result<Portable, String> {
+        let (k, stride) = (self.k, self.stride);
+        Ok(match self.kind {
+            PoolKind::Max => Portable::MaxPool { k, stride },
+            PoolKind::Avg => Portable::AvgPool { k, stride },
+        })
     }
 
     fn clone_box(&self) -> Box<dyn Layer> {
