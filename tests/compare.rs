@@ -225,3 +225,38 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
     assert_eq!(verdicts(&report), verdicts(&again));
     std::fs::remove_dir_all(root).ok();
 }
+
+/// `compare --ann SPEC --cnn SPEC` with graph models: BatchNorm (flat and per channel), dropout, residual
+/// blocks (identity and projection shortcuts) and global average pooling go through every claim,
+/// the transfer claim's frozen body included, and give the same numbers again on the CPU.
+#[test]
+fn compare_runs_graph_models_through_every_claim() {
+    std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    let root = std::env::temp_dir().join(format!("wgtrain-compare-graph-{}", std::process::id()));
+    let data = root.join("data");
+    synthetic(&data, 1200, 200);
+    let mut cfg = config(data, root.join("out"));
+    let arch = |role: &str, spec: &str| NetChoice {
+        role: role.into(),
+        preset: None,
+        arch: Some(spec.into()),
+    };
+    cfg.ann = arch("ann", "flatten,fc48,bn,relu,dropout0.1,fc10");
+    cfg.cnn = arch(
+        "cnn",
+        "conv3x3x8p1nb,bn,relu,res(conv3x3x8p1nb,bn,relu,conv3x3x8p1nb,bn),relu,\
+         res(conv3x3x16p1s2nb,bn,relu,conv3x3x16p1nb,bn),relu,gap,fc10",
+    );
+    let report = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
+    assert_eq!(report.claims.len(), 7);
+    for runs in [&report.runs.ann, &report.runs.cnn] {
+        for s in runs {
+            assert!(s.test_accuracy > 0.8, "{:?}", accuracies(&report));
+            let t = s.transfer.as_ref().expect("transfer ran");
+            assert!(t.frozen_body > 0.0 && t.fine_tuned > 0.0, "{t:?}");
+        }
+    }
+    let again = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
+    assert_eq!(accuracies(&report), accuracies(&again));
+    std::fs::remove_dir_all(root).ok();
+}

@@ -55,3 +55,41 @@ fn resnet_preset_steps_match_cpu() {
     let spec = models::preset_spec("resnet", 10).unwrap();
     assert_spec_steps_agree(&ctx, &spec, input, 10, 4);
 }
+
+/// Freezing for transfer with a graph model: with the optimiser's frozen prefix at the head, the
+/// body's parameters (BatchNorm's weight and bias included) stay bit-identical while the head trains,
+/// and the running statistics — state, not parameters — still follow the batches (as in PyTorch,
+/// where `requires_grad = False` leaves `running_mean` updating in training mode). The GPU takes the
+/// same frozen steps as the CPU.
+#[test]
+fn a_frozen_body_keeps_its_parameters_while_statistics_and_head_train() {
+    let model = models::build(None, Some(SPEC), IMG, 3).unwrap();
+    let init = model.init_params(7);
+    let batch = 6;
+    let x = random(batch * IMG.len(), 8);
+    let y: Vec<u32> = (0..batch as u32).map(|i| i % 3).collect();
+    let mut optim = wgtrain::nn::OptimConfig::sgd(0.05, 0.9);
+    optim.frozen_prefix = model.head_offset();
+    assert!(optim.frozen_prefix > 0);
+    let mut exec = wgtrain::Device::Cpu
+        .executor(&model, &init, optim, batch)
+        .unwrap();
+    let state0 = exec.state().unwrap();
+    for _ in 0..3 {
+        exec.train_step(&x, &y).unwrap();
+    }
+    let (params, state) = (exec.params().unwrap(), exec.state().unwrap());
+    let head = optim.frozen_prefix;
+    assert_eq!(params[..head], init[..head], "the frozen body moved");
+    assert_ne!(params[head..], init[head..], "the head did not train");
+    let mean = model
+        .state
+        .iter()
+        .find(|t| t.name == "0.running_mean" || t.name == "1.running_mean")
+        .expect("a BatchNorm running mean");
+    let r = mean.offset..mean.offset + mean.len();
+    assert_ne!(state[r.clone()], state0[r], "running statistics frozen too");
+    if let Some(ctx) = gpu() {
+        assert_steps_agree(&ctx, &model, &init, optim, &x, &y, 3);
+    }
+}

@@ -9,6 +9,7 @@
 //! CPU: statistics per channel in f64, then one pass per example. GPU (`shaders/batchnorm.wgsl`): one
 //! workgroup per channel reduces in workgroup memory (no float atomics), then elementwise kernels.
 
+use super::{sum2_lanes_with, sum_lanes_with};
 use crate::device::gpu::{grid_1d, GpuContext, Kernel, PlanBuilder};
 use crate::error::Result;
 use crate::nn::graph::{GraphBuilder, TensorId};
@@ -20,6 +21,8 @@ use rayon::prelude::*;
 use std::any::Any;
 
 pub const EPS: f32 = 1e-5;
+/// Floats summed in f32 before the f64 total (statistics and their gradients).
+const BLOCK: usize = 1024;
 pub const MOMENTUM: f32 = 0.1;
 
 const SOURCE: &str = include_str!("../../shaders/batchnorm.wgsl");
@@ -104,6 +107,13 @@ impl BatchNorm {
     fn channel<'a>(&self, x: &'a [f32], batch: usize, c: usize) -> impl Iterator<Item = &'a [f32]> {
         let (cp, p) = (self.channels * self.plane, self.plane);
         (0..batch).map(move |n| &x[n * cp + c * p..n * cp + (c + 1) * p])
+    }
+
+    /// Channel `c`'s values in pieces of at most [`BLOCK`] floats: each is summed in f32 lanes, the
+    /// pieces in f64, so the statistics keep f64 accuracy at vector speed.
+    fn blocks<'a>(&self, x: &'a [f32], batch: usize, c: usize) -> impl Iterator<Item = &'a [f32]> {
+        self.channel(x, batch, c)
+            .flat_map(|plane| plane.chunks(BLOCK))
     }
 
     /// `y = x * scale[c] + shift[c]`, ReLU'd when fused, one example per task.
@@ -205,15 +215,18 @@ impl Op for BatchNorm {
                 .into_par_iter()
                 .map(|ch| {
                     let sum: f64 = self
-                        .channel(x, batch, ch)
-                        .map(|s| s.iter().map(|&v| v as f64).sum::<f64>())
+                        .blocks(x, batch, ch)
+                        .map(|s| sum_lanes_with(s, |v| v) as f64)
                         .sum();
                     let mean = sum / m;
+                    let mf = mean as f32;
                     let sq: f64 = self
-                        .channel(x, batch, ch)
-                        .map(|s| s.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                        .blocks(x, batch, ch)
+                        .map(|s| sum_lanes_with(s, |v| (v - mf) * (v - mf)) as f64)
                         .sum();
-                    (mean, sq / m)
+                    // The centre was rounded to f32: correct the second moment about it.
+                    let d = mean - mf as f64;
+                    (mean, (sq / m - d * d).max(0.0))
                 })
                 .collect();
             let k = MOMENTUM;
@@ -248,13 +261,11 @@ impl Op for BatchNorm {
             .into_par_iter()
             .map(|ch| {
                 let (mean, invstd) = (saved.mean[ch], saved.invstd[ch]);
-                self.channel(x, batch, ch)
-                    .zip(self.channel(dy, batch, ch))
+                self.blocks(x, batch, ch)
+                    .zip(self.blocks(dy, batch, ch))
                     .fold((0.0, 0.0), |(s, sx), (xs, gs)| {
-                        xs.iter().zip(gs).fold((s, sx), |(s, sx), (&x, &g)| {
-                            let xhat = (x - mean) * invstd;
-                            (s + g as f64, sx + (g * xhat) as f64)
-                        })
+                        let (a, b) = sum2_lanes_with(gs, xs, |g, x| (g, g * ((x - mean) * invstd)));
+                        (s + a as f64, sx + b as f64)
                     })
             })
             .collect();

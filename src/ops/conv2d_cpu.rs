@@ -227,21 +227,6 @@ fn unpad(padded: &[f32], s: &ConvShape, dx: &mut [f32]) {
     }
 }
 
-/// Sum with 16 independent partial sums, so the compiler can keep them in vector registers (a plain
-/// `iter().sum()` is one serial chain of scalar adds, which profiling showed as a large share of the
-/// weight gradient).
-fn sum_lanes(v: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let chunks = v.chunks_exact(16);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
-}
-
 /// True when im2col would copy the input unchanged (1x1 kernel, stride 1, no padding): then the GEMMs
 /// read the input directly.
 fn im2col_is_identity(s: &ConvShape) -> bool {
@@ -489,7 +474,7 @@ pub fn conv2d_backward_weight(
                     matmul_serial(s.out_c, k, p, dyb, a, src, bm, dw, 0, k, true);
                 }
                 for (g, row) in db.iter_mut().zip(dyb.chunks_exact(p)) {
-                    *g += sum_lanes(row);
+                    *g += super::sum_lanes_with(row, |x| x);
                 }
             }
         });

@@ -22,6 +22,45 @@ pub fn relu_mask(d: &mut [f32], mask: &[f32]) {
     }
 }
 
+/// `sum(f(v[i]))` with 16 independent f32 partial sums, so the compiler keeps them in vector
+/// registers (a plain `iter().sum()` is one serial chain of scalar adds). Callers keep `v` short
+/// (a plane, a row) and add the results in f64 when they need more.
+#[inline(always)]
+pub fn sum_lanes_with(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|&x| f(x)).sum::<f32>()
+}
+
+/// `(sum(f(a[i], b[i]).0, sum(f(a[i], b[i]).1)` with 8 independent partial sums of each.
+#[inline(always)]
+pub fn sum2_lanes_with(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f32, f32) {
+    let (mut s0, mut s1) = ([0f32; 8], [0f32; 8]);
+    let n = a.len().min(b.len());
+    let (ca, cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for i in 0..8 {
+            let (u, v) = f(xa[i], xb[i]);
+            s0[i] += u;
+            s1[i] += v;
+        }
+    }
+    let (mut t0, mut t1) = (s0.iter().sum::<f32>(), s1.iter().sum::<f32>());
+    for (&x, &y) in ra.iter().zip(rb) {
+        let (u, v) = f(x, y);
+        t0 += u;
+        t1 += v;
+    }
+    (t0, t1)
+}
+
 /// Uniform of the elementwise kernels (add, relu, dropout): element count and flags.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]

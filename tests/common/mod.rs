@@ -163,7 +163,7 @@ pub fn conv_case(
     (batch, s)
 }
 
-/// Convolution shapes every conv test covers, with their batch size: padding 0/1/2, stride 1 and 2,
+/// Convolution shapes every conv test covers, with their batch size: padding 0/1/2, stride 1, 2 and 3,
 /// non-square inputs and kernels, channel counts not a multiple of 4, batch 1.
 pub fn conv_cases() -> Vec<(usize, wgtrain::ops::conv2d::ConvShape)> {
     let c = conv_case;
@@ -175,6 +175,11 @@ pub fn conv_cases() -> Vec<(usize, wgtrain::ops::conv2d::ConvShape)> {
         // Output rows of 13 and 16: the CPU im2col's 8-float blocks, with and without an overlapping tail.
         c(2, 2, 6, 13, 3, 3, 3, 1, 1),
         c(1, 1, 4, 18, 2, 3, 3, 1, 0),
+        // Strided: stride 3 with padding and a 3x2 kernel; a 1x1 stride-2 shortcut on odd sizes; a
+        // stride-2 output row of 20 (the phase-split im2col's contiguous copies, 8-float blocks + tail).
+        c(2, 3, 9, 11, 4, 3, 2, 3, 1),
+        c(2, 4, 7, 9, 3, 1, 1, 2, 0),
+        c(1, 2, 5, 40, 3, 3, 3, 2, 1),
     ]
 }
 
