@@ -182,5 +182,5 @@ pub fn models(
 
 /// The data the model benchmarks run on (the embedded subset: no file access needed).
 pub fn bench_data() -> Result<DataSplit> {
-    crate::data::load(&DataChoice::Embedded, None)
+    crate::data::load(&DataChoice::Embedded, &Default::default())
 }

@@ -99,7 +99,44 @@ fn write_tensors(
         .collect();
     let data = safetensors::serialize(views, info)
         .map_err(|e| Error::data(path, format!("cannot serialise checkpoint: {e}")))?;
-    write_atomic(path, &data)
+    write_atomic(path, &canonical(data))
+}
+
+/// The safetensors crate writes its metadata map in hash order, which differs between processes. Rewrite
+/// the header with every object's keys sorted, so that equal contents give equal bytes (two runs with the
+/// same seed give files that `cmp` equal). Tensor data and offsets are untouched.
+fn canonical(bytes: Vec<u8>) -> Vec<u8> {
+    fn write(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::from(k.as_str()).to_string());
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors writes a JSON header");
+    let mut text = String::with_capacity(n);
+    write(&header, &mut text);
+    let mut head = text.into_bytes();
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + head.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
@@ -248,6 +285,13 @@ pub struct TrainingState {
     pub batch_size: usize,
     /// Epochs completed; must match the weights' checkpoint.
     pub epoch: usize,
+    /// The run's settings (`cli::RunArgs` as JSON); absent in files from before they were stored.
+    pub run: Option<String>,
+    /// What the run trained on ([`crate::data::DataSplit::fingerprint`]), so a resume on other data is
+    /// refused.
+    pub data: Option<String>,
+    /// The best validation accuracy so far and its epoch (early stopping and `--save-best` go on from it).
+    pub best_val: Option<(f64, usize)>,
 }
 
 /// Where the training state of checkpoint `path` lives: `mlp.safetensors` -> `mlp.optim.safetensors`.
@@ -306,9 +350,19 @@ pub fn save_training_state(path: &Path, ts: &TrainingState) -> Result<()> {
     ] {
         info.insert(k.to_string(), v);
     }
+    if let Some(run) = &ts.run {
+        info.insert("run".into(), run.clone());
+    }
+    if let Some(data) = &ts.data {
+        info.insert("data".into(), data.clone());
+    }
+    if let Some((acc, epoch)) = ts.best_val {
+        info.insert("best_val_accuracy".into(), acc.to_string());
+        info.insert("best_val_epoch".into(), epoch.to_string());
+    }
     let data = safetensors::serialize(views, Some(info))
         .map_err(|e| Error::data(&sp, format!("cannot serialise training state: {e}")))?;
-    write_atomic(&sp, &data)
+    write_atomic(&sp, &canonical(data))
 }
 
 /// Read the training state saved next to checkpoint `path` for its `epoch` (the current state file, or
@@ -395,5 +449,14 @@ fn read_training_state(sp: &Path, param_len: usize, epoch: usize) -> Result<Trai
         seed: num(get("seed")?, "seed", &sp)?,
         batch_size: num(get("batch_size")?, "batch_size", &sp)?,
         epoch: saved_epoch,
+        run: info.get("run").cloned(),
+        data: info.get("data").cloned(),
+        best_val: match (info.get("best_val_accuracy"), info.get("best_val_epoch")) {
+            (Some(a), Some(e)) => Some((
+                num(a.clone(), "best_val_accuracy", &sp)?,
+                num(e.clone(), "best_val_epoch", &sp)?,
+            )),
+            _ => None,
+        },
     })
 }

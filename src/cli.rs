@@ -4,9 +4,12 @@
 use crate::data::{self, DataChoice};
 use crate::device::{AdapterFilter, Device, DeviceChoice};
 use crate::error::{Error, Result};
-use crate::nn::OptimConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+mod train_args;
+pub use train_args::{RunArgs, TrainArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,11 +23,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size difference between variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model and report loss, accuracy and throughput per epoch.
     #[command(
-        after_help = "Examples:\n  wgtrain train --model mlp --epochs 5 --report run.json\n  wgtrain train --device gpu --batch-size 256 --lr 0.002\n  wgtrain train --arch flatten,fc512,relu,fc10 --data /usr/share/datasets/fashion-mnist\n  wgtrain train --optimizer sgd --lr 0.01 --momentum 0.9 --save mlp.safetensors"
+        after_help = "Examples:\n  wgtrain train --model mlp --epochs 5 --report run.json\n  wgtrain train --device gpu --batch-size 256 --lr 0.002\n  wgtrain train --arch flatten,fc512,relu,fc10 --data /usr/share/datasets/fashion-mnist\n  wgtrain train --optimizer sgd --lr 0.01 --momentum 0.9 --save mlp.safetensors\n  wgtrain train --resume mlp.safetensors --epochs 10   # continue that run to epoch 10\n\nResuming: --resume restores every setting that defines the run (model, data and its selection,\naugmentation, optimiser, schedule, seed, batch size, early stopping, classes). Repeating one with the\nsame value is allowed; a different value is an error. Only these may differ from the first run:\n--epochs (the new total), --device, --adapter, --backend, --threads, --save, --save-best, --report,\n--log-dir, --json, --quiet."
     )]
     Train(TrainArgs),
     /// Evaluate a saved checkpoint on the test set.
@@ -69,7 +74,8 @@ pub enum DeviceArg {
     Gpu,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerArg {
     Adam,
     Sgd,
@@ -92,8 +98,8 @@ pub struct DeviceArgs {
     pub threads: Option<usize>,
 }
 
-/// Where the data comes from.
-#[derive(Debug, Clone, Args)]
+/// Where the data comes from (part of a training run's stored settings).
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
 pub struct DataArgs {
     /// Directory with the four IDX files (MNIST family, plain or .gz). Default: the system
     /// Fashion-MNIST (/usr/share/datasets/fashion-mnist) when installed, else the embedded subset.
@@ -114,83 +120,12 @@ pub struct DataArgs {
     pub test_split: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FormatArg {
     Idx,
     Cifar,
     Folder,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct TrainArgs {
-    /// Preset model.
-    #[arg(long, default_value = "mlp")]
-    pub model: String,
-    /// Custom layer spec instead of a preset, e.g. flatten,fc256,relu,fc10 (overrides --model).
-    #[arg(long)]
-    pub arch: Option<String>,
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
-    pub lr: f32,
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
-    pub optimizer: OptimizerArg,
-    /// SGD momentum (ignored by Adam).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub momentum: f32,
-    /// Learning-rate schedule per epoch: constant, cosine, or step:EVERY:GAMMA.
-    #[arg(long, default_value = "constant")]
-    pub lr_schedule: String,
-    /// L2 weight decay added to the gradient.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub weight_decay: f32,
-    /// Seed for initialisation and shuffling (same seed on the CPU = identical run).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Train on the first N training images only.
-    #[arg(long)]
-    pub train_size: Option<usize>,
-    /// Write a JSON report of the run to this file.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-    /// Save a safetensors checkpoint here after every epoch (atomic write), plus FILE's training
-    /// state (optimiser moments, step, seed) as NAME.optim.safetensors for --resume.
-    #[arg(long)]
-    pub save: Option<PathBuf>,
-    /// Continue a run saved with --save: model, weights, optimiser state, seed and batch size come from
-    /// the checkpoint; --epochs is the total, so a checkpoint of epoch 2 with --epochs 5 trains 3-5.
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Training-time augmentation: shift:N (random shifts up to N pixels, zero fill) and/or flip
-    /// (mirror left-right half the time), e.g. shift:2,flip. Seeded, and identical on resume.
-    #[arg(long)]
-    pub augment: Option<String>,
-    /// Hold out this fraction of each class's training images as a validation set (evaluated every
-    /// epoch; used by --save-best and --early-stop, never the test set).
-    #[arg(long)]
-    pub val_split: Option<f64>,
-    /// Also save the checkpoint of the epoch with the best validation accuracy here (needs --val-split).
-    #[arg(long, requires = "val_split")]
-    pub save_best: Option<PathBuf>,
-    /// Stop when validation accuracy has not improved for N epochs (needs --val-split).
-    #[arg(long, requires = "val_split")]
-    pub early_stop: Option<usize>,
-    /// Machine-readable output: one JSON object per epoch on stdout, then the report; messages on stderr.
-    #[arg(long)]
-    pub json: bool,
-    /// Write metrics.csv, metrics.jsonl (one line per epoch) and learning_curves.png here.
-    #[arg(long)]
-    pub log_dir: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
-    #[command(flatten)]
-    pub device: DeviceArgs,
-    #[command(flatten)]
-    pub data: DataArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -444,56 +379,5 @@ impl DataArgs {
                 test_fraction: self.test_split,
             },
         ))
-    }
-}
-
-impl TrainArgs {
-    /// Check every numeric flag; errors name the flag and the accepted range.
-    pub fn validate(&self) -> Result<OptimConfig> {
-        if self.epochs == 0 {
-            return Err(Error::Config("--epochs must be at least 1".into()));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::Config("--batch-size must be at least 1".into()));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::Config(format!(
-                "--lr {} is not a positive finite number; try 0.001",
-                self.lr
-            )));
-        }
-        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
-            return Err(Error::Config(format!(
-                "--momentum {} must be in [0, 1); try 0.9",
-                self.momentum
-            )));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::Config(format!(
-                "--weight-decay {} must be a non-negative number",
-                self.weight_decay
-            )));
-        }
-        if self.train_size == Some(0) {
-            return Err(Error::Config("--train-size must be at least 1".into()));
-        }
-        if let Some(v) = self.val_split {
-            if !(v > 0.0 && v < 1.0) {
-                return Err(Error::Config(format!(
-                    "--val-split {v}: must be between 0 and 1, e.g. 0.1"
-                )));
-            }
-        }
-        if self.early_stop == Some(0) {
-            return Err(Error::Config(
-                "--early-stop must be at least 1 epoch".into(),
-            ));
-        }
-        let mut cfg = match self.optimizer {
-            OptimizerArg::Adam => OptimConfig::adam(self.lr),
-            OptimizerArg::Sgd => OptimConfig::sgd(self.lr, self.momentum),
-        };
-        cfg.weight_decay = self.weight_decay;
-        Ok(cfg)
     }
 }

@@ -27,6 +27,9 @@ pub enum Error {
     /// A wgpu validation error, out-of-memory or device loss, named by the operation that hit it.
     #[error("GPU error during {op}: {msg}")]
     Gpu { op: String, msg: String },
+    /// An output that could not be written mid-run (the message says what was kept and where the rest went).
+    #[error("{0}")]
+    Output(String),
     /// The loss became NaN or infinite.
     #[error("training diverged in epoch {epoch}: the loss was {loss} at step {step} (the first step checked after it happened); the last checkpoint, if any, is from the epoch before; lower --lr or check the data")]
     Diverged {
@@ -62,7 +65,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Data { .. } | Error::Io { .. } | Error::NoAdapter(_) => 2,
-            Error::Gpu { .. } | Error::Diverged { .. } => 1,
+            Error::Gpu { .. } | Error::Diverged { .. } | Error::Output(_) => 1,
         }
     }
 }

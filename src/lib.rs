@@ -34,6 +34,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod outputs;
 pub mod peak;
 pub mod predict;
 pub mod rng;

@@ -25,6 +25,9 @@ pub struct TrainConfig {
     pub lr_schedule: Option<(LrSchedule, f32)>,
     /// Stop when validation accuracy has not improved for this many epochs (needs a validation set).
     pub early_stop: Option<usize>,
+    /// Best validation accuracy and its epoch before `start_epoch` (a resumed run's early stopping goes
+    /// on counting from it).
+    pub best_val: Option<(f64, usize)>,
     /// Training-time augmentation (`None`: the images as stored).
     pub augment: Option<crate::data::augment::Augment>,
 }
@@ -224,7 +227,7 @@ pub fn train_validated(
             "--early-stop needs a validation set: add --val-split (early stopping on the test set would leak it)".into(),
         ));
     }
-    let mut best_val: Option<(f64, usize)> = None;
+    let mut best_val = cfg.best_val;
     if cfg.epochs == 0 {
         return Err(Error::Config("--epochs must be at least 1".into()));
     }

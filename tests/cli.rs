@@ -101,7 +101,8 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
     assert_eq!(st.tensor("5.bias").unwrap().shape(), &[10]);
 
     // predict on PNG files of test images gives the class the model gives those images in memory.
-    let data = wgtrain::data::load(&wgtrain::data::DataChoice::Embedded, None).unwrap();
+    let data =
+        wgtrain::data::load(&wgtrain::data::DataChoice::Embedded, &Default::default()).unwrap();
     let n = 12;
     let mut files = Vec::new();
     for i in 0..n {

@@ -155,7 +155,8 @@ fn eval_writes_logits_as_npy() {
     assert_eq!(values.len(), 2000 * 10);
     // The same logits the library computes for the first test images.
     let (model, params, meta) = wgtrain::checkpoint::load(&ckpt).unwrap();
-    let data = wgtrain::data::load(&wgtrain::data::DataChoice::Embedded, None).unwrap();
+    let data =
+        wgtrain::data::load(&wgtrain::data::DataChoice::Embedded, &Default::default()).unwrap();
     let batcher = wgtrain::data::Batcher::new(&meta.normalization, model.input);
     let n = 5;
     let (mut x, mut y) = (vec![0f32; n * 784], vec![0u32; n]);

@@ -27,7 +27,14 @@ fn resident_memory_is_flat_over_ten_epochs_on_each_device() {
         eprintln!("skipping: no /proc on this system");
         return;
     }
-    let mut data = data::load(&DataChoice::Embedded, Some(1000)).unwrap();
+    let mut data = data::load(
+        &DataChoice::Embedded,
+        &data::LoadOptions {
+            train_size: Some(1000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     data.test.truncate(200);
     let mut devices = vec![Device::Cpu];
     if let Some(ctx) = common::gpu() {
@@ -46,6 +53,7 @@ fn resident_memory_is_flat_over_ten_epochs_on_each_device() {
                 start_epoch: 0,
                 lr_schedule: None,
                 early_stop: None,
+                best_val: None,
                 augment: None,
             };
             let mut exec = device

@@ -166,7 +166,8 @@ fn resume_continues_exactly_and_refuses_nothing_to_do() {
     assert!(run(&["--epochs", "1", "--save", b.to_str().unwrap()])
         .status
         .success());
-    // Flags that would change the run are ignored on resume: they come from the checkpoint.
+    // The run's settings come from the checkpoint; repeating them with the same values is allowed
+    // (a different value is refused: tests/resume.rs).
     let out = Command::new(bin)
         .args([
             "train",
@@ -176,8 +177,6 @@ fn resume_continues_exactly_and_refuses_nothing_to_do() {
             "--train-size",
             "600",
             "--quiet",
-            "--lr",
-            "0.5",
         ])
         .args(["--resume", b.to_str().unwrap(), "--epochs", "3"])
         .output()

@@ -35,6 +35,7 @@ fn run_model(
         start_epoch: 0,
         lr_schedule: None,
         early_stop: None,
+        best_val: None,
         augment: None,
     };
     let params = model.init_params(seed);
@@ -54,7 +55,14 @@ fn run_model(
 }
 
 fn embedded(train_size: Option<usize>) -> DataSplit {
-    data::load(&DataChoice::Embedded, train_size).unwrap()
+    data::load(
+        &DataChoice::Embedded,
+        &data::LoadOptions {
+            train_size,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -130,6 +138,7 @@ fn a_step_schedule_that_zeroes_the_rate_freezes_the_weights_after_epoch_one() {
             start_epoch: 0,
             lr_schedule: schedule,
             early_stop: None,
+            best_val: None,
             augment: None,
         };
         let mut exec = Device::Cpu
@@ -185,6 +194,7 @@ fn augmentation_is_seeded_and_changes_training() {
             start_epoch: 0,
             lr_schedule: None,
             early_stop: None,
+            best_val: None,
             augment,
         };
         let mut exec = Device::Cpu

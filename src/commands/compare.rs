@@ -46,6 +46,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
         (None, true) => DataChoice::Default,
         (None, false) => DataChoice::Embedded,
     };
+    crate::outputs::probe_dir(&args.out, "--out")?;
     let (device, why) = args.device.select()?;
     println!("device: {why}");
     let cfg = CompareConfig {

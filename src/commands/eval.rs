@@ -15,7 +15,16 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     if args.batch_size == 0 {
         return Err(Error::Config("--batch-size must be at least 1".into()));
     }
-    let data = data::load(&args.data.choice()?, None)?;
+    for (path, flag) in [
+        (&args.report, "--report"),
+        (&args.confusion_png, "--confusion-png"),
+        (&args.logits, "--logits"),
+    ] {
+        if let Some(p) = path {
+            crate::outputs::probe_file(p, flag)?;
+        }
+    }
+    let data = data::load(&args.data.choice()?, &Default::default())?;
     let plain = !checkpoint::has_wgtrain_metadata(&args.checkpoint)?;
     let (model, params, meta) = if plain && (args.model.is_some() || args.arch.is_some()) {
         // A plain state_dict: the flags say what it is, the data gives shapes and normalisation.
@@ -162,6 +171,12 @@ pub fn run_predict(args: &PredictArgs) -> Result<()> {
 
 /// `wgtrain export`.
 pub fn run_export(args: &ExportArgs) -> Result<()> {
+    if let Some(dir) = &args.pytorch {
+        crate::outputs::probe_dir(dir, "--pytorch")?;
+    }
+    if let Some(path) = &args.onnx {
+        crate::outputs::probe_file(path, "--onnx")?;
+    }
     let ex = crate::export::Exportable::load(&args.checkpoint)?;
     if let Some(dir) = &args.pytorch {
         for p in crate::export::pytorch::export(dir, &ex)? {

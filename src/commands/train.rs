@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{write_json, TrainReport};
 use crate::models;
 use crate::nn::{OptimConfig, OptimizerKind};
+use crate::outputs;
 use crate::train::{self, median, TrainConfig};
 use std::time::Instant;
 
@@ -29,22 +30,12 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
             }
         };
     }
-    let mut optim = args.validate()?;
-    let mut data = data::load(&args.data.choice()?, args.train_size)?;
-    if let Some(f) = args.val_split {
-        data.split_validation(f)?;
-    }
-    // --resume: model, weights, optimiser state, seed and batch size all come from the checkpoint.
+    args.validate()?;
+    // --resume: the model, weights, optimiser state and the run's settings come from the checkpoint.
     let resumed = match &args.resume {
         Some(path) => {
             let (model, params, meta) = checkpoint::load(path)?;
             let ts = checkpoint::load_training_state(path, model.param_len, meta.epoch)?;
-            if model.input != data.train.shape || model.num_classes < data.num_classes {
-                return Err(Error::data(
-                    path,
-                    "was trained on data of another shape or class count than --data gives",
-                ));
-            }
             if meta.epoch >= args.epochs {
                 return Err(Error::Config(format!(
                     "--resume {}: already trained {} epoch(s); --epochs is the total, so ask for more than {}",
@@ -53,12 +44,68 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                     meta.epoch
                 )));
             }
-            Some((model, params, ts))
+            Some((path, model, params, ts))
         }
         None => None,
     };
-    let (model, params, seed, batch_size, start_epoch, opt_state) = match resumed {
-        Some((model, params, ts)) => {
+    let mut run = match &resumed {
+        Some((path, _, _, ts)) => restored_run(args, path, ts)?,
+        None => args.run.clone(),
+    };
+    let mut optim = run.validate()?;
+    if args.save_best.is_some() && run.val_split.is_none() {
+        return Err(Error::Config(
+            "--save-best needs a validation set: add --val-split".into(),
+        ));
+    }
+    // Every output is probed before the data is read or a step is taken: a bad path fails now, not
+    // after the run.
+    let save_path = args.save.clone().or_else(|| args.resume.clone());
+    for (path, flag) in [
+        (&save_path, "--save"),
+        (&args.save_best, "--save-best"),
+        (&args.report, "--report"),
+    ] {
+        if let Some(p) = path {
+            outputs::probe_file(p, flag)?;
+            if flag != "--report" {
+                outputs::probe_file(&checkpoint::state_path(p), flag)?;
+            }
+        }
+    }
+    if let Some(d) = &args.log_dir {
+        outputs::probe_dir(d, "--log-dir")?;
+    }
+    let mut data = data::load(
+        &run.data.choice()?,
+        &data::LoadOptions {
+            train_size: run.train_size,
+            num_classes: run.num_classes,
+            class_names: run.class_names()?,
+        },
+    )?;
+    if let Some(f) = run.val_split {
+        data.split_validation(f)?;
+    }
+    // A run on the default data records which set that was, so that its resume reads the same one.
+    if run.data.data.is_none() && data.source.location.starts_with("embedded") {
+        run.data.embedded = true;
+    }
+    let fingerprint = data.fingerprint();
+    let (model, params, seed, batch_size, start_epoch, opt_state, best_val) = match resumed {
+        Some((path, model, params, ts)) => {
+            if model.input != data.train.shape || model.num_classes < data.num_classes {
+                return Err(Error::data(
+                    path,
+                    "was trained on data of another shape or class count than --data gives",
+                ));
+            }
+            if let Some(saved) = ts.data.as_ref().filter(|&s| *s != fingerprint) {
+                return Err(Error::Config(format!(
+                    "--resume {}: the run trained on {saved}, but the data now reads {fingerprint}; resume with the run's data, or start a new run",
+                    path.display()
+                )));
+            }
             optim = ts.optim;
             (
                 model,
@@ -67,20 +114,21 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                 ts.batch_size,
                 ts.epoch,
                 Some(ts.state),
+                ts.best_val,
             )
         }
         None => {
             let model = models::build(
-                Some(&args.model),
-                args.arch.as_deref(),
+                Some(&run.model),
+                run.arch.as_deref(),
                 data.train.shape,
                 data.num_classes,
             )?;
             let params = crate::nn::Weights {
-                params: model.init_params(args.seed),
+                params: model.init_params(run.seed),
                 state: model.init_state(),
             };
-            (model, params, args.seed, args.batch_size, 0, None)
+            (model, params, run.seed, run.batch_size, 0, None, None)
         }
     };
     let (device, why) = args.device.select()?;
@@ -103,15 +151,22 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         model.num_params(),
         model.forward_flops() as f64 / 1e6
     );
-    let schedule = train::LrSchedule::parse(&args.lr_schedule)?;
-    let augment = match &args.augment {
+    if !data.empty_classes.is_empty() {
+        info!(
+            "note: {} of the {} classes have no training image (allowed by --num-classes)",
+            data.empty_classes.len(),
+            data.num_classes
+        );
+    }
+    let schedule = train::LrSchedule::parse(&run.lr_schedule)?;
+    let augment = match &run.augment {
         Some(a) => Some(data::augment::Augment::parse(a)?),
         None => None,
     };
     let lr_schedule = (schedule != train::LrSchedule::Constant).then_some((schedule, optim.lr));
     if start_epoch > 0 {
         info!(
-            "resuming after epoch {start_epoch} with the checkpoint's seed {seed}, batch size {batch_size} and optimiser ({})",
+            "resuming after epoch {start_epoch}: the run's settings come from the checkpoint (seed {seed}, batch size {batch_size}, {})",
             optimizer_label(&optim)
         );
     }
@@ -123,7 +178,8 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         progress: !args.quiet,
         start_epoch,
         lr_schedule,
-        early_stop: args.early_stop,
+        early_stop: run.early_stop,
+        best_val,
         augment,
     };
     optim.seed = seed;
@@ -140,28 +196,38 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         class_names: data.class_names.clone(),
         epoch: 0,
     };
-    // A resumed run keeps saving to the file it resumed from unless --save says otherwise.
-    let save_path = args.save.clone().or_else(|| args.resume.clone());
     // Saved after every epoch, atomically: the training state first, then the weights, so a crash at any
     // moment leaves a loadable pair (or an epoch mismatch that --resume reports).
     let mut log = match &args.log_dir {
         Some(d) => Some(crate::metrics::EpochLog::create(d, start_epoch > 0)?),
         None => None,
     };
-    let mut best_val = f64::NEG_INFINITY;
+    let mut best_epoch = best_val.map_or(0, |(_, e)| e);
+    let mut best = best_val.map_or(f64::NEG_INFINITY, |(acc, _)| acc);
+    let run_json = serde_json::to_string(&run).expect("run settings serialise");
     let mut save =
         |r: &crate::train::EpochRecord, exec: &mut dyn crate::nn::Executor| -> Result<()> {
             if let Some(log) = log.as_mut() {
                 log.append(r)?;
             }
+            let meta = CheckpointMeta {
+                epoch: r.epoch,
+                ..meta.clone()
+            };
+            let weights = crate::nn::Weights {
+                params: exec.params()?,
+                state: exec.state()?,
+            };
             if let (Some(path), Some(acc)) = (&args.save_best, r.val_accuracy) {
-                if acc > best_val {
-                    best_val = acc;
-                    let meta = CheckpointMeta {
-                        epoch: r.epoch,
-                        ..meta.clone()
-                    };
-                    checkpoint::save(path, &model, &exec.params()?, &exec.state()?, &meta)?;
+                if acc > best {
+                    best = acc;
+                    best_epoch = r.epoch;
+                    save_or_rescue(path, "--save-best", &model, &weights, &meta, None)?;
+                }
+            } else if let Some(acc) = r.val_accuracy {
+                if acc > best {
+                    best = acc;
+                    best_epoch = r.epoch;
                 }
             }
             if let Some(path) = &save_path {
@@ -171,13 +237,11 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                     seed,
                     batch_size,
                     epoch: r.epoch,
+                    run: Some(run_json.clone()),
+                    data: Some(fingerprint.clone()),
+                    best_val: best.is_finite().then_some((best, best_epoch)),
                 };
-                checkpoint::save_training_state(path, &ts)?;
-                let meta = CheckpointMeta {
-                    epoch: r.epoch,
-                    ..meta.clone()
-                };
-                checkpoint::save(path, &model, &exec.params()?, &exec.state()?, &meta)?;
+                save_or_rescue(path, "--save", &model, &weights, &meta, Some(&ts))?;
             }
             Ok(())
         };
@@ -276,4 +340,80 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The run's settings on `--resume`: those stored in the training state, with no flag on the command
+/// line contradicting them. Training states from before the settings were stored give the model,
+/// optimiser, seed and batch size only; the rest then comes from the command line, as it used to.
+fn restored_run(
+    args: &TrainArgs,
+    path: &std::path::Path,
+    ts: &checkpoint::TrainingState,
+) -> Result<RunArgs> {
+    match &ts.run {
+        Some(json) => {
+            let stored: RunArgs = serde_json::from_str(json).map_err(|e| {
+                Error::data(
+                    &checkpoint::state_path(path),
+                    format!("malformed run settings ({e})"),
+                )
+            })?;
+            args.restore(&stored, path)
+        }
+        None => {
+            eprintln!(
+                "note: {} predates stored run settings; model, optimiser, seed and batch size come from it, the rest from the command line",
+                checkpoint::state_path(path).display()
+            );
+            Ok(args.run.clone())
+        }
+    }
+}
+
+/// Save `weights` (and the training state `ts`) to `path`. When that fails, the files already there stay
+/// as they were (atomic writes; the previous training state is kept), this epoch's files are written
+/// under a rescue name, and the error says where, so that no epoch of a long run is lost.
+fn save_or_rescue(
+    path: &std::path::Path,
+    flag: &str,
+    model: &crate::nn::Model,
+    weights: &crate::nn::Weights,
+    meta: &CheckpointMeta,
+    ts: Option<&checkpoint::TrainingState>,
+) -> Result<()> {
+    let write = |p: &std::path::Path| -> Result<()> {
+        if let Some(ts) = ts {
+            checkpoint::save_training_state(p, ts)?;
+        }
+        checkpoint::save(p, model, &weights.params, &weights.state, meta)
+    };
+    let Err(e) = write(path) else {
+        return Ok(());
+    };
+    let tag = format!("epoch{}", meta.epoch);
+    let kept = if meta.epoch > 1 {
+        format!("{} still holds epoch {}", path.display(), meta.epoch - 1)
+    } else {
+        "nothing was there yet".to_string()
+    };
+    let msg = match outputs::rescue(path, &tag, write) {
+        Some(r) => format!(
+            "{flag} {}: cannot write epoch {}'s checkpoint ({e}); {kept}; epoch {} was written to {} instead{}",
+            path.display(),
+            meta.epoch,
+            meta.epoch,
+            r.display(),
+            if ts.is_some() {
+                format!(" (continue with --resume {})", r.display())
+            } else {
+                String::new()
+            }
+        ),
+        None => format!(
+            "{flag} {}: cannot write epoch {}'s checkpoint ({e}), nor a rescue copy beside it or in the temporary directory; {kept}",
+            path.display(),
+            meta.epoch
+        ),
+    };
+    Err(Error::Output(msg))
 }

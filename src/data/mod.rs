@@ -8,6 +8,9 @@ pub mod cifar;
 pub mod folder;
 pub mod idx;
 pub mod image_file;
+pub mod labels;
+mod load;
+pub use load::{load, LoadOptions};
 
 pub use idx::{load_embedded, load_idx_dir};
 
@@ -157,38 +160,10 @@ pub struct DataSplit {
     pub test: Dataset,
     pub normalization: Normalization,
     pub num_classes: usize,
+    /// Classes without a training image (allowed only by `--num-classes`).
+    pub empty_classes: Vec<usize>,
     pub class_names: Vec<String>,
     pub source: DataSource,
-}
-
-/// Check labels against the class count and that test images match the training shape.
-fn validate_pair(train: &Dataset, test: &Dataset, test_path: &Path) -> Result<usize> {
-    let num_classes = *train.labels.iter().max().unwrap_or(&0) as usize + 1;
-    if num_classes < 2 {
-        return Err(Error::data(
-            test_path,
-            "the training labels hold a single class; need at least 2",
-        ));
-    }
-    if let Some(bad) = test.labels.iter().find(|&&l| l as usize >= num_classes) {
-        return Err(Error::data(
-            test_path,
-            format!(
-                "test label {bad} is out of range: the training labels only go up to {}",
-                num_classes - 1
-            ),
-        ));
-    }
-    if test.shape != train.shape {
-        return Err(Error::data(
-            test_path,
-            format!(
-                "test images are {}x{}, training images {}x{}; they must match",
-                test.shape.height, test.shape.width, train.shape.height, train.shape.width
-            ),
-        ));
-    }
-    Ok(num_classes)
 }
 
 /// On-disk formats `--data DIR` understands.
@@ -237,27 +212,49 @@ pub fn detect_format(dir: &Path) -> Result<Format> {
 }
 
 /// Read a data directory: (train, test, class names when the format has them).
-fn load_dir(dir: &Path, opts: &DirOptions) -> Result<(Dataset, Dataset, Option<Vec<String>>)> {
+/// A train/test pair as read, with the format's class names and the files the labels came from (for
+/// error messages).
+struct Loaded {
+    train: Dataset,
+    test: Dataset,
+    names: Option<Vec<String>>,
+    label_files: (PathBuf, PathBuf),
+}
+
+/// The two label files of an IDX directory.
+fn idx_labels(dir: &Path) -> (PathBuf, PathBuf) {
+    let f = |stem| idx::find_idx_file(dir, stem, "labels-idx1-ubyte").unwrap_or_else(|| dir.into());
+    (f("train"), f("t10k"))
+}
+
+fn load_dir(dir: &Path, opts: &DirOptions) -> Result<Loaded> {
     let format = match opts.format {
         Some(f) => f,
         None => detect_format(dir)?,
     };
-    match format {
+    let loaded = |(train, test, names), label_files| Loaded {
+        train,
+        test,
+        names,
+        label_files,
+    };
+    Ok(match format {
         Format::Idx => {
             let (tr, te) = load_idx_dir(dir)?;
-            Ok((tr, te, None))
+            loaded((tr, te, None), idx_labels(dir))
         }
         Format::Cifar => {
             let (tr, te, names) = cifar::load_cifar_dir(dir)?;
-            Ok((tr, te, Some(names)))
+            let files = (dir.join("data_batch_*.bin"), dir.join("test_batch.bin"));
+            loaded((tr, te, Some(names)), files)
         }
         Format::Folder => {
             let fraction = opts.test_fraction.unwrap_or(0.2);
             let channels = folder_channels(dir)?;
             let (tr, te, names) = folder::load_folder(dir, channels, opts.image_size, fraction)?;
-            Ok((tr, te, Some(names)))
+            loaded((tr, te, Some(names)), (dir.into(), dir.into()))
         }
-    }
+    })
 }
 
 /// Grey (1 channel) when the first image found is grey, else RGB (3).
@@ -307,82 +304,36 @@ pub enum DataChoice {
     Embedded,
 }
 
-/// Load the data a run asked for. `train_size` keeps the first N training images (after normalisation
-/// statistics are fixed, so a subset is normalised like the whole set).
-pub fn load(choice: &DataChoice, train_size: Option<usize>) -> Result<DataSplit> {
-    let system = Path::new(SYSTEM_FASHION_MNIST);
-    let mut names = None;
-    let (train, test, source, fashion) = match choice {
-        DataChoice::Dir(dir) | DataChoice::DirWith(dir, _) => {
-            let opts = match choice {
-                DataChoice::DirWith(_, o) => o.clone(),
-                _ => DirOptions::default(),
-            };
-            let (tr, te, n) = load_dir(dir, &opts)?;
-            names = n;
-            let src = DataSource {
-                name: dir
-                    .file_name()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "data".into()),
-                location: dir.display().to_string(),
-            };
-            (tr, te, src, false)
-        }
-        DataChoice::Default if system.is_dir() => {
-            let (tr, te) = load_idx_dir(system)?;
-            let src = DataSource {
-                name: "fashion-mnist".into(),
-                location: SYSTEM_FASHION_MNIST.into(),
-            };
-            (tr, te, src, true)
-        }
-        DataChoice::Default | DataChoice::Embedded => {
-            let (tr, te) = load_embedded()?;
-            let src = DataSource {
-                name: "fashion-mnist-subset".into(),
-                location: "embedded (assets/fashion-mnist-subset)".into(),
-            };
-            (tr, te, src, true)
-        }
-    };
-    let test_path = PathBuf::from(&source.location);
-    let num_classes = validate_pair(&train, &test, &test_path)?;
-    let normalization = if fashion {
-        Normalization {
-            mean: vec![FASHION_MNIST_MEAN],
-            std: vec![FASHION_MNIST_STD],
-        }
-    } else {
-        Normalization::from_data(&train)
-    };
-    let class_names = match names {
-        Some(n) if n.len() >= num_classes => n[..num_classes].to_vec(),
-        _ if fashion && num_classes == 10 => FASHION_MNIST_CLASSES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        _ => (0..num_classes).map(|c| c.to_string()).collect(),
-    };
-    let mut train = train;
-    if let Some(n) = train_size {
-        if n == 0 {
-            return Err(Error::Config("--train-size must be at least 1".into()));
-        }
-        train.truncate(n);
-    }
-    Ok(DataSplit {
-        train,
-        val: None,
-        test,
-        normalization,
-        num_classes,
-        class_names,
-        source,
-    })
-}
-
 impl DataSplit {
+    /// What this split holds, in one line: where it came from, its sizes, and a 64-bit hash of every
+    /// image, label and class name. `--resume` compares it to refuse continuing a run on other data.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for c in bytes.chunks(8) {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h = (h ^ bytes.len() as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        };
+        for ds in [Some(&self.train), self.val.as_ref(), Some(&self.test)]
+            .into_iter()
+            .flatten()
+        {
+            eat(&ds.images);
+            eat(&ds.labels);
+        }
+        eat(self.class_names.join("\n").as_bytes());
+        format!(
+            "{}: {} train / {} validation / {} test images, content hash {h:016x}",
+            self.source.location,
+            self.train.len(),
+            self.val.as_ref().map_or(0, Dataset::len),
+            self.test.len()
+        )
+    }
+
     /// Move the last `fraction` of each class's training images (in data-set order) into a validation
     /// set, for model selection (`--save-best`) and early stopping without touching the test set.
     pub fn split_validation(&mut self, fraction: f64) -> Result<()> {

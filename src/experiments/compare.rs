@@ -93,7 +93,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
     if cfg.seeds == 0 {
         return Err(Error::Config("--seeds must be at least 1".into()));
     }
-    let data = crate::data::load(&cfg.data, None)?;
+    let data = crate::data::load(&cfg.data, &Default::default())?;
     let protocol = if cfg.full {
         Protocol::full(cfg.seeds, data.train.len())
     } else {

@@ -111,6 +111,7 @@ pub fn train_run(
         start_epoch: 0,
         lr_schedule: None,
         early_stop: None,
+        best_val: None,
         augment: None,
     };
     let mut executor = device.executor(model, init, optim, cfg.max_batch())?;

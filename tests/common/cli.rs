@@ -43,3 +43,13 @@ pub fn assert_ok(out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An IDX file (u8 payload) with dimensions `dims`, as the MNIST family stores them.
+pub fn idx(dims: &[u32], payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(payload);
+    v
+}
