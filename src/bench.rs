@@ -20,6 +20,8 @@ pub struct KernelResult {
     pub device: String,
     pub adapter: String,
     pub software_adapter: bool,
+    /// The adapter's kernel policy (`device::policy`), `None` on the CPU.
+    pub kernel_policy: Option<crate::device::policy::KernelPolicy>,
     pub flops: f64,
     pub seconds_per_call: f64,
     pub gflops: f64,
@@ -142,6 +144,10 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
             device: device.kind().into(),
             adapter: adapter.clone(),
             software_adapter: software,
+            kernel_policy: match device {
+                Device::Gpu(ctx) => Some(ctx.policy.clone()),
+                Device::Cpu => None,
+            },
             flops: case.flops,
             seconds_per_call: secs,
             gflops,

@@ -253,7 +253,41 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
 fn devices_lists_the_cpu() {
     let out = wgtrain(&["devices"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("cpu: "));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("cpu: "));
+    // Every adapter listed shows its kernel policy.
+    let adapters = text.lines().filter(|l| l.starts_with('[')).count();
+    assert_eq!(
+        text.matches("    kernels: linear layers on ").count(),
+        adapters,
+        "{text}"
+    );
+}
+
+#[test]
+fn the_kernel_policy_override_is_validated_and_printed() {
+    let with = |var: &str, value: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    let out = with("WGTRAIN_MATMUL", "fastest", &["devices"]);
+    assert_one_line_error(&out, 2, "WGTRAIN_MATMUL=fastest: unknown kernel choice");
+    let out = with("WGTRAIN_CONV", "texture", &["devices", "--json"]);
+    assert_one_line_error(&out, 2, "WGTRAIN_CONV=texture: unknown kernel choice");
+    let out = with("WGTRAIN_MATMUL", "tiled", &["devices", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for a in v["adapters"].as_array().unwrap() {
+        assert_eq!(a["kernel_policy"]["matmul"], "tiled", "{a}");
+        assert_eq!(
+            a["kernel_policy"]["source"],
+            "overridden by WGTRAIN_MATMUL=tiled"
+        );
+    }
 }
 
 #[test]

@@ -18,8 +18,23 @@ pub fn run_devices(args: &DevicesArgs) -> Result<()> {
         .map(|(_, d)| d)
         .collect();
     let cpu = device::cpu_description();
+    // The kernel policy of each adapter; an unknown override is an error even with no adapter.
+    device::policy::KernelPolicy::decide(false)?;
+    let policies = adapters
+        .iter()
+        .map(|a| device::policy::KernelPolicy::decide(a.software))
+        .collect::<Result<Vec<_>>>()?;
     if args.json {
-        let v = serde_json::json!({ "cpu": cpu, "adapters": adapters });
+        let listed: Vec<serde_json::Value> = adapters
+            .iter()
+            .zip(&policies)
+            .map(|(a, p)| {
+                let mut v = serde_json::to_value(a).expect("adapter serialises");
+                v["kernel_policy"] = serde_json::to_value(p).expect("policy serialises");
+                v
+            })
+            .collect();
+        let v = serde_json::json!({ "cpu": cpu, "adapters": listed });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
@@ -27,7 +42,7 @@ pub fn run_devices(args: &DevicesArgs) -> Result<()> {
     if adapters.is_empty() {
         println!("no GPU adapters found (install a Vulkan driver, e.g. apt-get install mesa-vulkan-drivers)");
     }
-    for a in &adapters {
+    for (a, policy) in adapters.iter().zip(&policies) {
         println!(
             "[{}] {} | backend {} | type {}{} | driver {} {}",
             a.index,
@@ -49,6 +64,7 @@ pub fn run_devices(args: &DevicesArgs) -> Result<()> {
             a.max_compute_workgroup_storage_size >> 10,
             a.max_compute_invocations_per_workgroup
         );
+        println!("    {}", policy.describe());
     }
     Ok(())
 }

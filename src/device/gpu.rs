@@ -78,6 +78,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter: AdapterDescription,
     pub limits: wgpu::Limits,
+    /// Which kernel variants run here ([`super::policy`]), decided once when the device opens.
+    pub policy: super::policy::KernelPolicy,
     modules: Mutex<HashMap<usize, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<&'static str, wgpu::ComputePipeline>>,
     /// The driver's pipeline cache, persisted between runs where the backend has one.
@@ -101,6 +103,7 @@ impl GpuContext {
     /// defaults where the hardware has them; sizes are checked against these limits before allocation).
     pub fn new(adapter: wgpu::Adapter, index: usize) -> Result<Self> {
         let description = AdapterDescription::from_adapter(index, &adapter);
+        let policy = super::policy::KernelPolicy::decide(description.software)?;
         let limits = adapter.limits();
         let cached = pipeline_cache::wanted(&adapter);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -141,6 +144,7 @@ impl GpuContext {
             queue,
             adapter: description,
             limits,
+            policy,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             error,

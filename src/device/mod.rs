@@ -3,6 +3,7 @@
 
 pub mod gpu;
 pub mod pipeline_cache;
+pub mod policy;
 pub mod window;
 
 use crate::error::{Error, Result};

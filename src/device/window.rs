@@ -22,7 +22,7 @@ pub const MAX_ALIGN_FLOATS: usize = 64;
 
 /// Whether launchers should use window variants on this adapter.
 pub fn preferred(ctx: &GpuContext) -> bool {
-    ctx.adapter.software
+    ctx.policy.conv == super::policy::ConvInputs::UniformWindows
 }
 
 /// A storage buffer of `len` floats that window variants can read: on adapters that prefer windows,

@@ -139,6 +139,8 @@ pub struct Throughput {
     pub device: String,
     pub adapter: String,
     pub software_adapter: bool,
+    /// The adapter's kernel policy (`device::policy`), `None` on the CPU.
+    pub kernel_policy: Option<crate::device::policy::KernelPolicy>,
     pub model: String,
     pub batch_size: usize,
     pub train_images_per_sec: f64,
@@ -193,14 +195,19 @@ pub fn measure_throughput(
     let _ = exec.take_train_stats()?;
     let infer_ips = timed(&mut exec, false)?;
     let _ = exec.take_eval_stats()?;
-    let (software, adapter) = match device {
-        Device::Cpu => (false, device.adapter_name()),
-        Device::Gpu(ctx) => (ctx.adapter.software, ctx.adapter.short()),
+    let (software, adapter, kernel_policy) = match device {
+        Device::Cpu => (false, device.adapter_name(), None),
+        Device::Gpu(ctx) => (
+            ctx.adapter.software,
+            ctx.adapter.short(),
+            Some(ctx.policy.clone()),
+        ),
     };
     Ok(Throughput {
         device: device.kind().into(),
         adapter,
         software_adapter: software,
+        kernel_policy,
         model: model.name.clone(),
         batch_size: batch,
         train_images_per_sec: train_ips,

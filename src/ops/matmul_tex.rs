@@ -66,12 +66,9 @@ impl Layout {
 }
 
 /// Whether the linear layers on this adapter should use the texture kernels.
+/// The adapter's kernel policy decides (`device::policy`; `WGTRAIN_MATMUL` overrides).
 pub fn preferred(ctx: &GpuContext) -> bool {
-    match std::env::var("WGTRAIN_MATMUL").as_deref() {
-        Ok("texture") => true,
-        Ok("storage" | "tiled") => false,
-        _ => ctx.adapter.software,
-    }
+    ctx.policy.linear == crate::device::policy::LinearKernels::Texture
 }
 
 /// A texture holding a `rows x cols` matrix (the capacity; products may use fewer rows).

@@ -113,20 +113,10 @@ pub fn vec4_variant(p: &MatmulParams) -> Option<&'static Kernel> {
 }
 
 /// Whether storage-buffer products on this adapter use the shared-memory tiled kernel
-/// ([`MATMUL_TILED`]) rather than the register-blocked ones ([`vec4_variant`], else [`MATMUL`]).
-///
-/// Software adapters take the register-blocked kernels: on llvmpipe every barrier splits a shader into
-/// coroutines, and `wgtrain bench` measures the tiled kernel several times slower there
-/// (docs/BENCHMARKS.md). Hardware GPUs take the tiled kernel, whose workgroup memory loads each element
-/// once per workgroup instead of once per invocation: the usual choice for hardware, but not measured
-/// here (no hardware GPU was available). `WGTRAIN_MATMUL=tiled` forces it; `storage` or `texture`
-/// force the register-blocked kernels (`texture` also moves linear layers to ops::matmul_tex).
+/// ([`MATMUL_TILED`]) rather than the register-blocked ones ([`vec4_variant`], else [`MATMUL`]): the
+/// adapter's kernel policy decides (`device::policy`; `WGTRAIN_MATMUL` overrides).
 pub fn tiled_preferred(ctx: &GpuContext) -> bool {
-    match std::env::var("WGTRAIN_MATMUL").as_deref() {
-        Ok("tiled") => true,
-        Ok("storage" | "texture") => false,
-        _ => !ctx.adapter.software,
-    }
+    ctx.policy.matmul == crate::device::policy::StorageMatmul::Tiled
 }
 
 /// The register-blocked kernel for a product: a vectorised variant when the layout allows, else the

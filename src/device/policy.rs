@@ -1,0 +1,181 @@
+//! The kernel policy: the one place that decides which GPU kernel variant runs on which adapter, from
+//! the adapter's kind, overridable by validated environment variables. Decided once when a
+//! [`GpuContext`](super::gpu::GpuContext) opens; launchers only read it; `wgtrain devices` prints it and
+//! `wgtrain bench --json` records it.
+//!
+//! Defaults, and why (measurements in docs/BENCHMARKS.md):
+//! - software adapters (llvmpipe): linear layers through rgba32f textures (`ops::matmul_tex`), other
+//!   products with the register-blocked storage kernels, convolutions reading their inputs through
+//!   64 KiB uniform-buffer windows (`device::window`) — llvmpipe's storage loads are bounds-checked
+//!   per element and every barrier splits a shader into coroutines;
+//! - hardware GPUs: every product on the shared-memory tiled kernel, convolutions on storage buffers
+//!   (the usual choices for hardware; not yet measured on one).
+
+use crate::error::{Error, Result};
+
+/// How the linear layers' products run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinearKernels {
+    /// Operands packed into textures (`ops::matmul_tex`).
+    Texture,
+    /// The storage-buffer products below.
+    Storage,
+}
+
+/// Which storage-buffer matmul kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageMatmul {
+    /// Workgroup-memory tiles (`matmul_tiled`).
+    Tiled,
+    /// 4x4 register blocks per invocation (vectorised where the layout allows).
+    RegisterBlocked,
+}
+
+/// How convolutions read their inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConvInputs {
+    /// Uniform-buffer windows (activation buffers are also bindable as uniforms).
+    UniformWindows,
+    /// Plain storage buffers.
+    Storage,
+}
+
+/// The variants one adapter runs, and what decided each.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KernelPolicy {
+    pub linear: LinearKernels,
+    pub matmul: StorageMatmul,
+    pub conv: ConvInputs,
+    /// "software-adapter default", "hardware default", or the overriding variables.
+    pub source: String,
+}
+
+/// `WGTRAIN_MATMUL`: tiled | storage | texture.
+pub const MATMUL_VAR: &str = "WGTRAIN_MATMUL";
+/// `WGTRAIN_CONV`: windows | storage.
+pub const CONV_VAR: &str = "WGTRAIN_CONV";
+
+fn var(name: &str, allowed: &[&str]) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) if allowed.contains(&v.as_str()) => Ok(Some(v)),
+        Ok(v) => Err(Error::Config(format!(
+            "{name}={v}: unknown kernel choice; use one of {} (or unset it for the adapter's default)",
+            allowed.join(", ")
+        ))),
+        Err(_) => Err(Error::Config(format!(
+            "{name} is not valid UTF-8; use one of {}",
+            allowed.join(", ")
+        ))),
+    }
+}
+
+impl KernelPolicy {
+    /// The policy for an adapter (`software`: a CPU rasteriser such as llvmpipe), with the environment's
+    /// overrides; an unknown override value is an error naming the variable.
+    pub fn decide(software: bool) -> Result<Self> {
+        let matmul_env = var(MATMUL_VAR, &["tiled", "storage", "texture"])?;
+        let conv_env = var(CONV_VAR, &["windows", "storage"])?;
+        let (linear, matmul) = match matmul_env.as_deref() {
+            Some("tiled") => (LinearKernels::Storage, StorageMatmul::Tiled),
+            Some("storage") => (LinearKernels::Storage, StorageMatmul::RegisterBlocked),
+            Some(_) => (LinearKernels::Texture, StorageMatmul::RegisterBlocked),
+            None if software => (LinearKernels::Texture, StorageMatmul::RegisterBlocked),
+            None => (LinearKernels::Storage, StorageMatmul::Tiled),
+        };
+        let conv = match conv_env.as_deref() {
+            Some("windows") => ConvInputs::UniformWindows,
+            Some(_) => ConvInputs::Storage,
+            None if software => ConvInputs::UniformWindows,
+            None => ConvInputs::Storage,
+        };
+        let overrides: Vec<String> = [(MATMUL_VAR, &matmul_env), (CONV_VAR, &conv_env)]
+            .into_iter()
+            .filter_map(|(n, v)| v.as_ref().map(|v| format!("{n}={v}")))
+            .collect();
+        let source = if !overrides.is_empty() {
+            format!("overridden by {}", overrides.join(" "))
+        } else if software {
+            "software-adapter default".into()
+        } else {
+            "hardware default".into()
+        };
+        Ok(KernelPolicy {
+            linear,
+            matmul,
+            conv,
+            source,
+        })
+    }
+
+    /// One line for `wgtrain devices` and reports.
+    pub fn describe(&self) -> String {
+        let linear = match self.linear {
+            LinearKernels::Texture => "texture kernels",
+            LinearKernels::Storage => "storage kernels",
+        };
+        let matmul = match self.matmul {
+            StorageMatmul::Tiled => "workgroup-tiled",
+            StorageMatmul::RegisterBlocked => "register-blocked",
+        };
+        let conv = match self.conv {
+            ConvInputs::UniformWindows => "convolution inputs through uniform windows",
+            ConvInputs::Storage => "convolution inputs from storage buffers",
+        };
+        format!(
+            "kernels: linear layers on {linear}, storage products {matmul}, {conv} ({})",
+            self.source
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every environment case in one test: the variables are process-wide.
+    #[test]
+    fn defaults_overrides_and_unknown_values() {
+        std::env::remove_var(MATMUL_VAR);
+        std::env::remove_var(CONV_VAR);
+        let sw = KernelPolicy::decide(true).unwrap();
+        assert_eq!(
+            (sw.linear, sw.matmul, sw.conv),
+            (
+                LinearKernels::Texture,
+                StorageMatmul::RegisterBlocked,
+                ConvInputs::UniformWindows
+            )
+        );
+        let hw = KernelPolicy::decide(false).unwrap();
+        assert_eq!(
+            (hw.linear, hw.matmul, hw.conv),
+            (
+                LinearKernels::Storage,
+                StorageMatmul::Tiled,
+                ConvInputs::Storage
+            )
+        );
+        std::env::set_var(MATMUL_VAR, "tiled");
+        std::env::set_var(CONV_VAR, "storage");
+        let p = KernelPolicy::decide(true).unwrap();
+        assert_eq!(p.matmul, StorageMatmul::Tiled);
+        assert_eq!(p.conv, ConvInputs::Storage);
+        assert!(p
+            .describe()
+            .contains("WGTRAIN_MATMUL=tiled WGTRAIN_CONV=storage"));
+        std::env::set_var(MATMUL_VAR, "fast");
+        let e = KernelPolicy::decide(true).unwrap_err().to_string();
+        assert!(
+            e.starts_with("WGTRAIN_MATMUL=fast: unknown kernel choice"),
+            "{e}"
+        );
+        std::env::remove_var(MATMUL_VAR);
+        std::env::set_var(CONV_VAR, "");
+        assert!(KernelPolicy::decide(false).is_err());
+        std::env::remove_var(CONV_VAR);
+    }
+}
