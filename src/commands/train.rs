@@ -218,16 +218,11 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
                 params: exec.params()?,
                 state: exec.state()?,
             };
-            if let (Some(path), Some(acc)) = (&args.save_best, r.val_accuracy) {
-                if acc > best {
-                    best = acc;
-                    best_epoch = r.epoch;
+            if let Some(acc) = r.val_accuracy.filter(|&acc| acc > best) {
+                best = acc;
+                best_epoch = r.epoch;
+                if let Some(path) = &args.save_best {
                     save_or_rescue(path, "--save-best", &model, &weights, &meta, None)?;
-                }
-            } else if let Some(acc) = r.val_accuracy {
-                if acc > best {
-                    best = acc;
-                    best_epoch = r.epoch;
                 }
             }
             if let Some(path) = &save_path {
