@@ -21,6 +21,7 @@
 //! - [`error`]: the user-facing error type.
 
 pub mod bench;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;

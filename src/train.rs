@@ -30,6 +30,10 @@ pub struct TrainConfig {
     pub best_val: Option<(f64, usize)>,
     /// Training-time augmentation (`None`: the images as stored).
     pub augment: Option<crate::data::augment::Augment>,
+    /// Recompute the BatchNorm statistics over the (unaugmented) training set after every epoch, before
+    /// evaluating (`--recalibrate-bn`; see [`crate::calibrate`]). Parameters are untouched, so the
+    /// training trajectory is the same with or without it.
+    pub recalibrate_bn: Option<crate::calibrate::BnLayout>,
 }
 
 /// Per-epoch learning-rate schedules (PyTorch's StepLR and CosineAnnealingLR with eta_min 0, stepped
@@ -306,6 +310,9 @@ pub fn train_validated(
                 step: steps,
                 loss: stats.mean_loss(),
             });
+        }
+        if let Some(layout) = &cfg.recalibrate_bn {
+            crate::calibrate::recalibrate_bn(exec, layout, train, normalization, cfg.batch_size)?;
         }
         let val_stats = match val {
             Some(v) => Some(evaluate(exec, v, &batcher, cfg.eval_batch_size)?),

@@ -53,6 +53,7 @@ fn fit(data: &DataSplit, device: &Device, model: &str, epochs: usize) -> f64 {
         early_stop: None,
         best_val: None,
         augment: None,
+        recalibrate_bn: None,
     };
     let mut exec = device
         .executor(

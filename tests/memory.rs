@@ -55,6 +55,7 @@ fn resident_memory_is_flat_over_ten_epochs_on_each_device() {
                 early_stop: None,
                 best_val: None,
                 augment: None,
+                recalibrate_bn: None,
             };
             let mut exec = device
                 .executor(

@@ -37,6 +37,7 @@ fn run_model(
         early_stop: None,
         best_val: None,
         augment: None,
+        recalibrate_bn: None,
     };
     let params = model.init_params(seed);
     let mut exec = device
@@ -140,6 +141,7 @@ fn a_step_schedule_that_zeroes_the_rate_freezes_the_weights_after_epoch_one() {
             early_stop: None,
             best_val: None,
             augment: None,
+            recalibrate_bn: None,
         };
         let mut exec = Device::Cpu
             .executor(
@@ -196,6 +198,7 @@ fn augmentation_is_seeded_and_changes_training() {
             early_stop: None,
             best_val: None,
             augment,
+            recalibrate_bn: None,
         };
         let mut exec = Device::Cpu
             .executor(

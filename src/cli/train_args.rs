@@ -53,6 +53,12 @@ pub struct RunArgs {
     /// Stop when validation accuracy has not improved for N epochs (needs --val-split).
     #[arg(long)]
     pub early_stop: Option<usize>,
+    /// Recompute the BatchNorm running statistics over the training set with each epoch's final
+    /// weights (batch statistics averaged over the set, as PyTorch's update_bn) before evaluating and
+    /// saving. Parameters do not change; costs one forward pass over the training set per epoch.
+    #[arg(long)]
+    #[serde(default)]
+    pub recalibrate_bn: bool,
     /// The number of classes K, when some of 0..K-1 have no training image (without it, every class
     /// must have one: a gap in the labels is an error).
     #[arg(long)]

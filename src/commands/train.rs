@@ -170,6 +170,18 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
             optimizer_label(&optim)
         );
     }
+    let recalibrate_bn = if run.recalibrate_bn {
+        let layout = crate::calibrate::BnLayout::of(&model);
+        if layout.is_none() {
+            info!(
+                "note: --recalibrate-bn has nothing to do: {} has no BatchNorm layer",
+                model.name
+            );
+        }
+        layout
+    } else {
+        None
+    };
     let cfg = TrainConfig {
         epochs: args.epochs,
         batch_size,
@@ -181,6 +193,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         early_stop: run.early_stop,
         best_val,
         augment,
+        recalibrate_bn,
     };
     optim.seed = seed;
     let mut exec = device.executor_from(&model, &params, optim, cfg.max_batch())?;

@@ -113,6 +113,7 @@ pub fn train_run(
         early_stop: None,
         best_val: None,
         augment: None,
+        recalibrate_bn: None,
     };
     let mut executor = device.executor(model, init, optim, cfg.max_batch())?;
     let out = train::train(&mut *executor, train, test, norm, &cfg, |_, _| Ok(()))?;

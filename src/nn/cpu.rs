@@ -212,6 +212,12 @@ impl Executor for CpuExecutor {
         Ok(())
     }
 
+    fn calibrate_step(&mut self, x: &[f32]) -> Result<()> {
+        let batch = self.batch_of(x);
+        self.forward(x, batch, true);
+        Ok(())
+    }
+
     fn peek_train_loss(&mut self) -> Result<f64> {
         Ok(self.train_stats.loss_sum)
     }

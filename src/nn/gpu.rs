@@ -23,6 +23,8 @@ enum Mode {
     Eval,
     /// Forward only (for predictions).
     Forward,
+    /// Training-mode forward only: BatchNorm uses and records batch statistics; no loss, no step.
+    Calibrate,
 }
 
 const TRAIN_STATS: usize = 0;
@@ -260,6 +262,11 @@ impl Executor for GpuExecutor {
     fn eval_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
         let b = self.run(x, Some(y), Mode::Eval)?;
         self.eval_count += b as u64;
+        Ok(())
+    }
+
+    fn calibrate_step(&mut self, x: &[f32]) -> Result<()> {
+        self.run(x, None, Mode::Calibrate)?;
         Ok(())
     }
 

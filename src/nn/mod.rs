@@ -59,6 +59,10 @@ pub trait Executor {
     fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()>;
     /// Forward + loss on a batch, accumulating evaluation statistics.
     fn eval_step(&mut self, x: &[f32], y: &[u32]) -> Result<()>;
+    /// A training-mode forward pass with no loss, backward or optimiser step: BatchNorm normalises
+    /// with the batch's statistics and updates its running statistics (dropout is active, as in
+    /// PyTorch's `model.train()`). Parameters do not change. Used by [`crate::calibrate`].
+    fn calibrate_step(&mut self, x: &[f32]) -> Result<()>;
     /// Return and reset the accumulated training statistics (waits for the device).
     fn take_train_stats(&mut self) -> Result<Stats>;
     /// The training loss summed since the last `take_train_stats`, without resetting it (waits for the

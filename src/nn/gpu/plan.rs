@@ -23,6 +23,7 @@ impl GpuExecutor {
             .map(|n| n.op.gpu_plan_resources(&self.ctx, batch))
             .collect::<Result<Vec<_>>>()?;
         let train = mode == Mode::Train;
+        let train_forward = train || mode == Mode::Calibrate;
         for (i, node) in g.nodes.iter().enumerate() {
             node.op.gpu_forward(
                 &mut pb,
@@ -39,12 +40,12 @@ impl GpuExecutor {
                     resources: resources[i].as_deref(),
                     step: &self.step,
                     batch,
-                    train,
+                    train: train_forward,
                 },
             );
         }
         let out = g.storage(g.output());
-        if mode != Mode::Forward {
+        if matches!(mode, Mode::Train | Mode::Eval) {
             push_softmax_xent(
                 &mut pb,
                 &self.acts[out],
