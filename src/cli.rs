@@ -159,12 +159,21 @@ pub struct EvalArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// The plain network: a preset (mlp, cnn, lenet5) or an --arch spec (contains commas).
+    /// The plain network: a preset (mlp, mlp-bn, ...) or an --arch spec (contains commas).
     #[arg(long, default_value = "mlp")]
     pub ann: String,
-    /// The convolutional network: a preset or an --arch spec.
+    /// The convolutional network: a preset (cnn, lenet5, resnet) or an --arch spec.
     #[arg(long, default_value = "cnn")]
     pub cnn: String,
+    /// More than two nets: comma-separated presets, e.g. mlp,mlp-bn,cnn,resnet (each tagged ANN or CNN
+    /// by whether it has a convolution). Every claim is measured for every net; verdicts compare the best
+    /// ANN with each CNN. Replaces --ann/--cnn.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["ann", "cnn"])]
+    pub nets: Vec<String>,
+    /// A net given as an --arch spec, added after --nets (repeatable), e.g.
+    /// --net-arch conv3x3x16p1,bn,relu,gap,fc10.
+    #[arg(long, conflicts_with_all = ["ann", "cnn"])]
+    pub net_arch: Vec<String>,
     /// Seeds; mean ± sd over them decides the verdicts.
     #[arg(long, default_value_t = 3)]
     pub seeds: usize,

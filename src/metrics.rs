@@ -186,12 +186,14 @@ impl EpochLog {
                 Series {
                     name: "test".into(),
                     points: pts(|r| r.test_accuracy),
+                    sd: Vec::new(),
                     secondary: false,
                     color: 1,
                 },
                 Series {
                     name: "train (running)".into(),
                     points: pts(|r| r.train_accuracy),
+                    sd: Vec::new(),
                     secondary: true,
                     color: 0,
                 },

@@ -582,3 +582,22 @@ fn a_model_too_large_for_the_adapter_is_an_input_error() {
         );
     }
 }
+
+#[test]
+fn compare_nets_are_checked_before_any_training() {
+    let out = tmpdir("compare-nets");
+    let o = out.to_str().unwrap();
+    let one_family = wgtrain(&["compare", "--nets", "mlp,mlp-bn", "--out", o]);
+    assert_one_line_error(&one_family, 2, "at least one ANN");
+    let twice = wgtrain(&["compare", "--nets", "mlp,cnn,mlp", "--out", o]);
+    assert_one_line_error(&twice, 2, "names mlp twice");
+    let empty = wgtrain(&["compare", "--nets", "mlp,,cnn", "--out", o]);
+    assert_one_line_error(&empty, 2, "empty name");
+    let both = wgtrain(&["compare", "--nets", "mlp,cnn", "--ann", "mlp-bn"]);
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+}

@@ -57,16 +57,7 @@ fn synthetic(dir: &Path, train: usize, test: usize) {
 
 fn config(data: PathBuf, out: PathBuf) -> CompareConfig {
     CompareConfig {
-        ann: NetChoice {
-            role: "ann".into(),
-            preset: Some("mlp".into()),
-            arch: None,
-        },
-        cnn: NetChoice {
-            role: "cnn".into(),
-            preset: Some("cnn".into()),
-            arch: None,
-        },
+        nets: vec![NetChoice::parse("mlp"), NetChoice::parse("cnn")],
         data: DataChoice::Dir(data),
         seeds: 2,
         full: false,
@@ -80,8 +71,8 @@ fn config(data: PathBuf, out: PathBuf) -> CompareConfig {
 
 fn accuracies(r: &Report) -> Vec<f64> {
     let mut v = Vec::new();
-    for runs in [&r.runs.ann, &r.runs.cnn] {
-        for s in runs {
+    for runs in &r.runs {
+        for s in &runs.seeds {
             v.push(s.test_accuracy);
             v.push(s.permuted_test_accuracy);
             v.extend(s.shifted.iter().map(|x| x.1));
@@ -125,17 +116,21 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
     }
     // The synthetic task is easy: both nets learn it (so the runs really trained).
     assert!(
-        report.runs.ann.iter().all(|s| s.test_accuracy > 0.8),
+        report
+            .runs
+            .iter()
+            .all(|r| r.seeds.iter().all(|s| s.test_accuracy > 0.8)),
         "{:?}",
         accuracies(&report)
     );
-    assert!(
-        report.runs.cnn.iter().all(|s| s.test_accuracy > 0.8),
-        "{:?}",
-        accuracies(&report)
-    );
+    assert_eq!(report.best_ann, "mlp");
+    assert_eq!(report.pairs.len(), 1);
+    assert!(report
+        .claims
+        .iter()
+        .all(|c| c.pair.as_ref() == Some(&report.pairs[0])));
     // Data efficiency: 1000 images, then the whole 1200.
-    let sizes: Vec<usize> = report.runs.ann[0]
+    let sizes: Vec<usize> = report.runs[0].seeds[0]
         .data_efficiency
         .iter()
         .map(|d| d.0)
@@ -161,15 +156,20 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(cfg.out.join("report.json")).unwrap())
             .unwrap();
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
+    assert_eq!(json["best_ann"], "mlp");
+    assert_eq!(json["pairs"][0]["cnn"], "cnn");
+    assert_eq!(json["config"]["nets"][1]["family"], "cnn");
+    assert_eq!(json["config"]["nets"][0]["family"], "ann");
     for key in [
         "device",
         "adapter",
         "data",
         "protocol",
-        "ann",
-        "cnn",
+        "nets",
         "verdict_rule",
+        "pairing_rule",
+        "batchnorm_protocol",
         "wgtrain_version",
         "date_utc",
     ] {
@@ -191,6 +191,7 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
             "rule",
             "evidence",
             "values",
+            "pair",
         ] {
             assert!(!claim[key].is_null(), "claim.{key} missing in {claim}");
         }
@@ -200,7 +201,7 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
             "{v}"
         );
     }
-    assert_eq!(json["runs"]["cnn"].as_array().unwrap().len(), 2);
+    assert_eq!(json["runs"][1]["seeds"].as_array().unwrap().len(), 2);
     assert!(json["throughput"]
         .as_array()
         .unwrap()
@@ -226,9 +227,10 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
     std::fs::remove_dir_all(root).ok();
 }
 
-/// `compare --ann SPEC --cnn SPEC` with graph models: BatchNorm (flat and per channel), dropout, residual
-/// blocks (identity and projection shortcuts) and global average pooling go through every claim,
-/// the transfer claim's frozen body included, and give the same numbers again on the CPU.
+/// `compare --nets` with graph models: BatchNorm (flat and per channel), dropout, residual blocks
+/// (identity and projection shortcuts) and global average pooling go through every claim, the transfer
+/// claim's frozen body included; two ANNs and two CNNs give one verdict per CNN against the better ANN;
+/// the same numbers again on the CPU.
 #[test]
 fn compare_runs_graph_models_through_every_claim() {
     std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
@@ -236,25 +238,54 @@ fn compare_runs_graph_models_through_every_claim() {
     let data = root.join("data");
     synthetic(&data, 1200, 200);
     let mut cfg = config(data, root.join("out"));
-    let arch = |role: &str, spec: &str| NetChoice {
-        role: role.into(),
-        preset: None,
-        arch: Some(spec.into()),
-    };
-    cfg.ann = arch("ann", "flatten,fc48,bn,relu,dropout0.1,fc10");
-    cfg.cnn = arch(
-        "cnn",
-        "conv3x3x8p1nb,bn,relu,res(conv3x3x8p1nb,bn,relu,conv3x3x8p1nb,bn),relu,\
-         res(conv3x3x16p1s2nb,bn,relu,conv3x3x16p1nb,bn),relu,gap,fc10",
-    );
+    cfg.seeds = 1;
+    cfg.nets = vec![
+        NetChoice::parse("flatten,fc48,bn,relu,dropout0.1,fc10"),
+        // A deliberately weak ANN: it must not be the one the verdicts use.
+        NetChoice::parse("flatten,fc2,fc10"),
+        NetChoice::parse(
+            "conv3x3x8p1nb,bn,relu,res(conv3x3x8p1nb,bn,relu,conv3x3x8p1nb,bn),relu,\
+             res(conv3x3x16p1s2nb,bn,relu,conv3x3x16p1nb,bn),relu,gap,fc10",
+        ),
+        NetChoice::parse("cnn"),
+    ];
     let report = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
-    assert_eq!(report.claims.len(), 7);
-    for runs in [&report.runs.ann, &report.runs.cnn] {
-        for s in runs {
-            assert!(s.test_accuracy > 0.8, "{:?}", accuracies(&report));
+    assert_eq!(report.claims.len(), 2 * 7);
+    let mean = |i: usize| report.runs[i].seeds[0].test_accuracy;
+    assert!(mean(0) > mean(1), "{:?}", accuracies(&report));
+    assert_eq!(report.best_ann, report.runs[0].net);
+    assert_eq!(report.pairs.len(), 2);
+    for (p, cnn) in report.pairs.iter().zip([2, 3]) {
+        assert_eq!(
+            (&p.ann, &p.cnn),
+            (&report.runs[0].net, &report.runs[cnn].net)
+        );
+    }
+    let recal: Vec<bool> = report
+        .config
+        .nets
+        .iter()
+        .map(|n| n.batchnorm_recalibrated)
+        .collect();
+    assert_eq!(recal, [true, false, true, false]);
+    for (i, runs) in report.runs.iter().enumerate() {
+        for s in &runs.seeds {
+            if i != 1 {
+                assert!(s.test_accuracy > 0.8, "{:?}", accuracies(&report));
+            }
             let t = s.transfer.as_ref().expect("transfer ran");
             assert!(t.frozen_body > 0.0 && t.fine_tuned > 0.0, "{t:?}");
         }
+    }
+    let files = compare::write(&report, &cfg.out).unwrap();
+    assert!(files.iter().any(|f| f.ends_with("report.md")));
+    let md = std::fs::read_to_string(cfg.out.join("report.md")).unwrap();
+    for p in &report.pairs {
+        assert!(
+            md.contains(&p.label()),
+            "summary column {} missing",
+            p.label()
+        );
     }
     let again = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
     assert_eq!(accuracies(&report), accuracies(&again));

@@ -6,22 +6,6 @@ use crate::error::{Error, Result};
 use crate::experiments::compare::{self, CompareConfig};
 use crate::experiments::runner::NetChoice;
 
-fn net_choice(role: &str, value: &str) -> NetChoice {
-    if value.contains(',') {
-        NetChoice {
-            role: role.into(),
-            preset: None,
-            arch: Some(value.into()),
-        }
-    } else {
-        NetChoice {
-            role: role.into(),
-            preset: Some(value.into()),
-            arch: None,
-        }
-    }
-}
-
 /// `wgtrain compare`.
 pub fn run_compare(args: &CompareArgs) -> Result<()> {
     if args.seeds == 0 {
@@ -46,12 +30,35 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
         (None, true) => DataChoice::Default,
         (None, false) => DataChoice::Embedded,
     };
+    let nets: Vec<NetChoice> = if args.nets.is_empty() && args.net_arch.is_empty() {
+        vec![NetChoice::parse(&args.ann), NetChoice::parse(&args.cnn)]
+    } else {
+        let mut nets = Vec::new();
+        for name in &args.nets {
+            if name.trim().is_empty() {
+                return Err(Error::Config(
+                    "--nets has an empty name; list presets separated by commas, e.g. --nets mlp,cnn"
+                        .into(),
+                ));
+            }
+            nets.push(NetChoice {
+                preset: Some(name.trim().to_string()),
+                arch: None,
+            });
+        }
+        for spec in &args.net_arch {
+            nets.push(NetChoice {
+                preset: None,
+                arch: Some(spec.clone()),
+            });
+        }
+        nets
+    };
     crate::outputs::probe_dir(&args.out, "--out")?;
     let (device, why) = args.device.select()?;
     println!("device: {why}");
     let cfg = CompareConfig {
-        ann: net_choice("ann", &args.ann),
-        cnn: net_choice("cnn", &args.cnn),
+        nets,
         data,
         seeds: args.seeds,
         full: args.full,
@@ -59,7 +66,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
         batch_size: args.batch_size,
         lr: args.lr,
         throughput_seconds: args.throughput_seconds,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: reproduce_command(),
     };
     // Fail on an unwritable output directory before spending minutes training.
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
@@ -76,4 +83,21 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
             .join(", ")
     );
     Ok(())
+}
+
+/// The command line as a user can rerun it: `wgtrain` for the binary's path, arguments quoted where a
+/// shell would split them.
+fn reproduce_command() -> String {
+    std::iter::once("wgtrain".to_string())
+        .chain(std::env::args().skip(1).map(|a| {
+            if a.is_empty()
+                || a.contains(|c: char| c.is_whitespace() || "'\"$;&|<>()*?".contains(c))
+            {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -25,6 +25,8 @@ pub struct Claim {
     pub values: serde_json::Value,
     /// PNG file (relative to the report directory) that shows it, if any.
     pub plot: Option<String>,
+    /// The two nets the verdict compares (set by `compare::run`).
+    pub pair: Option<super::compare::Pair>,
 }
 
 fn pct(x: f64) -> String {
@@ -141,6 +143,7 @@ pub fn parameters(ann: &Model, cnn: &Model) -> Claim {
         ),
         values: json!({ "ann": model_costs(ann), "cnn": model_costs(cnn) }),
         plot: None,
+        pair: None,
     }
 }
 
@@ -175,6 +178,7 @@ pub fn accuracy(ann: &[SeedRecord], cnn: &[SeedRecord]) -> Claim {
             "difference": d,
         }),
         plot: Some("learning_curves.png".into()),
+        pair: None,
     }
 }
 
@@ -206,6 +210,7 @@ pub fn data_efficiency(ann: &[SeedRecord], cnn: &[SeedRecord]) -> Claim {
         evidence: format!("{line}; {how}"),
         values: json!({ "points": table, "difference_at_smallest": d }),
         plot: Some("data_efficiency.png".into()),
+        pair: None,
     }
 }
 
@@ -234,6 +239,7 @@ pub fn spatial_structure(ann: &[SeedRecord], cnn: &[SeedRecord]) -> Claim {
             "difference": d,
         }),
         plot: None,
+        pair: None,
     }
 }
 
@@ -265,6 +271,7 @@ pub fn translation(ann: &[SeedRecord], cnn: &[SeedRecord]) -> Claim {
             "difference": d,
         }),
         plot: Some("translation.png".into()),
+        pair: None,
     }
 }
 
@@ -318,6 +325,7 @@ pub fn transfer(ann: &[SeedRecord], cnn: &[SeedRecord]) -> Option<Claim> {
         ),
         values: json!({ "ann": side(ann), "cnn": side(cnn), "difference": d, "new_task_train_images": images }),
         plot: None,
+        pair: None,
     })
 }
 
@@ -413,5 +421,6 @@ pub fn compute_cost(
             "throughput": throughput,
         }),
         plot: None,
+        pair: None,
     }
 }

@@ -4,7 +4,7 @@
 use super::claims::{self, Claim};
 use super::plots::{line_chart, Chart, Series};
 use super::protocol::{Experiment, Protocol, SeedRecord};
-use super::runner::{measure_throughput, NetChoice, Recipe, Throughput};
+use super::runner::{measure_throughput, Family, NetChoice, Recipe, Throughput};
 use super::stats::{mean_sd, RULE};
 use crate::data::{DataChoice, DataSource};
 use crate::device::{AdapterFilter, Device, DeviceChoice};
@@ -17,8 +17,8 @@ use std::time::Instant;
 /// Everything `wgtrain compare` was asked to do.
 #[derive(Debug, Clone)]
 pub struct CompareConfig {
-    pub ann: NetChoice,
-    pub cnn: NetChoice,
+    /// The nets, at least one ANN and one CNN (see [`Family`]).
+    pub nets: Vec<NetChoice>,
     pub data: DataChoice,
     pub seeds: usize,
     pub full: bool,
@@ -29,6 +29,20 @@ pub struct CompareConfig {
     pub throughput_seconds: f64,
     /// The command line, for the report's "reproduce" line.
     pub command: String,
+}
+
+/// One net of the report, as recorded in report.json.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NetInfo {
+    pub label: String,
+    pub family: Family,
+    pub preset: Option<String>,
+    pub arch: String,
+    pub params: usize,
+    /// Whether its BatchNorm statistics are recomputed over the training set before each evaluation.
+    pub batchnorm_recalibrated: bool,
+    /// Per-layer parameters, weight reuse and FLOPs (`claims::model_costs`).
+    pub costs: serde_json::Value,
 }
 
 /// Run configuration as recorded in report.json.
@@ -43,13 +57,15 @@ pub struct ReportConfig {
     pub train_images: usize,
     pub test_images: usize,
     pub classes: usize,
-    pub ann: NetChoice,
-    pub cnn: NetChoice,
+    pub nets: Vec<NetInfo>,
     pub protocol: Protocol,
     pub optimizer: String,
     pub lr: f32,
     pub batch_size: usize,
     pub verdict_rule: String,
+    /// How the ANN each CNN is compared with was chosen.
+    pub pairing_rule: String,
+    pub batchnorm_protocol: String,
 }
 
 /// The whole report (report.json). Schema documented in docs/COMPARE.md.
@@ -57,17 +73,49 @@ pub struct ReportConfig {
 pub struct Report {
     pub schema_version: u32,
     pub config: ReportConfig,
+    /// The ANN every verdict uses (best mean test accuracy of the base runs).
+    pub best_ann: String,
+    /// The (ANN, CNN) pairs the verdicts compare, in the order of the nets.
+    pub pairs: Vec<Pair>,
     pub claims: Vec<Claim>,
-    pub runs: Runs,
+    /// Every net's records, in the order of `config.nets`.
+    pub runs: Vec<NetRuns>,
     pub throughput: Vec<Throughput>,
     pub wall_seconds: f64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Runs {
-    pub ann: Vec<SeedRecord>,
-    pub cnn: Vec<SeedRecord>,
+/// The two nets a verdict compares.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Pair {
+    pub ann: String,
+    pub cnn: String,
 }
+
+impl Pair {
+    pub fn label(&self) -> String {
+        format!("{} vs {}", self.ann, self.cnn)
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NetRuns {
+    pub net: String,
+    pub family: Family,
+    pub seeds: Vec<SeedRecord>,
+}
+
+impl Report {
+    /// The records of the net labelled `label`.
+    pub fn records(&self, label: &str) -> &[SeedRecord] {
+        self.runs
+            .iter()
+            .find(|r| r.net == label)
+            .map_or(&[], |r| &r.seeds)
+    }
+}
+
+pub const PAIRING_RULE: &str = "every CNN is compared with the best ANN: the ANN with the highest mean test accuracy of the base runs";
+pub const BATCHNORM_PROTOCOL: &str = "every net with BatchNorm has its running statistics recomputed over its (unaugmented) training set with the final weights of each epoch before that epoch's evaluation (wgtrain train --recalibrate-bn; PyTorch's update_bn), so statistics lagging the weights cannot decide a verdict";
 
 /// Today's date (UTC) as YYYY-MM-DD, from the system clock.
 fn today_utc() -> String {
@@ -99,14 +147,33 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
     } else {
         Protocol::quick(cfg.seeds, data.train.len())
     };
-    let ann_model = cfg.ann.build(data.train.shape, data.num_classes)?;
-    let cnn_model = cfg.cnn.build(data.train.shape, data.num_classes)?;
+    let models = cfg
+        .nets
+        .iter()
+        .map(|n| n.build(data.train.shape, data.num_classes))
+        .collect::<Result<Vec<_>>>()?;
+    let families: Vec<Family> = models.iter().map(Family::of).collect();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(m) = models.iter().find(|m| !seen.insert(m.name.clone())) {
+        return Err(Error::Config(format!(
+            "--nets names {} twice; list each net once",
+            m.name
+        )));
+    }
+    if !families.contains(&Family::Ann) || !families.contains(&Family::Cnn) {
+        return Err(Error::Config(format!(
+            "--nets {}: compare needs at least one ANN (no convolution) and one CNN (with one), e.g. --nets mlp,cnn",
+            models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(",")
+        )));
+    }
     log(format!(
-        "compare: {} ({} params) vs {} ({} params) on {} ({} train / {} test), {} seed(s), {} epochs, device {}",
-        cfg.ann.label(),
-        ann_model.num_params(),
-        cfg.cnn.label(),
-        cnn_model.num_params(),
+        "compare: {} on {} ({} train / {} test), {} seed(s), {} epochs, device {}",
+        models
+            .iter()
+            .zip(&families)
+            .map(|(m, f)| format!("{} ({}, {} params)", m.name, f.as_str(), m.num_params()))
+            .collect::<Vec<_>>()
+            .join(", "),
         data.source.name,
         data.train.len(),
         data.test.len(),
@@ -119,10 +186,17 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         optim: OptimConfig::adam(cfg.lr),
         eval_batch_size: 500,
     };
-    let mut ann = Vec::new();
-    let mut cnn = Vec::new();
+    let mut runs: Vec<NetRuns> = models
+        .iter()
+        .zip(&families)
+        .map(|(m, &family)| NetRuns {
+            net: m.name.clone(),
+            family,
+            seeds: Vec::new(),
+        })
+        .collect();
     for &seed in &protocol.seeds {
-        for (net, out) in [(&cfg.ann, &mut ann), (&cfg.cnn, &mut cnn)] {
+        for (net, out) in cfg.nets.iter().zip(runs.iter_mut()) {
             log(format!("seed {seed}, {}:", net.label()));
             let mut exp = Experiment {
                 device,
@@ -131,7 +205,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
                 recipe: recipe.clone(),
                 log: &mut *log,
             };
-            out.push(exp.measure(net, seed)?);
+            out.seeds.push(exp.measure(net, seed)?);
         }
     }
     log("throughput:".into());
@@ -145,7 +219,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         },
     }
     for dev in &devices {
-        for m in [&ann_model, &cnn_model] {
+        for m in &models {
             let t = measure_throughput(
                 dev,
                 m,
@@ -165,21 +239,56 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             throughput.push(t);
         }
     }
-    let mut claims = vec![
-        claims::parameters(&ann_model, &cnn_model),
-        claims::accuracy(&ann, &cnn),
-        claims::data_efficiency(&ann, &cnn),
-        claims::spatial_structure(&ann, &cnn),
-        claims::translation(&ann, &cnn),
-    ];
-    claims.extend(claims::transfer(&ann, &cnn));
-    claims.push(claims::compute_cost(
-        &ann_model,
-        &cnn_model,
-        &ann,
-        &cnn,
-        &throughput,
-    ));
+    let mean_test =
+        |r: &NetRuns| mean_sd(&r.seeds.iter().map(|s| s.test_accuracy).collect::<Vec<_>>()).0;
+    let best = (0..runs.len())
+        .filter(|&i| families[i] == Family::Ann)
+        .max_by(|&a, &b| mean_test(&runs[a]).total_cmp(&mean_test(&runs[b])))
+        .expect("at least one ANN");
+    let mut pairs = Vec::new();
+    let mut claims = Vec::new();
+    for c in (0..runs.len()).filter(|&i| families[i] == Family::Cnn) {
+        let pair = Pair {
+            ann: runs[best].net.clone(),
+            cnn: runs[c].net.clone(),
+        };
+        let (ann, cnn) = (&runs[best].seeds, &runs[c].seeds);
+        let (am, cm) = (&models[best], &models[c]);
+        let pair_tp: Vec<Throughput> = throughput
+            .iter()
+            .filter(|t| t.model == am.name || t.model == cm.name)
+            .cloned()
+            .collect();
+        let mut these = vec![
+            claims::parameters(am, cm),
+            claims::accuracy(ann, cnn),
+            claims::data_efficiency(ann, cnn),
+            claims::spatial_structure(ann, cnn),
+            claims::translation(ann, cnn),
+        ];
+        these.extend(claims::transfer(ann, cnn));
+        these.push(claims::compute_cost(am, cm, ann, cnn, &pair_tp));
+        for mut claim in these {
+            claim.pair = Some(pair.clone());
+            claims.push(claim);
+        }
+        pairs.push(pair);
+    }
+    let nets = cfg
+        .nets
+        .iter()
+        .zip(&models)
+        .zip(&families)
+        .map(|((n, m), &family)| NetInfo {
+            label: m.name.clone(),
+            family,
+            preset: n.preset.clone(),
+            arch: m.spec(),
+            params: m.num_params(),
+            batchnorm_recalibrated: crate::calibrate::BnLayout::of(m).is_some(),
+            costs: claims::model_costs(m),
+        })
+        .collect();
     let config = ReportConfig {
         wgtrain_version: env!("CARGO_PKG_VERSION").into(),
         date_utc: today_utc(),
@@ -190,33 +299,62 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         train_images: data.train.len(),
         test_images: data.test.len(),
         classes: data.num_classes,
-        ann: cfg.ann.clone(),
-        cnn: cfg.cnn.clone(),
+        nets,
         protocol,
         optimizer: "adam (0.9, 0.999, 1e-8)".into(),
         lr: cfg.lr,
         batch_size: cfg.batch_size,
         verdict_rule: RULE.into(),
+        pairing_rule: PAIRING_RULE.into(),
+        batchnorm_protocol: BATCHNORM_PROTOCOL.into(),
     };
     Ok(Report {
-        schema_version: 1,
+        schema_version: 2,
         config,
+        best_ann: runs[best].net.clone(),
+        pairs,
         claims,
-        runs: Runs { ann, cnn },
+        runs,
         throughput,
         wall_seconds: start.elapsed().as_secs_f64(),
     })
 }
 
-fn mean_curve(
+/// Mean ± sd over seeds of `f` at each of a record's points: (x, mean %, sd %).
+fn band(
     records: &[SeedRecord],
-    f: impl Fn(&crate::train::EpochRecord) -> f64,
-) -> Vec<(f64, f64)> {
-    let epochs = records[0].curves.len();
-    (0..epochs)
-        .map(|e| {
-            let v: Vec<f64> = records.iter().map(|r| f(&r.curves[e])).collect();
-            ((e + 1) as f64, 100.0 * mean_sd(&v).0)
+    f: &dyn Fn(&SeedRecord) -> Vec<(f64, f64)>,
+) -> (Vec<(f64, f64)>, Vec<f64>) {
+    let per: Vec<Vec<(f64, f64)>> = records.iter().map(f).collect();
+    let n = per.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let (m, sd) = mean_sd(&per.iter().map(|v| v[i].1).collect::<Vec<_>>());
+            ((per[0][i].0, 100.0 * m), 100.0 * sd)
+        })
+        .unzip()
+}
+
+/// One series per net (colour = the net's index), with its band over seeds.
+fn per_net(
+    report: &Report,
+    suffix: &str,
+    secondary: bool,
+    f: &dyn Fn(&SeedRecord) -> Vec<(f64, f64)>,
+) -> Vec<Series> {
+    report
+        .runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (points, sd) = band(&r.seeds, f);
+            Series {
+                name: format!("{} ({}){suffix}", r.net, r.family.as_str()),
+                points,
+                sd,
+                secondary,
+                color: i,
+            }
         })
         .collect()
 }
@@ -224,59 +362,37 @@ fn mean_curve(
 /// Write report.json, report.md and the PNG plots into `dir`.
 pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let (ann, cnn) = (&report.runs.ann, &report.runs.cnn);
-    let (an, cn) = (report.config.ann.label(), report.config.cnn.label());
+    let first = &report.runs[0].seeds[0];
     let mut written = Vec::new();
+    let curve = |g: fn(&crate::train::EpochRecord) -> f64| {
+        move |s: &SeedRecord| {
+            s.curves
+                .iter()
+                .map(|e| (e.epoch as f64, g(e)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut series = per_net(report, " test", false, &curve(|e| e.test_accuracy));
+    series.extend(per_net(
+        report,
+        " train",
+        true,
+        &curve(|e| e.train_accuracy),
+    ));
     let p = dir.join("learning_curves.png");
     line_chart(
         &p,
         &Chart {
-            title: "Learning curves (mean over seeds; train = running accuracy during the epoch)",
+            title:
+                "Learning curves (mean ± sd over seeds; train = running accuracy during the epoch)",
             x_label: "epoch",
             y_label: "accuracy (%)",
             log_x: false,
-            x_ticks: ann[0].curves.len(),
+            x_ticks: first.curves.len(),
         },
-        &[
-            Series {
-                name: format!("{an} test"),
-                points: mean_curve(ann, |e| e.test_accuracy),
-                secondary: false,
-                color: 0,
-            },
-            Series {
-                name: format!("{an} train"),
-                points: mean_curve(ann, |e| e.train_accuracy),
-                secondary: true,
-                color: 0,
-            },
-            Series {
-                name: format!("{cn} test"),
-                points: mean_curve(cnn, |e| e.test_accuracy),
-                secondary: false,
-                color: 1,
-            },
-            Series {
-                name: format!("{cn} train"),
-                points: mean_curve(cnn, |e| e.train_accuracy),
-                secondary: true,
-                color: 1,
-            },
-        ],
+        &series,
     )?;
     written.push(p);
-    let points =
-        |r: &[SeedRecord], get: &dyn Fn(&SeedRecord) -> Vec<(f64, f64)>| -> Vec<(f64, f64)> {
-            let per: Vec<Vec<(f64, f64)>> = r.iter().map(get).collect();
-            (0..per[0].len())
-                .map(|i| {
-                    (
-                        per[0][i].0,
-                        100.0 * mean_sd(&per.iter().map(|v| v[i].1).collect::<Vec<_>>()).0,
-                    )
-                })
-                .collect()
-        };
     let de = |s: &SeedRecord| {
         s.data_efficiency
             .iter()
@@ -287,26 +403,13 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     line_chart(
         &p,
         &Chart {
-            title: "Data efficiency: test accuracy vs training images",
+            title: "Data efficiency: test accuracy vs training images (mean ± sd)",
             x_label: "training images (log scale)",
             y_label: "test accuracy (%)",
             log_x: true,
-            x_ticks: 4,
+            x_ticks: first.data_efficiency.len(),
         },
-        &[
-            Series {
-                name: an.clone(),
-                points: points(ann, &de),
-                secondary: false,
-                color: 0,
-            },
-            Series {
-                name: cn.clone(),
-                points: points(cnn, &de),
-                secondary: false,
-                color: 1,
-            },
-        ],
+        &per_net(report, "", false, &de),
     )?;
     written.push(p);
     let sh = |s: &SeedRecord| s.shifted.iter().map(|d| (d.0 as f64, d.1)).collect();
@@ -314,26 +417,13 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     line_chart(
         &p,
         &Chart {
-            title: "Translation: test images shifted right and down, no retraining",
+            title: "Translation: test images shifted right and down, no retraining (mean ± sd)",
             x_label: "shift (pixels)",
             y_label: "test accuracy (%)",
             log_x: false,
-            x_ticks: ann[0].shifted.len(),
+            x_ticks: first.shifted.len(),
         },
-        &[
-            Series {
-                name: an.clone(),
-                points: points(ann, &sh),
-                secondary: false,
-                color: 0,
-            },
-            Series {
-                name: cn.clone(),
-                points: points(cnn, &sh),
-                secondary: false,
-                color: 1,
-            },
-        ],
+        &per_net(report, "", false, &sh),
     )?;
     written.push(p);
     let json = dir.join("report.json");
@@ -345,11 +435,47 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// The terminal summary: one row per claim.
-pub fn summary_table(report: &Report) -> String {
-    let mut s = format!("{:<18} {:<14} evidence\n", "claim", "verdict");
+/// The claims' ids in report order, each once.
+pub fn claim_ids(report: &Report) -> Vec<&str> {
+    let mut ids: Vec<&str> = Vec::new();
     for c in &report.claims {
-        s += &format!("{:<18} {:<14} {}\n", c.id, c.verdict.as_str(), c.evidence);
+        if !ids.contains(&c.id.as_str()) {
+            ids.push(&c.id);
+        }
+    }
+    ids
+}
+
+/// The claim `id` judged for `pair`, if measured.
+pub fn claim<'a>(report: &'a Report, id: &str, pair: &Pair) -> Option<&'a Claim> {
+    report
+        .claims
+        .iter()
+        .find(|c| c.id == id && c.pair.as_ref() == Some(pair))
+}
+
+/// The terminal summary: one row per claim, one verdict column per pair; then each verdict's evidence.
+pub fn summary_table(report: &Report) -> String {
+    let mut s = format!("{:<18}", "claim");
+    for p in &report.pairs {
+        s += &format!(" {:<24}", p.label());
+    }
+    s.push('\n');
+    for id in claim_ids(report) {
+        s += &format!("{id:<18}");
+        for p in &report.pairs {
+            let v = claim(report, id, p).map_or("-", |c| c.verdict.as_str());
+            s += &format!(" {v:<24}");
+        }
+        s.push('\n');
+    }
+    s.push('\n');
+    for c in &report.claims {
+        let pair = c
+            .pair
+            .as_ref()
+            .map_or(String::new(), |p| format!(" [{}]", p.label()));
+        s += &format!("{}{pair}: {} — {}\n", c.id, c.verdict.as_str(), c.evidence);
     }
     s
 }

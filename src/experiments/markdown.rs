@@ -14,18 +14,202 @@ fn col(r: &[SeedRecord], f: impl Fn(&SeedRecord) -> f64) -> String {
     ms(&r.iter().map(f).collect::<Vec<_>>())
 }
 
+/// Rows of one per-net table: the net's name and family, then one cell per column.
+fn net_rows(s: &mut String, r: &Report, cells: &dyn Fn(&[SeedRecord]) -> Vec<String>) {
+    for n in &r.runs {
+        let _ = writeln!(
+            s,
+            "| {} ({}) | {} |",
+            n.net,
+            n.family.as_str(),
+            cells(&n.seeds).join(" | ")
+        );
+    }
+}
+
+fn header(s: &mut String, first: &str, cols: &[String]) {
+    let _ = writeln!(s, "| {first} | {} |", cols.join(" | "));
+    let _ = writeln!(s, "|---|{}", "---|".repeat(cols.len()));
+}
+
+fn parameters_tables(s: &mut String, r: &Report) {
+    for n in &r.config.nets {
+        let v = &n.costs;
+        let _ = writeln!(
+            s,
+            "**{}** ({}) `{}`: {} parameters, {:.3} MFLOP forward and {:.3} MFLOP per training step per image.\n",
+            n.label,
+            n.family.as_str(),
+            n.arch,
+            n.params,
+            v["forward_flops_per_image"].as_f64().unwrap_or(0.0) / 1e6,
+            v["train_flops_per_image"].as_f64().unwrap_or(0.0) / 1e6
+        );
+        let _ = writeln!(
+            s,
+            "| layer | parameters | uses of each weight per image | forward FLOPs |\n|---|---|---|---|"
+        );
+        for l in v["layers"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                l["layer"].as_str().unwrap_or(""),
+                l["params"],
+                l["uses_per_weight_per_image"],
+                l["forward_flops"]
+            );
+        }
+        s.push('\n');
+    }
+}
+
+fn throughput_table(s: &mut String, r: &Report) {
+    let _ = writeln!(
+        s,
+        "| model | device | adapter | train img/s | inference img/s | warm-up s |\n|---|---|---|---|---|---|"
+    );
+    for t in &r.throughput {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {}{} | {:.0} | {:.0} | {:.2} |",
+            t.model,
+            t.device,
+            t.adapter,
+            if t.software_adapter {
+                " — software rasteriser, not a GPU"
+            } else {
+                ""
+            },
+            t.train_images_per_sec,
+            t.inference_images_per_sec,
+            t.warmup_seconds
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nThroughput is timed after one warm-up step, with the device synchronised, at batch {}; timings vary between runs and machines, accuracies do not (on the CPU, the same seed gives the same numbers).",
+        r.config.batch_size
+    );
+}
+
+/// The per-net table of claim `id`.
+fn claim_table(s: &mut String, r: &Report, id: &str) {
+    let first = &r.runs[0].seeds[0];
+    match id {
+        "parameters" => parameters_tables(s, r),
+        "accuracy" => {
+            header(
+                s,
+                "net",
+                &["test".into(), "train".into(), "train - test".into()],
+            );
+            net_rows(s, r, &|rec| {
+                vec![
+                    col(rec, |x| x.test_accuracy),
+                    col(rec, |x| x.train_accuracy),
+                    col(rec, |x| x.train_accuracy - x.test_accuracy),
+                ]
+            });
+        }
+        "data_efficiency" => {
+            let cols: Vec<String> = first
+                .data_efficiency
+                .iter()
+                .map(|d| format!("{} images ({} epochs)", d.0, d.1))
+                .collect();
+            header(s, "net", &cols);
+            net_rows(s, r, &|rec| {
+                (0..cols.len())
+                    .map(|i| col(rec, |x| x.data_efficiency[i].2))
+                    .collect()
+            });
+        }
+        "spatial_structure" => {
+            header(
+                s,
+                "net",
+                &[
+                    "original pixels".into(),
+                    "permuted pixels".into(),
+                    "drop (points)".into(),
+                ],
+            );
+            net_rows(s, r, &|rec| {
+                vec![
+                    col(rec, |x| x.test_accuracy),
+                    col(rec, |x| x.permuted_test_accuracy),
+                    col(rec, |x| x.test_accuracy - x.permuted_test_accuracy),
+                ]
+            });
+        }
+        "translation" => {
+            let cols: Vec<String> = first
+                .shifted
+                .iter()
+                .map(|d| format!("{} px", d.0))
+                .collect();
+            header(s, "net", &cols);
+            net_rows(s, r, &|rec| {
+                (0..cols.len())
+                    .map(|i| col(rec, |x| x.shifted[i].1))
+                    .collect()
+            });
+        }
+        "transfer" => {
+            let t = |x: &SeedRecord, f: fn(&super::protocol::TransferRecord) -> f64| {
+                x.transfer.as_ref().map_or(0.0, f)
+            };
+            header(
+                s,
+                "net",
+                &[
+                    "pre-training (old classes)".into(),
+                    "body frozen".into(),
+                    "fine-tuned".into(),
+                    "from scratch".into(),
+                ],
+            );
+            net_rows(s, r, &|rec| {
+                vec![
+                    col(rec, |x| t(x, |y| y.pretrain_accuracy)),
+                    col(rec, |x| t(x, |y| y.frozen_body)),
+                    col(rec, |x| t(x, |y| y.fine_tuned)),
+                    col(rec, |x| t(x, |y| y.scratch)),
+                ]
+            });
+        }
+        "compute_cost" => throughput_table(s, r),
+        _ => {}
+    }
+}
+
 pub fn render(r: &Report) -> String {
     let c = &r.config;
-    let (ann, cnn) = (&r.runs.ann, &r.runs.cnn);
-    let (an, cn) = (c.ann.label(), c.cnn.label());
     let mut s = String::new();
-    let _ = writeln!(s, "# ANN vs CNN: {an} vs {cn}\n");
+    let names: Vec<&str> = c.nets.iter().map(|n| n.label.as_str()).collect();
+    let _ = writeln!(s, "# ANN vs CNN: {}\n", names.join(", "));
     let _ = writeln!(
         s,
         "Measured by wgtrain {} on {} (UTC), device {} ({}), in {:.0} s. Accuracies are % on the test set, mean ± sd over {} seed(s).\n",
         c.wgtrain_version, c.date_utc, c.device, c.adapter, r.wall_seconds, c.protocol.seeds.len()
     );
-    let _ = writeln!(s, "| setting | value |\n|---|---|");
+    let _ = writeln!(s, "| net | family | parameters | architecture | BatchNorm statistics |\n|---|---|---|---|---|");
+    for n in &c.nets {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | `{}` | {} |",
+            n.label,
+            n.family.as_str(),
+            n.params,
+            n.arch,
+            if n.batchnorm_recalibrated {
+                "recomputed over the training set each epoch"
+            } else {
+                "none"
+            }
+        );
+    }
+    let _ = writeln!(s, "\n| setting | value |\n|---|---|");
     let _ = writeln!(
         s,
         "| data | {} ({}), {} train / {} test images, {} classes |",
@@ -37,145 +221,50 @@ pub fn render(r: &Report) -> String {
         c.optimizer, c.lr, c.batch_size, c.protocol.epochs, c.protocol.seeds
     );
     let _ = writeln!(s, "| reproduce | `{}` |", c.command);
-    let _ = writeln!(s, "| verdict rule | {} |\n", c.verdict_rule);
-    let _ = writeln!(
-        s,
-        "## Summary\n\n| claim | verdict | evidence |\n|---|---|---|"
-    );
-    for cl in &r.claims {
-        let _ = writeln!(
-            s,
-            "| {} | **{}** | {} |",
-            cl.title,
-            cl.verdict.as_str(),
-            cl.evidence
-        );
+    let _ = writeln!(s, "| verdict rule | {} |", c.verdict_rule);
+    let _ = writeln!(s, "| pairs | {} |", c.pairing_rule);
+    let _ = writeln!(s, "| BatchNorm | {} |\n", c.batchnorm_protocol);
+    let ids = super::compare::claim_ids(r);
+    let _ = writeln!(s, "## Summary\n");
+    let cols: Vec<String> = r.pairs.iter().map(|p| p.label()).collect();
+    header(&mut s, "claim", &cols);
+    for id in &ids {
+        let title = r
+            .claims
+            .iter()
+            .find(|cl| cl.id == *id)
+            .map_or(id.to_string(), |cl| cl.title.clone());
+        let cells: Vec<String> = r
+            .pairs
+            .iter()
+            .map(|p| {
+                super::compare::claim(r, id, p)
+                    .map_or("—".into(), |cl| format!("**{}**", cl.verdict.as_str()))
+            })
+            .collect();
+        let _ = writeln!(s, "| {title} | {} |", cells.join(" | "));
     }
-    for (i, cl) in r.claims.iter().enumerate() {
-        let _ = writeln!(s, "\n## {}. {}\n", i + 1, cl.title);
-        let _ = writeln!(
-            s,
-            "Claim: {}.\n\nVerdict: **{}** — {}\n\nRule: {}.\n",
-            cl.statement,
-            cl.verdict.as_str(),
-            cl.evidence,
-            cl.rule
-        );
-        match cl.id.as_str() {
-            "parameters" => {
-                for side in ["ann", "cnn"] {
-                    let v = &cl.values[side];
-                    let _ = writeln!(s, "**{}** `{}`: {} parameters, {:.3} MFLOP forward and {:.3} MFLOP per training step per image.\n", v["model"].as_str().unwrap_or(""), v["arch"].as_str().unwrap_or(""), v["params"], v["forward_flops_per_image"].as_f64().unwrap_or(0.0) / 1e6, v["train_flops_per_image"].as_f64().unwrap_or(0.0) / 1e6);
-                    let _ = writeln!(s, "| layer | parameters | uses of each weight per image | forward FLOPs |\n|---|---|---|---|");
-                    for l in v["layers"].as_array().into_iter().flatten() {
-                        let _ = writeln!(
-                            s,
-                            "| {} | {} | {} | {} |",
-                            l["layer"].as_str().unwrap_or(""),
-                            l["params"],
-                            l["uses_per_weight_per_image"],
-                            l["forward_flops"]
-                        );
-                    }
-                    s.push('\n');
-                }
-            }
-            "accuracy" => {
+    for (i, id) in ids.iter().enumerate() {
+        let Some(first) = r.claims.iter().find(|cl| cl.id == *id) else {
+            continue;
+        };
+        let _ = writeln!(s, "\n## {}. {}\n", i + 1, first.title);
+        let _ = writeln!(s, "Claim: {}.\n\nRule: {}.\n", first.statement, first.rule);
+        for p in &r.pairs {
+            if let Some(cl) = super::compare::claim(r, id, p) {
                 let _ = writeln!(
                     s,
-                    "| net | test | train | train - test |\n|---|---|---|---|"
+                    "- **{}**: **{}** — {}",
+                    p.label(),
+                    cl.verdict.as_str(),
+                    cl.evidence
                 );
-                for (name, rec) in [(&an, ann), (&cn, cnn)] {
-                    let _ = writeln!(
-                        s,
-                        "| {name} | {} | {} | {} |",
-                        col(rec, |x| x.test_accuracy),
-                        col(rec, |x| x.train_accuracy),
-                        col(rec, |x| x.train_accuracy - x.test_accuracy)
-                    );
-                }
             }
-            "data_efficiency" => {
-                let _ = writeln!(
-                    s,
-                    "| training images | epochs | {an} | {cn} |\n|---|---|---|---|"
-                );
-                for (i, d) in ann[0].data_efficiency.iter().enumerate() {
-                    let _ = writeln!(
-                        s,
-                        "| {} | {} | {} | {} |",
-                        d.0,
-                        d.1,
-                        col(ann, |x| x.data_efficiency[i].2),
-                        col(cnn, |x| x.data_efficiency[i].2)
-                    );
-                }
-            }
-            "spatial_structure" => {
-                let _ = writeln!(s, "| net | original pixels | permuted pixels | drop (points) |\n|---|---|---|---|");
-                for (name, rec) in [(&an, ann), (&cn, cnn)] {
-                    let _ = writeln!(
-                        s,
-                        "| {name} | {} | {} | {} |",
-                        col(rec, |x| x.test_accuracy),
-                        col(rec, |x| x.permuted_test_accuracy),
-                        col(rec, |x| x.test_accuracy - x.permuted_test_accuracy)
-                    );
-                }
-            }
-            "translation" => {
-                let _ = writeln!(s, "| shift (px) | {an} | {cn} |\n|---|---|---|");
-                for (i, d) in ann[0].shifted.iter().enumerate() {
-                    let _ = writeln!(
-                        s,
-                        "| {} | {} | {} |",
-                        d.0,
-                        col(ann, |x| x.shifted[i].1),
-                        col(cnn, |x| x.shifted[i].1)
-                    );
-                }
-            }
-            "transfer" => {
-                let t = |x: &SeedRecord, f: fn(&super::protocol::TransferRecord) -> f64| {
-                    x.transfer.as_ref().map_or(0.0, f)
-                };
-                let _ = writeln!(s, "| net | pre-training (old classes) | body frozen | fine-tuned | from scratch |\n|---|---|---|---|---|");
-                for (name, rec) in [(&an, ann), (&cn, cnn)] {
-                    let _ = writeln!(
-                        s,
-                        "| {name} | {} | {} | {} | {} |",
-                        col(rec, |x| t(x, |y| y.pretrain_accuracy)),
-                        col(rec, |x| t(x, |y| y.frozen_body)),
-                        col(rec, |x| t(x, |y| y.fine_tuned)),
-                        col(rec, |x| t(x, |y| y.scratch))
-                    );
-                }
-            }
-            "compute_cost" => {
-                let _ = writeln!(s, "| model | device | adapter | train img/s | inference img/s | warm-up s |\n|---|---|---|---|---|---|");
-                for t in &r.throughput {
-                    let _ = writeln!(
-                        s,
-                        "| {} | {} | {}{} | {:.0} | {:.0} | {:.2} |",
-                        t.model,
-                        t.device,
-                        t.adapter,
-                        if t.software_adapter {
-                            " — software rasteriser, not a GPU"
-                        } else {
-                            ""
-                        },
-                        t.train_images_per_sec,
-                        t.inference_images_per_sec,
-                        t.warmup_seconds
-                    );
-                }
-                let _ = writeln!(s, "\nThroughput is timed after one warm-up step, with the device synchronised, at batch {}; timings vary between runs and machines, accuracies do not (on the CPU, the same seed gives the same numbers).", c.batch_size);
-            }
-            _ => {}
         }
-        if let Some(p) = &cl.plot {
-            let _ = writeln!(s, "\n![{}]({p})", cl.title);
+        s.push('\n');
+        claim_table(&mut s, r, id);
+        if let Some(p) = &first.plot {
+            let _ = writeln!(s, "\n![{}]({p})", first.title);
         }
     }
     s

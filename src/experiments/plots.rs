@@ -22,9 +22,11 @@ fn register_font() {
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Standard deviation at each point (drawn as an error bar); empty for none.
+    pub sd: Vec<f64>,
     /// Drawn thinner and lighter (e.g. training accuracy next to test accuracy).
     pub secondary: bool,
-    /// Colour index: 0 = ANN, 1 = CNN.
+    /// Colour index (one per net).
     pub color: usize,
 }
 
@@ -43,7 +45,12 @@ fn color(i: usize, secondary: bool) -> RGBAColor {
         RGBColor(31, 119, 180),
         RGBColor(214, 39, 40),
         RGBColor(44, 160, 44),
-    ][i % 3];
+        RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(23, 190, 207),
+    ][i % 8];
     if secondary {
         base.mix(0.55)
     } else {
@@ -55,16 +62,19 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::data(path, format!("cannot draw plot: {e}"))
 }
 
-/// Draw `series` as lines with markers into a 900x560 PNG at `path`.
+/// Draw `series` as lines with markers (and error bars where `sd` is given) into a 900-wide PNG at
+/// `path`, the legend under the chart.
 pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<()> {
     register_font();
-    let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
+    for s in series {
+        for (i, &(x, y)) in s.points.iter().enumerate() {
+            let e = s.sd.get(i).copied().unwrap_or(0.0);
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y - e);
+            y1 = y1.max(y + e);
+        }
     }
     if x0 > x1 {
         return Err(plot_err(path, "no data"));
@@ -74,9 +84,30 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
     if x0 == x1 {
         x1 = x0 + 1.0;
     }
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    // The legend goes in a strip under the chart (two entries per row), where it cannot cover data.
+    let legend_rows = series.len().div_ceil(2) as u32;
+    let legend_h = 16 + 24 * legend_rows;
+    let root = BitMapBackend::new(path, (900, 520 + legend_h)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut builder = ChartBuilder::on(&root);
+    let (plot_area, legend_area) = root.split_vertically(520);
+    for (i, s) in series.iter().enumerate() {
+        let c = color(s.color, s.secondary);
+        let (x, y) = (70 + 420 * (i % 2) as i32, 8 + 24 * (i / 2) as i32);
+        legend_area
+            .draw(&PathElement::new(
+                vec![(x, y + 9), (x + 28, y + 9)],
+                c.stroke_width(if s.secondary { 2 } else { 3 }),
+            ))
+            .map_err(|e| plot_err(path, e))?;
+        legend_area
+            .draw(&Text::new(
+                s.name.clone(),
+                (x + 36, y),
+                ("sans-serif", 16).into_font(),
+            ))
+            .map_err(|e| plot_err(path, e))?;
+    }
+    let mut builder = ChartBuilder::on(&plot_area);
     builder
         .caption(chart.title, ("sans-serif", 24))
         .margin(16)
@@ -103,21 +134,17 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
                     s.points.iter().copied(),
                     c.stroke_width(width),
                 ))
-                .map_err(|e| plot_err(path, e))?
-                .label(s.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
-                });
+                .map_err(|e| plot_err(path, e))?;
                 ctx.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, c.filled())))
                     .map_err(|e| plot_err(path, e))?;
-            }
-            ctx.configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 16))
-                .draw()
+                // Error bars: mean ± sd over seeds.
+                ctx.draw_series(s.points.iter().zip(&s.sd).filter(|(_, &e)| e > 0.0).map(
+                    |(&(x, y), &e)| {
+                        PathElement::new(vec![(x, y - e), (x, y + e)], c.stroke_width(2))
+                    },
+                ))
                 .map_err(|e| plot_err(path, e))?;
+            }
         }};
     }
     if chart.log_x {

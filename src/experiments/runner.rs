@@ -8,17 +8,60 @@ use crate::nn::{Executor, Model, OptimConfig};
 use crate::train::{self, median, EpochRecord, TrainConfig};
 use std::time::Instant;
 
-/// Which network stands on one side of the comparison: a preset name or an `--arch` spec.
+/// One network of the comparison: a preset name or an `--arch` spec.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NetChoice {
-    /// "ann" or "cnn" (the role in the comparison).
-    pub role: String,
     pub preset: Option<String>,
     pub arch: Option<String>,
 }
 
+/// Which side of the comparison a net is on: a CNN has at least one convolution, an ANN none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ann,
+    Cnn,
+}
+
+impl Family {
+    pub fn of(model: &Model) -> Family {
+        let conv = model
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.op.as_any().is::<crate::ops::conv2d::Conv2d>());
+        if conv {
+            Family::Cnn
+        } else {
+            Family::Ann
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Family::Ann => "ANN",
+            Family::Cnn => "CNN",
+        }
+    }
+}
+
 impl NetChoice {
-    /// The model for images of `input` and `classes` classes.
+    /// A preset name, or an `--arch` spec when `value` has a comma.
+    pub fn parse(value: &str) -> NetChoice {
+        if value.contains(',') {
+            NetChoice {
+                preset: None,
+                arch: Some(value.into()),
+            }
+        } else {
+            NetChoice {
+                preset: Some(value.into()),
+                arch: None,
+            }
+        }
+    }
+
+    /// The model for images of `input` and `classes` classes, named by [`label`](Self::label).
     pub fn build(&self, input: crate::data::ImageShape, classes: usize) -> Result<Model> {
         let mut m = models::build_with_classes(
             self.preset.as_deref(),
@@ -26,18 +69,16 @@ impl NetChoice {
             input,
             classes,
         )?;
-        if let Some(p) = &self.preset {
-            m.name = p.clone();
-        }
+        m.name = self.label();
         Ok(m)
     }
 
-    /// How the net is named in tables.
+    /// How the net is named in tables: the preset, or the spec.
     pub fn label(&self) -> String {
         match (&self.preset, &self.arch) {
-            (_, Some(a)) => format!("{} ({a})", self.role),
+            (_, Some(a)) => a.clone(),
             (Some(p), None) => p.clone(),
-            (None, None) => self.role.clone(),
+            (None, None) => "net".into(),
         }
     }
 }
@@ -113,7 +154,9 @@ pub fn train_run(
         early_stop: None,
         best_val: None,
         augment: None,
-        recalibrate_bn: None,
+        // Every BatchNorm net is evaluated with statistics recomputed over its training set (see
+        // `crate::calibrate`): lagging running statistics must not decide a verdict.
+        recalibrate_bn: crate::calibrate::BnLayout::of(model),
     };
     let mut executor = device.executor(model, init, optim, cfg.max_batch())?;
     let out = train::train(&mut *executor, train, test, norm, &cfg, |_, _| Ok(()))?;
