@@ -181,6 +181,7 @@ impl EpochLog {
                 y_label: "accuracy (%)",
                 log_x: false,
                 x_ticks: self.records.len().min(12),
+                percent: true,
             },
             &[
                 Series {

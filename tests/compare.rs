@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use wgtrain::data::DataChoice;
 use wgtrain::experiments::compare::{self, CompareConfig, Report};
 use wgtrain::experiments::runner::NetChoice;
+use wgtrain::experiments::stats::Verdict;
 use wgtrain::rng::Rng;
 use wgtrain::Device;
 
@@ -79,6 +80,7 @@ fn accuracies(r: &Report) -> Vec<f64> {
             v.extend(s.data_efficiency.iter().map(|x| x.2));
             let t = s.transfer.as_ref().unwrap();
             v.extend([t.pretrain_accuracy, t.frozen_body, t.fine_tuned, t.scratch]);
+            v.extend(s.canvas.iter().map(|c| c.test_accuracy));
         }
     }
     v
@@ -103,7 +105,10 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
             "spatial_structure",
             "translation",
             "transfer",
-            "compute_cost"
+            "compute_cost",
+            "scale_parameters",
+            "scale_accuracy",
+            "scale_compute"
         ]
     );
     for c in &report.claims {
@@ -136,6 +141,13 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
         .map(|d| d.0)
         .collect();
     assert_eq!(sizes, [1000, 1200]);
+    // Scale: the 8x8 images, then on a 12x12 canvas; both presets end in a dense layer over all
+    // positions, so both grow.
+    for run in &report.runs {
+        let c = &run.seeds[0].canvas;
+        assert_eq!(c.iter().map(|c| c.size).collect::<Vec<_>>(), [8, 12]);
+        assert!(c[1].params > c[0].params, "{}: {c:?}", run.net);
+    }
 
     let files = compare::write(&report, &cfg.out).unwrap();
     for name in [
@@ -219,7 +231,8 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
     let verdicts = |r: &Report| {
         r.claims
             .iter()
-            .filter(|c| c.id != "compute_cost")
+            // The two verdicts on measured speed may differ between runs.
+            .filter(|c| !["compute_cost", "scale_compute"].contains(&c.id.as_str()))
             .map(|c| c.verdict)
             .collect::<Vec<_>>()
     };
@@ -250,7 +263,7 @@ fn compare_runs_graph_models_through_every_claim() {
         NetChoice::parse("cnn"),
     ];
     let report = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
-    assert_eq!(report.claims.len(), 2 * 7);
+    assert_eq!(report.claims.len(), 2 * 10);
     let mean = |i: usize| report.runs[i].seeds[0].test_accuracy;
     assert!(mean(0) > mean(1), "{:?}", accuracies(&report));
     assert_eq!(report.best_ann, report.runs[0].net);
@@ -268,6 +281,23 @@ fn compare_runs_graph_models_through_every_claim() {
         .map(|n| n.batchnorm_recalibrated)
         .collect();
     assert_eq!(recal, [true, false, true, false]);
+    // The global-average-pooled net keeps its parameter count on the larger canvas; the dense ANN's
+    // grows: supported for that pair, and not for the flattening cnn preset.
+    let gap = &report.runs[2].seeds[0].canvas;
+    assert_eq!(gap[0].params, gap[1].params, "{gap:?}");
+    let scale = |p: usize| compare::claim(&report, "scale_parameters", &report.pairs[p]).unwrap();
+    assert_eq!(
+        scale(0).verdict,
+        Verdict::Supported,
+        "{}",
+        scale(0).evidence
+    );
+    assert_ne!(
+        scale(1).verdict,
+        Verdict::Supported,
+        "{}",
+        scale(1).evidence
+    );
     for (i, runs) in report.runs.iter().enumerate() {
         for s in &runs.seeds {
             if i != 1 {

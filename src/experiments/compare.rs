@@ -218,25 +218,48 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             Err(e) => log(format!("  no GPU measured: {e}")),
         },
     }
+    // At the data's own size, then on each larger canvas of the scale claim.
+    let base_size = data.train.shape.height.max(data.train.shape.width);
+    let mut sized = vec![(data.train.clone(), data.normalization.clone())];
+    let mut first = data.train.clone();
+    first.truncate(cfg.batch_size.min(first.len()));
+    for size in protocol
+        .canvas_sizes(base_size)
+        .into_iter()
+        .filter(|&s| s > base_size)
+    {
+        let c = super::transforms::place_on_canvas(&first, size, 0, 0);
+        let norm = crate::data::Normalization::from_data(&c);
+        sized.push((c, norm));
+    }
     for dev in &devices {
-        for m in &models {
-            let t = measure_throughput(
-                dev,
-                m,
-                &data.train,
-                &data.normalization,
-                cfg.batch_size,
-                cfg.throughput_seconds,
-            )?;
-            log(format!(
-                "  {} on {}: train {:.0} img/s, inference {:.0} img/s (warm-up {:.2}s)",
-                t.model,
-                t.adapter,
-                t.train_images_per_sec,
-                t.inference_images_per_sec,
-                t.warmup_seconds
-            ));
-            throughput.push(t);
+        for (images, norm) in &sized {
+            for (net, base) in cfg.nets.iter().zip(&models) {
+                let m = if images.shape == data.train.shape {
+                    base.clone()
+                } else {
+                    net.build(images.shape, data.num_classes)?
+                };
+                let t = measure_throughput(
+                    dev,
+                    &m,
+                    images,
+                    norm,
+                    cfg.batch_size,
+                    cfg.throughput_seconds,
+                )?;
+                log(format!(
+                    "  {} at {}x{} on {}: train {:.0} img/s, inference {:.0} img/s (warm-up {:.2}s)",
+                    t.model,
+                    t.image_size,
+                    t.image_size,
+                    t.adapter,
+                    t.train_images_per_sec,
+                    t.inference_images_per_sec,
+                    t.warmup_seconds
+                ));
+                throughput.push(t);
+            }
         }
     }
     let mean_test =
@@ -256,7 +279,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         let (am, cm) = (&models[best], &models[c]);
         let pair_tp: Vec<Throughput> = throughput
             .iter()
-            .filter(|t| t.model == am.name || t.model == cm.name)
+            .filter(|t| (t.model == am.name || t.model == cm.name) && t.image_size == base_size)
             .cloned()
             .collect();
         let mut these = vec![
@@ -268,6 +291,11 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         ];
         these.extend(claims::transfer(ann, cnn));
         these.push(claims::compute_cost(am, cm, ann, cnn, &pair_tp));
+        if super::scale::measured(ann, cnn) {
+            these.push(super::scale::scale_parameters(ann, cnn));
+            these.push(super::scale::scale_accuracy(ann, cnn));
+            these.push(super::scale::scale_compute(ann, cnn));
+        }
         for mut claim in these {
             claim.pair = Some(pair.clone());
             claims.push(claim);
@@ -320,9 +348,10 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
     })
 }
 
-/// Mean ± sd over seeds of `f` at each of a record's points: (x, mean %, sd %).
+/// Mean ± sd over seeds of `f` at each of a record's points, times `scale`: (x, mean), sd.
 fn band(
     records: &[SeedRecord],
+    scale: f64,
     f: &dyn Fn(&SeedRecord) -> Vec<(f64, f64)>,
 ) -> (Vec<(f64, f64)>, Vec<f64>) {
     let per: Vec<Vec<(f64, f64)>> = records.iter().map(f).collect();
@@ -330,16 +359,26 @@ fn band(
     (0..n)
         .map(|i| {
             let (m, sd) = mean_sd(&per.iter().map(|v| v[i].1).collect::<Vec<_>>());
-            ((per[0][i].0, 100.0 * m), 100.0 * sd)
+            ((per[0][i].0, scale * m), scale * sd)
         })
         .unzip()
 }
 
-/// One series per net (colour = the net's index), with its band over seeds.
+/// One series per net (colour = the net's index) of accuracies in %, with its band over seeds.
 fn per_net(
     report: &Report,
     suffix: &str,
     secondary: bool,
+    f: &dyn Fn(&SeedRecord) -> Vec<(f64, f64)>,
+) -> Vec<Series> {
+    per_net_scaled(report, suffix, secondary, 100.0, f)
+}
+
+fn per_net_scaled(
+    report: &Report,
+    suffix: &str,
+    secondary: bool,
+    scale: f64,
     f: &dyn Fn(&SeedRecord) -> Vec<(f64, f64)>,
 ) -> Vec<Series> {
     report
@@ -347,7 +386,7 @@ fn per_net(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let (points, sd) = band(&r.seeds, f);
+            let (points, sd) = band(&r.seeds, scale, f);
             Series {
                 name: format!("{} ({}){suffix}", r.net, r.family.as_str()),
                 points,
@@ -389,6 +428,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
             y_label: "accuracy (%)",
             log_x: false,
             x_ticks: first.curves.len(),
+            percent: true,
         },
         &series,
     )?;
@@ -408,6 +448,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
             y_label: "test accuracy (%)",
             log_x: true,
             x_ticks: first.data_efficiency.len(),
+            percent: true,
         },
         &per_net(report, "", false, &de),
     )?;
@@ -422,10 +463,55 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
             y_label: "test accuracy (%)",
             log_x: false,
             x_ticks: first.shifted.len(),
+            percent: true,
         },
         &per_net(report, "", false, &sh),
     )?;
     written.push(p);
+    if first.canvas.len() >= 2 {
+        let acc = |s: &SeedRecord| {
+            s.canvas
+                .iter()
+                .map(|c| (c.size as f64, c.test_accuracy))
+                .collect()
+        };
+        let p = dir.join("scale_accuracy.png");
+        line_chart(
+            &p,
+            &Chart {
+                title: "Scale: test accuracy vs canvas size (translated Fashion-MNIST, mean ± sd)",
+                x_label: "canvas (pixels per side)",
+                y_label: "test accuracy (%)",
+                log_x: false,
+                x_ticks: first.canvas.len(),
+                percent: true,
+            },
+            &per_net(report, "", false, &acc),
+        )?;
+        written.push(p);
+        // Parameter counts are exact (no spread, no error bars), in thousands.
+        let params = |s: &SeedRecord| {
+            s.canvas
+                .iter()
+                .map(|c| (c.size as f64, c.params as f64 / 1e3))
+                .collect()
+        };
+        let series = per_net_scaled(report, "", false, 1.0, &params);
+        let p = dir.join("scale_parameters.png");
+        line_chart(
+            &p,
+            &Chart {
+                title: "Scale: trainable parameters vs canvas size",
+                x_label: "canvas (pixels per side)",
+                y_label: "parameters (thousands)",
+                log_x: false,
+                x_ticks: first.canvas.len(),
+                percent: false,
+            },
+            &series,
+        )?;
+        written.push(p);
+    }
     let json = dir.join("report.json");
     write_json(&json, report)?;
     written.push(json);

@@ -66,12 +66,12 @@ fn parameters_tables(s: &mut String, r: &Report) {
 fn throughput_table(s: &mut String, r: &Report) {
     let _ = writeln!(
         s,
-        "| model | device | adapter | train img/s | inference img/s | warm-up s |\n|---|---|---|---|---|---|"
+        "| model | image | device | adapter | train img/s | inference img/s | warm-up s |\n|---|---|---|---|---|---|---|"
     );
     for t in &r.throughput {
         let _ = writeln!(
             s,
-            "| {} | {} | {}{} | {:.0} | {:.0} | {:.2} |",
+            "| {} | {size}x{size} | {} | {}{} | {:.0} | {:.0} | {:.2} |",
             t.model,
             t.device,
             t.adapter,
@@ -82,7 +82,8 @@ fn throughput_table(s: &mut String, r: &Report) {
             },
             t.train_images_per_sec,
             t.inference_images_per_sec,
-            t.warmup_seconds
+            t.warmup_seconds,
+            size = t.image_size
         );
     }
     let _ = writeln!(
@@ -179,6 +180,44 @@ fn claim_table(s: &mut String, r: &Report, id: &str) {
             });
         }
         "compute_cost" => throughput_table(s, r),
+        "scale_parameters" | "scale_accuracy" | "scale_compute" => {
+            let cols: Vec<String> = first
+                .canvas
+                .iter()
+                .map(|c| format!("{0}x{0}", c.size))
+                .collect();
+            header(s, "net", &cols);
+            net_rows(s, r, &|rec| {
+                (0..cols.len())
+                    .map(|i| {
+                        let c = &rec[0].canvas[i];
+                        match id {
+                            "scale_parameters" => c.params.to_string(),
+                            "scale_accuracy" => col(rec, |x| x.canvas[i].test_accuracy),
+                            _ => {
+                                let (m, sd) = mean_sd(
+                                    &rec.iter()
+                                        .map(|x| x.canvas[i].train_images_per_sec)
+                                        .collect::<Vec<_>>(),
+                                );
+                                format!(
+                                    "{:.2} MFLOP, {m:.0} ± {sd:.0} img/s",
+                                    c.train_flops_per_image as f64 / 1e6
+                                )
+                            }
+                        }
+                    })
+                    .collect()
+            });
+            if id == "scale_accuracy" {
+                let p = &r.config.protocol;
+                let _ = writeln!(
+                    s,
+                    "\nEach image is placed at a seeded random position on the canvas (zero elsewhere), training and test images alike; the first {} training and {} test images, {} epochs, every net retrained from scratch per size.",
+                    p.canvas_train, p.canvas_test, p.canvas_epochs
+                );
+            }
+        }
         _ => {}
     }
 }

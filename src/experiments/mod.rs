@@ -7,5 +7,6 @@ pub mod markdown;
 pub mod plots;
 pub mod protocol;
 pub mod runner;
+pub mod scale;
 pub mod stats;
 pub mod transforms;

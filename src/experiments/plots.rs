@@ -38,6 +38,8 @@ pub struct Chart<'a> {
     pub log_x: bool,
     /// Roughly how many x-axis labels to draw.
     pub x_ticks: usize,
+    /// The y axis is a percentage (clamped to 0..100); otherwise it starts at 0 and is not clamped.
+    pub percent: bool,
 }
 
 fn color(i: usize, secondary: bool) -> RGBAColor {
@@ -80,7 +82,11 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
         return Err(plot_err(path, "no data"));
     }
     let pad = ((y1 - y0) * 0.08).max(0.5);
-    let (y0, y1) = ((y0 - pad).max(0.0), (y1 + pad).min(100.0));
+    let (y0, y1) = if chart.percent {
+        ((y0 - pad).max(0.0), (y1 + pad).min(100.0))
+    } else {
+        (0.0, y1 + pad)
+    };
     if x0 == x1 {
         x1 = x0 + 1.0;
     }

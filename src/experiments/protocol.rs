@@ -24,9 +24,24 @@ pub struct Protocol {
     /// Labelled examples per new class in the transfer task, and epochs on them.
     pub transfer_per_class: usize,
     pub transfer_epochs: usize,
+    /// The scale claim: canvas sides as multiples of the image side (1.5 on 28x28 images: a 42x42
+    /// canvas) the images are placed on at random positions, training and test images used (the first
+    /// N of each), and epochs.
+    pub canvas: Vec<f64>,
+    pub canvas_train: usize,
+    pub canvas_test: usize,
+    pub canvas_epochs: usize,
 }
 
 impl Protocol {
+    /// The canvas sides (pixels) of the scale claim for images `side` pixels high/wide.
+    pub fn canvas_sizes(&self, side: usize) -> Vec<usize> {
+        self.canvas
+            .iter()
+            .map(|f| ((side as f64 * f).round() as usize).max(side))
+            .collect()
+    }
+
     pub fn quick(seeds: usize, train_len: usize) -> Self {
         Protocol {
             seeds: (0..seeds as u64).collect(),
@@ -38,6 +53,10 @@ impl Protocol {
             shifts: vec![1, 2, 3],
             transfer_per_class: 100,
             transfer_epochs: 30,
+            canvas: vec![1.0, 1.5],
+            canvas_train: 2000,
+            canvas_test: 1000,
+            canvas_epochs: 3,
         }
     }
 
@@ -47,6 +66,10 @@ impl Protocol {
                 .into_iter()
                 .filter(|(n, _)| *n < train_len)
                 .collect(),
+            canvas: vec![1.0, 2.0, 3.0, 4.0],
+            canvas_train: 10000,
+            canvas_test: 2000,
+            canvas_epochs: 3,
             ..Protocol::quick(seeds, train_len)
         }
     }
@@ -69,6 +92,8 @@ pub struct SeedRecord {
     /// (training images, epochs, test accuracy), the whole set last.
     pub data_efficiency: Vec<(usize, usize, f64)>,
     pub transfer: Option<TransferRecord>,
+    /// The same net trained and tested on translated images on each canvas size (the scale claim).
+    pub canvas: Vec<super::scale::CanvasPoint>,
 }
 
 /// Test accuracies (on the held-out classes) of the transfer protocol.
@@ -107,8 +132,25 @@ impl Experiment<'_> {
         epochs: usize,
         seed: u64,
     ) -> Result<Run> {
+        let norm = self.data.normalization.clone();
+        self.run_normalized(what, model, init, optim, train, test, &norm, epochs, seed)
+    }
+
+    /// [`run`](Self::run) with images normalised by `norm` (data other than the experiment's own).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_normalized(
+        &mut self,
+        what: &str,
+        model: &crate::nn::Model,
+        init: &[f32],
+        optim: crate::nn::OptimConfig,
+        train: &Dataset,
+        test: &Dataset,
+        norm: &crate::data::Normalization,
+        epochs: usize,
+        seed: u64,
+    ) -> Result<Run> {
         let t = Instant::now();
-        let norm = &self.data.normalization;
         let run = train_run(
             self.device,
             model,
@@ -205,8 +247,10 @@ impl Experiment<'_> {
         } else {
             None
         };
+        let canvas = super::scale::measure(self, net, seed)?;
         Ok(SeedRecord {
             seed,
+            canvas,
             test_accuracy: base.final_test(),
             train_accuracy: base.final_train(),
             train_images_per_sec: base.train_images_per_sec(),

@@ -186,6 +186,8 @@ pub struct Throughput {
     /// The adapter's kernel policy (`device::policy`), `None` on the CPU.
     pub kernel_policy: Option<crate::device::policy::KernelPolicy>,
     pub model: String,
+    /// Pixels per side of the images (the data's own, or a canvas of the scale claim).
+    pub image_size: usize,
     pub batch_size: usize,
     pub train_images_per_sec: f64,
     pub inference_images_per_sec: f64,
@@ -253,6 +255,7 @@ pub fn measure_throughput(
         software_adapter: software,
         kernel_policy,
         model: model.name.clone(),
+        image_size: data.shape.height.max(data.shape.width),
         batch_size: batch,
         train_images_per_sec: train_ips,
         inference_images_per_sec: infer_ips,

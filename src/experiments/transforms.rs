@@ -84,6 +84,40 @@ pub fn select_classes(ds: &Dataset, classes: &[u8], per_class: Option<usize>) ->
     }
 }
 
+/// Translated images: each image placed at its own random position (uniform over all positions where it
+/// fits, drawn from `seed` and `stream`) on a `size x size` zero canvas, every channel alike. A 28x28
+/// image on a 28 canvas is unchanged.
+pub fn place_on_canvas(ds: &Dataset, size: usize, seed: u64, stream: u64) -> Dataset {
+    let (c, h, w) = (ds.shape.channels, ds.shape.height, ds.shape.width);
+    assert!(size >= h && size >= w, "canvas {size} smaller than {h}x{w}");
+    let shape = crate::data::ImageShape {
+        channels: c,
+        height: size,
+        width: size,
+    };
+    let mut rng = Rng::derive(seed, 1000 + stream);
+    let mut images = vec![0u8; ds.len() * shape.len()];
+    for (dst, src) in images
+        .chunks_exact_mut(shape.len())
+        .zip(ds.images.chunks_exact(ds.shape.len()))
+    {
+        let oy = rng.below((size - h + 1) as u64) as usize;
+        let ox = rng.below((size - w + 1) as u64) as usize;
+        for ch in 0..c {
+            for y in 0..h {
+                let s = &src[(ch * h + y) * w..(ch * h + y + 1) * w];
+                let d0 = (ch * size + oy + y) * size + ox;
+                dst[d0..d0 + w].copy_from_slice(s);
+            }
+        }
+    }
+    Dataset {
+        shape,
+        images,
+        labels: ds.labels.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +172,38 @@ mod tests {
         let mut two = tiny();
         two.labels = vec![2, 2];
         assert_eq!(select_classes(&two, &[2], Some(1)).len(), 1);
+    }
+
+    #[test]
+    fn canvas_placement_keeps_each_image_whole_at_a_seeded_position() {
+        let square = Dataset {
+            shape: ImageShape {
+                channels: 1,
+                height: 2,
+                width: 2,
+            },
+            images: vec![1, 2, 3, 4],
+            labels: vec![0],
+        };
+        let same = place_on_canvas(&square, 2, 1, 0);
+        assert_eq!(same.images, square.images, "no room to move: unchanged");
+        let ds = tiny();
+        let big = place_on_canvas(&ds, 9, 1, 0);
+        assert_eq!((big.shape.height, big.shape.width), (9, 9));
+        assert_eq!(big.labels, ds.labels);
+        let sum = |v: &[u8]| v.iter().map(|&p| p as u64).sum::<u64>();
+        let n = ds.shape.len();
+        for i in 0..ds.len() {
+            assert_eq!(
+                sum(&big.images[i * 81..(i + 1) * 81]),
+                sum(&ds.images[i * n..(i + 1) * n])
+            );
+        }
+        assert_eq!(place_on_canvas(&ds, 9, 1, 0).images, big.images, "seeded");
+        assert_ne!(
+            place_on_canvas(&ds, 9, 2, 0).images,
+            big.images,
+            "another seed moves them"
+        );
     }
 }
