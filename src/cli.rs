@@ -181,6 +181,10 @@ pub struct CompareArgs {
     /// for data efficiency. Without it, the embedded 10k/2k subset is used unless --data is given.
     #[arg(long)]
     pub full: bool,
+    /// Canvas sides in pixels for the scale claim, e.g. 28,56,84 (default 1x and 1.5x the image side;
+    /// with --full 1x to 4x). Each image is placed at a random position on each canvas.
+    #[arg(long, value_delimiter = ',')]
+    pub canvas: Vec<usize>,
     /// Directory for report.md, report.json and the plots.
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,

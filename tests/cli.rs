@@ -593,6 +593,10 @@ fn compare_nets_are_checked_before_any_training() {
     assert_one_line_error(&twice, 2, "names mlp twice");
     let empty = wgtrain(&["compare", "--nets", "mlp,,cnn", "--out", o]);
     assert_one_line_error(&empty, 2, "empty name");
+    let small = wgtrain(&["compare", "--canvas", "20,56", "--out", o]);
+    assert_one_line_error(&small, 2, "--canvas 20: smaller than the 28x28 images");
+    let order = wgtrain(&["compare", "--canvas", "56,28", "--out", o]);
+    assert_one_line_error(&order, 2, "increasing order");
     let both = wgtrain(&["compare", "--nets", "mlp,cnn", "--ann", "mlp-bn"]);
     assert!(!both.status.success());
     assert!(

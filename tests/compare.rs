@@ -66,6 +66,7 @@ fn config(data: PathBuf, out: PathBuf) -> CompareConfig {
         batch_size: 64,
         lr: 1e-3,
         throughput_seconds: 0.0,
+        canvas: None,
         command: "test".into(),
     }
 }

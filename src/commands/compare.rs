@@ -66,6 +66,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
         batch_size: args.batch_size,
         lr: args.lr,
         throughput_seconds: args.throughput_seconds,
+        canvas: (!args.canvas.is_empty()).then(|| args.canvas.clone()),
         command: reproduce_command(),
     };
     // Fail on an unwritable output directory before spending minutes training.

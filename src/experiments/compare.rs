@@ -27,6 +27,8 @@ pub struct CompareConfig {
     pub lr: f32,
     /// Seconds each throughput measurement runs for (after warm-up).
     pub throughput_seconds: f64,
+    /// Canvas sides (pixels) of the scale claim instead of the protocol's (`--canvas`).
+    pub canvas: Option<Vec<usize>>,
     /// The command line, for the report's "reproduce" line.
     pub command: String,
 }
@@ -142,11 +144,31 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         return Err(Error::Config("--seeds must be at least 1".into()));
     }
     let data = crate::data::load(&cfg.data, &Default::default())?;
-    let protocol = if cfg.full {
-        Protocol::full(cfg.seeds, data.train.len())
+    let side = data.train.shape.height.max(data.train.shape.width);
+    let mut protocol = if cfg.full {
+        Protocol::full(cfg.seeds, data.train.len(), side)
     } else {
-        Protocol::quick(cfg.seeds, data.train.len())
+        Protocol::quick(cfg.seeds, data.train.len(), side)
     };
+    if let Some(sizes) = &cfg.canvas {
+        if let Some(s) = sizes.iter().find(|&&s| s < side) {
+            return Err(Error::Config(format!(
+                "--canvas {s}: smaller than the {side}x{side} images; give sizes of at least {side}"
+            )));
+        }
+        if sizes.len() < 2 || sizes.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::Config(format!(
+                "--canvas {}: give at least two sizes in increasing order, e.g. {side},{}",
+                sizes
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                2 * side
+            )));
+        }
+        protocol.canvas = sizes.clone();
+    }
     let models = cfg
         .nets
         .iter()
@@ -223,11 +245,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
     let mut sized = vec![(data.train.clone(), data.normalization.clone())];
     let mut first = data.train.clone();
     first.truncate(cfg.batch_size.min(first.len()));
-    for size in protocol
-        .canvas_sizes(base_size)
-        .into_iter()
-        .filter(|&s| s > base_size)
-    {
+    for &size in protocol.canvas.iter().filter(|&&s| s > base_size) {
         let c = super::transforms::place_on_canvas(&first, size, 0, 0);
         let norm = crate::data::Normalization::from_data(&c);
         sized.push((c, norm));

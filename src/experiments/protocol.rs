@@ -24,25 +24,25 @@ pub struct Protocol {
     /// Labelled examples per new class in the transfer task, and epochs on them.
     pub transfer_per_class: usize,
     pub transfer_epochs: usize,
-    /// The scale claim: canvas sides as multiples of the image side (1.5 on 28x28 images: a 42x42
-    /// canvas) the images are placed on at random positions, training and test images used (the first
-    /// N of each), and epochs.
-    pub canvas: Vec<f64>,
+    /// The scale claim: canvas sides in pixels (each at least the image side) the images are placed on
+    /// at random positions, training and test images used (the first N of each), and epochs.
+    pub canvas: Vec<usize>,
     pub canvas_train: usize,
     pub canvas_test: usize,
     pub canvas_epochs: usize,
 }
 
 impl Protocol {
-    /// The canvas sides (pixels) of the scale claim for images `side` pixels high/wide.
-    pub fn canvas_sizes(&self, side: usize) -> Vec<usize> {
-        self.canvas
+    /// Canvas sides of `factors` x the image side (`side` pixels): 28 and 1.5 give 42.
+    fn canvas_of(side: usize, factors: &[f64]) -> Vec<usize> {
+        factors
             .iter()
             .map(|f| ((side as f64 * f).round() as usize).max(side))
             .collect()
     }
 
-    pub fn quick(seeds: usize, train_len: usize) -> Self {
+    /// The default protocol for `train_len` training images `side` pixels high/wide.
+    pub fn quick(seeds: usize, train_len: usize, side: usize) -> Self {
         Protocol {
             seeds: (0..seeds as u64).collect(),
             epochs: 5,
@@ -53,24 +53,25 @@ impl Protocol {
             shifts: vec![1, 2, 3],
             transfer_per_class: 100,
             transfer_epochs: 30,
-            canvas: vec![1.0, 1.5],
+            canvas: Self::canvas_of(side, &[1.0, 1.5]),
             canvas_train: 2000,
             canvas_test: 1000,
             canvas_epochs: 3,
         }
     }
 
-    pub fn full(seeds: usize, train_len: usize) -> Self {
+    /// `--full`: more data-efficiency points and canvas sizes up to 4x the image side.
+    pub fn full(seeds: usize, train_len: usize, side: usize) -> Self {
         Protocol {
             sizes: [(1000, 20), (10000, 8)]
                 .into_iter()
                 .filter(|(n, _)| *n < train_len)
                 .collect(),
-            canvas: vec![1.0, 2.0, 3.0, 4.0],
+            canvas: Self::canvas_of(side, &[1.0, 2.0, 3.0, 4.0]),
             canvas_train: 10000,
             canvas_test: 2000,
             canvas_epochs: 3,
-            ..Protocol::quick(seeds, train_len)
+            ..Protocol::quick(seeds, train_len, side)
         }
     }
 }

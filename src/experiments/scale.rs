@@ -33,7 +33,7 @@ pub fn measure(exp: &mut Experiment<'_>, net: &NetChoice, seed: u64) -> Result<V
     let mut test = data.test.clone();
     test.truncate(p.canvas_test.min(test.len()));
     let mut points = Vec::new();
-    for size in p.canvas_sizes(train.shape.height.max(train.shape.width)) {
+    for &size in &p.canvas {
         let tr = place_on_canvas(&train, size, seed, 0);
         let te = place_on_canvas(&test, size, seed, 1);
         let norm = Normalization::from_data(&tr);
