@@ -84,6 +84,7 @@ fn accuracies(r: &Report) -> Vec<f64> {
             v.extend(s.canvas.iter().map(|c| c.test_accuracy));
         }
     }
+    v.extend(&r.strong_ann.test_accuracy);
     v
 }
 
@@ -109,7 +110,8 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
             "compute_cost",
             "scale_parameters",
             "scale_accuracy",
-            "scale_compute"
+            "scale_compute",
+            "recipe"
         ]
     );
     for c in &report.claims {
@@ -264,7 +266,7 @@ fn compare_runs_graph_models_through_every_claim() {
         NetChoice::parse("cnn"),
     ];
     let report = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
-    assert_eq!(report.claims.len(), 2 * 10);
+    assert_eq!(report.claims.len(), 2 * 11);
     let mean = |i: usize| report.runs[i].seeds[0].test_accuracy;
     assert!(mean(0) > mean(1), "{:?}", accuracies(&report));
     assert_eq!(report.best_ann, report.runs[0].net);

@@ -82,6 +82,8 @@ pub struct Report {
     pub claims: Vec<Claim>,
     /// Every net's records, in the order of `config.nets`.
     pub runs: Vec<NetRuns>,
+    /// The strong-ANN recipe's runs (the recipe claim).
+    pub strong_ann: super::recipe::StrongAnn,
     pub throughput: Vec<Throughput>,
     pub wall_seconds: f64,
 }
@@ -207,6 +209,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         batch_size: cfg.batch_size,
         optim: OptimConfig::adam(cfg.lr),
         eval_batch_size: 500,
+        augment: None,
     };
     let mut runs: Vec<NetRuns> = models
         .iter()
@@ -230,6 +233,13 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             out.seeds.push(exp.measure(net, seed)?);
         }
     }
+    let strong_ann = super::recipe::measure(&mut Experiment {
+        device,
+        data: &data,
+        protocol: &protocol,
+        recipe: recipe.clone(),
+        log: &mut *log,
+    })?;
     log("throughput:".into());
     let mut throughput = Vec::new();
     let mut devices = vec![Device::Cpu];
@@ -314,6 +324,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             these.push(super::scale::scale_accuracy(ann, cnn));
             these.push(super::scale::scale_compute(ann, cnn));
         }
+        these.push(super::recipe::claim(ann, cnn, &strong_ann));
         for mut claim in these {
             claim.pair = Some(pair.clone());
             claims.push(claim);
@@ -361,6 +372,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         pairs,
         claims,
         runs,
+        strong_ann,
         throughput,
         wall_seconds: start.elapsed().as_secs_f64(),
     })

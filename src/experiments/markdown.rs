@@ -218,6 +218,29 @@ fn claim_table(s: &mut String, r: &Report, id: &str) {
                 );
             }
         }
+        "recipe" => {
+            header(s, "net", &["test".into(), "train".into()]);
+            net_rows(s, r, &|rec| {
+                vec![
+                    col(rec, |x| x.test_accuracy),
+                    col(rec, |x| x.train_accuracy),
+                ]
+            });
+            let g = &r.strong_ann;
+            let _ = writeln!(
+                s,
+                "| strong ANN: {} with {} augmentation | {} | {} |",
+                g.net,
+                g.augment,
+                ms(&g.test_accuracy),
+                ms(&g.train_accuracy)
+            );
+            let _ = writeln!(
+                s,
+                "\nThe strong ANN trains with random shifts of up to 2 pixels and left-right flips of the training images ({} epochs, the same optimiser and batch); every other run sees the images as stored. Training accuracy is, for every net, the running accuracy over the last epoch's (for the strong ANN, augmented) batches in training mode.",
+                g.epochs
+            );
+        }
         _ => {}
     }
 }

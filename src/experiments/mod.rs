@@ -6,6 +6,7 @@ pub mod compare;
 pub mod markdown;
 pub mod plots;
 pub mod protocol;
+pub mod recipe;
 pub mod runner;
 pub mod scale;
 pub mod stats;

@@ -122,7 +122,7 @@ pub struct Experiment<'a> {
 
 impl Experiment<'_> {
     #[allow(clippy::too_many_arguments)]
-    fn run(
+    pub(super) fn run(
         &mut self,
         what: &str,
         model: &crate::nn::Model,

@@ -127,6 +127,8 @@ pub struct Recipe {
     pub batch_size: usize,
     pub optim: OptimConfig,
     pub eval_batch_size: usize,
+    /// Training-time augmentation (`None` for every run but the strong ANN's).
+    pub augment: Option<crate::data::augment::Augment>,
 }
 
 /// Train `model` from `init` on `train`, evaluating on `test` each epoch.
@@ -153,7 +155,7 @@ pub fn train_run(
         lr_schedule: None,
         early_stop: None,
         best_val: None,
-        augment: None,
+        augment: recipe.augment,
         // Every BatchNorm net is evaluated with statistics recomputed over its training set (see
         // `crate::calibrate`): lagging running statistics must not decide a verdict.
         recalibrate_bn: crate::calibrate::BnLayout::of(model),
