@@ -177,7 +177,7 @@ pub struct CompareArgs {
     /// Seeds; mean ± sd over them decides the verdicts.
     #[arg(long, default_value_t = 3)]
     pub seeds: usize,
-    /// The full protocol: the full Fashion-MNIST (when installed or given with --data), 1k/10k/all images
+    /// The full protocol: the full Fashion-MNIST (when installed or given with --data), 10 to 1,000 images per class
     /// for data efficiency. Without it, the embedded 10k/2k subset is used unless --data is given.
     #[arg(long)]
     pub full: bool,

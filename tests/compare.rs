@@ -104,6 +104,7 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
             "parameters",
             "accuracy",
             "data_efficiency",
+            "contradiction_data",
             "spatial_structure",
             "translation",
             "transfer",
@@ -137,13 +138,13 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
         .claims
         .iter()
         .all(|c| c.pair.as_ref() == Some(&report.pairs[0])));
-    // Data efficiency: 1000 images, then the whole 1200.
+    // Data efficiency: 10 and 100 per class, then the whole 1200.
     let sizes: Vec<usize> = report.runs[0].seeds[0]
         .data_efficiency
         .iter()
         .map(|d| d.0)
         .collect();
-    assert_eq!(sizes, [1000, 1200]);
+    assert_eq!(sizes, [100, 1000, 1200]);
     // Scale: the 8x8 images, then on a 12x12 canvas; both presets end in a dense layer over all
     // positions, so both grow.
     for run in &report.runs {
@@ -224,8 +225,15 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
         .any(|t| t["device"] == "cpu"));
     let md = std::fs::read_to_string(cfg.out.join("report.md")).unwrap();
     assert!(
-        md.contains("## 7. Compute cost")
+        md.contains("## 8. Compute cost")
             && md.contains("![Translation robustness](translation.png)")
+    );
+    // Each contradiction's verdict quotes both of the article's sentences.
+    assert!(
+        md.contains("## 4. Contradiction: training data")
+            && md.contains("\"CNNs require a lot of training data\"")
+            && md.contains("\"more efficient use of training data\""),
+        "{md}"
     );
 
     // Same seeds on the CPU: the same numbers (timings aside).
@@ -266,7 +274,7 @@ fn compare_runs_graph_models_through_every_claim() {
         NetChoice::parse("cnn"),
     ];
     let report = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
-    assert_eq!(report.claims.len(), 2 * 11);
+    assert_eq!(report.claims.len(), 2 * 12);
     let mean = |i: usize| report.runs[i].seeds[0].test_accuracy;
     assert!(mean(0) > mean(1), "{:?}", accuracies(&report));
     assert_eq!(report.best_ann, report.runs[0].net);

@@ -314,6 +314,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             claims::parameters(am, cm),
             claims::accuracy(ann, cnn),
             claims::data_efficiency(ann, cnn),
+            super::contradictions::training_data(ann, cnn, data.num_classes),
             claims::spatial_structure(ann, cnn),
             claims::translation(ann, cnn),
         ];

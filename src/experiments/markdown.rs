@@ -112,7 +112,7 @@ fn claim_table(s: &mut String, r: &Report, id: &str) {
                 ]
             });
         }
-        "data_efficiency" => {
+        "data_efficiency" | "contradiction_data" => {
             let cols: Vec<String> = first
                 .data_efficiency
                 .iter()

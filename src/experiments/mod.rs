@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod compare;
+pub mod contradictions;
 pub mod markdown;
 pub mod plots;
 pub mod protocol;

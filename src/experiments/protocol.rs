@@ -17,7 +17,8 @@ pub struct Protocol {
     pub seeds: Vec<u64>,
     /// Epochs of the base and permuted runs (and of transfer pre-training).
     pub epochs: usize,
-    /// Data-efficiency points below the full training set: (training images, epochs).
+    /// Data-efficiency points below the full training set: (training images, epochs), each a balanced
+    /// subset (the first images/classes of each class), down to 10 images per class.
     pub sizes: Vec<(usize, usize)>,
     /// Test-set shifts in pixels (right and down), applied without retraining.
     pub shifts: Vec<usize>,
@@ -46,7 +47,7 @@ impl Protocol {
         Protocol {
             seeds: (0..seeds as u64).collect(),
             epochs: 5,
-            sizes: [(1000, 20), (3000, 12)]
+            sizes: [(100, 50), (1000, 20), (3000, 12)]
                 .into_iter()
                 .filter(|(n, _)| *n < train_len)
                 .collect(),
@@ -63,7 +64,7 @@ impl Protocol {
     /// `--full`: more data-efficiency points and canvas sizes up to 4x the image side.
     pub fn full(seeds: usize, train_len: usize, side: usize) -> Self {
         Protocol {
-            sizes: [(1000, 20), (10000, 8)]
+            sizes: [(100, 50), (300, 40), (1000, 20), (3000, 12), (10000, 8)]
                 .into_iter()
                 .filter(|(n, _)| *n < train_len)
                 .collect(),
@@ -226,11 +227,12 @@ impl Experiment<'_> {
         )?;
 
         let mut data_efficiency = Vec::new();
+        let all: Vec<u8> = (0..data.num_classes as u8).collect();
         for &(n, epochs) in &p.sizes {
-            let mut small = train.clone();
-            small.truncate(n);
+            // Balanced: the first n / classes images of each class.
+            let small = select_classes(train, &all, Some(n / data.num_classes.max(1)));
             let r = self.run(
-                &format!("{label} first {n}"),
+                &format!("{label} {} per class", n / data.num_classes.max(1)),
                 &model,
                 &model.init_params(seed),
                 optim,
@@ -239,7 +241,7 @@ impl Experiment<'_> {
                 epochs,
                 seed,
             )?;
-            data_efficiency.push((n, epochs, r.final_test()));
+            data_efficiency.push((small.len(), epochs, r.final_test()));
         }
         data_efficiency.push((train.len(), p.epochs, base.final_test()));
 
