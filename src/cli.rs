@@ -185,6 +185,10 @@ pub struct CompareArgs {
     /// with --full 1x to 4x). Each image is placed at a random position on each canvas.
     #[arg(long, value_delimiter = ',')]
     pub canvas: Vec<usize>,
+    /// Training-time budgets in seconds for the equal-budget comparison, e.g. 10,30,100 (default 0.5,2;
+    /// with --full 10,30,100). Every net trains from scratch for the largest one, on every seed.
+    #[arg(long, value_delimiter = ',')]
+    pub budgets: Vec<f64>,
     /// Directory for report.md, report.json and the plots.
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,

@@ -597,6 +597,14 @@ fn compare_nets_are_checked_before_any_training() {
     assert_one_line_error(&small, 2, "--canvas 20: smaller than the 28x28 images");
     let order = wgtrain(&["compare", "--canvas", "56,28", "--out", o]);
     assert_one_line_error(&order, 2, "increasing order");
+    let zero = wgtrain(&["compare", "--budgets", "0,2", "--out", o]);
+    assert_one_line_error(&zero, 2, "--budgets 0,2: every budget must be a positive");
+    let down = wgtrain(&["compare", "--budgets", "2,0.5", "--out", o]);
+    assert_one_line_error(
+        &down,
+        2,
+        "--budgets 2,0.5: give the seconds in increasing order",
+    );
     let both = wgtrain(&["compare", "--nets", "mlp,cnn", "--ann", "mlp-bn"]);
     assert!(!both.status.success());
     assert!(

@@ -67,6 +67,7 @@ fn config(data: PathBuf, out: PathBuf) -> CompareConfig {
         lr: 1e-3,
         throughput_seconds: 0.0,
         canvas: None,
+        budgets: Some(vec![0.05, 0.2]),
         command: "test".into(),
     }
 }
@@ -109,6 +110,7 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
             "translation",
             "transfer",
             "compute_cost",
+            "contradiction_compute",
             "scale_parameters",
             "scale_accuracy",
             "scale_compute",
@@ -153,6 +155,22 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
         assert!(c[1].params > c[0].params, "{}: {c:?}", run.net);
     }
 
+    // Equal budgets: every net and seed checkpointed on the same grid of training seconds, each
+    // checkpoint taken once its budget was spent, with more images seen at each.
+    for run in &report.runs {
+        for s in &run.seeds {
+            let grid: Vec<f64> = s.budget.iter().map(|p| p.budget_seconds).collect();
+            assert_eq!(
+                grid,
+                wgtrain::experiments::budget::grid(&[0.05, 0.2]),
+                "{}",
+                run.net
+            );
+            assert!(s.budget.iter().all(|p| p.seconds >= p.budget_seconds));
+            assert!(s.budget.windows(2).all(|w| w[1].images > w[0].images));
+        }
+    }
+
     let files = compare::write(&report, &cfg.out).unwrap();
     for name in [
         "report.json",
@@ -160,6 +178,7 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
         "learning_curves.png",
         "data_efficiency.png",
         "translation.png",
+        "budget_time.png",
     ] {
         let p = cfg.out.join(name);
         assert!(files.contains(&p), "{name} not reported as written");
@@ -242,8 +261,10 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
     let verdicts = |r: &Report| {
         r.claims
             .iter()
-            // The two verdicts on measured speed may differ between runs.
-            .filter(|c| !["compute_cost", "scale_compute"].contains(&c.id.as_str()))
+            // The verdicts on measured speed may differ between runs.
+            .filter(|c| {
+                !["compute_cost", "contradiction_compute", "scale_compute"].contains(&c.id.as_str())
+            })
             .map(|c| c.verdict)
             .collect::<Vec<_>>()
     };
@@ -274,7 +295,7 @@ fn compare_runs_graph_models_through_every_claim() {
         NetChoice::parse("cnn"),
     ];
     let report = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
-    assert_eq!(report.claims.len(), 2 * 12);
+    assert_eq!(report.claims.len(), 2 * 13);
     let mean = |i: usize| report.runs[i].seeds[0].test_accuracy;
     assert!(mean(0) > mean(1), "{:?}", accuracies(&report));
     assert_eq!(report.best_ann, report.runs[0].net);

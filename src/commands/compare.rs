@@ -67,6 +67,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
         lr: args.lr,
         throughput_seconds: args.throughput_seconds,
         canvas: (!args.canvas.is_empty()).then(|| args.canvas.clone()),
+        budgets: (!args.budgets.is_empty()).then(|| args.budgets.clone()),
         command: reproduce_command(),
     };
     // Fail on an unwritable output directory before spending minutes training.

@@ -29,6 +29,9 @@ pub struct CompareConfig {
     pub throughput_seconds: f64,
     /// Canvas sides (pixels) of the scale claim instead of the protocol's (`--canvas`).
     pub canvas: Option<Vec<usize>>,
+    /// Training-time budgets (seconds) of the equal-budget comparison instead of the protocol's
+    /// (`--budgets`).
+    pub budgets: Option<Vec<f64>>,
     /// The command line, for the report's "reproduce" line.
     pub command: String,
 }
@@ -170,6 +173,24 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             )));
         }
         protocol.canvas = sizes.clone();
+    }
+    if let Some(b) = &cfg.budgets {
+        let list = b
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        if b.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(Error::Config(format!(
+                "--budgets {list}: every budget must be a positive number of seconds, e.g. 0.5,2"
+            )));
+        }
+        if b.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::Config(format!(
+                "--budgets {list}: give the seconds in increasing order, e.g. 0.5,2"
+            )));
+        }
+        protocol.budgets = b.clone();
     }
     let models = cfg
         .nets
@@ -320,6 +341,14 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         ];
         these.extend(claims::transfer(ann, cnn));
         these.push(claims::compute_cost(am, cm, ann, cnn, &pair_tp));
+        if super::budget::measured(ann, cnn) {
+            these.push(super::budget::compute_contradiction(
+                ann,
+                cnn,
+                &protocol.budgets,
+                device.kind(),
+            ));
+        }
         if super::scale::measured(ann, cnn) {
             these.push(super::scale::scale_parameters(ann, cnn));
             these.push(super::scale::scale_accuracy(ann, cnn));
@@ -540,6 +569,28 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
                 percent: false,
             },
             &series,
+        )?;
+        written.push(p);
+    }
+    if !first.budget.is_empty() {
+        let at_time = |s: &SeedRecord| {
+            s.budget
+                .iter()
+                .map(|p| (p.budget_seconds, p.test_accuracy))
+                .collect()
+        };
+        let p = dir.join("budget_time.png");
+        line_chart(
+            &p,
+            &Chart {
+                title: "Equal budgets: test accuracy vs training time on this device (mean ± sd)",
+                x_label: "training seconds (log scale)",
+                y_label: "test accuracy (%)",
+                log_x: true,
+                x_ticks: first.budget.len(),
+                percent: true,
+            },
+            &per_net(report, "", false, &at_time),
         )?;
         written.push(p);
     }

@@ -12,6 +12,11 @@ use serde_json::json;
 pub const DATA_TEXT: &str = "CNNs require a lot of training data";
 pub const DATA_TABLE: &str = "more efficient use of training data";
 
+/// The article's two sentences on compute: (drawbacks text, comparison table); judged in
+/// [`super::budget::compute_contradiction`].
+pub const COMPUTE_TEXT: &str = "are computationally demanding";
+pub const COMPUTE_TABLE: &str = "more computationally efficient";
+
 /// Per training-set size: the CNN's lead in points per seed and the verdict on "the CNN wins there".
 fn per_size(ann: &[SeedRecord], cnn: &[SeedRecord]) -> Vec<(usize, Vec<f64>, Verdict)> {
     let sizes = ann[0]

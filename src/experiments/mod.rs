@@ -1,6 +1,7 @@
 //! Experiments built on the engine. `compare` is the controlled ANN-vs-CNN experiment: one recipe, both
 //! nets, every claim its own function (`claims.rs`) computed from recorded runs (`protocol.rs`).
 
+pub mod budget;
 pub mod claims;
 pub mod compare;
 pub mod contradictions;

@@ -31,6 +31,9 @@ pub struct Protocol {
     pub canvas_train: usize,
     pub canvas_test: usize,
     pub canvas_epochs: usize,
+    /// Training-time budgets in seconds on the experiment's device (the equal-budget comparison);
+    /// empty to skip it.
+    pub budgets: Vec<f64>,
 }
 
 impl Protocol {
@@ -47,7 +50,7 @@ impl Protocol {
         Protocol {
             seeds: (0..seeds as u64).collect(),
             epochs: 5,
-            sizes: [(100, 50), (1000, 20), (3000, 12)]
+            sizes: [(100, 50), (1000, 20)]
                 .into_iter()
                 .filter(|(n, _)| *n < train_len)
                 .collect(),
@@ -58,6 +61,7 @@ impl Protocol {
             canvas_train: 2000,
             canvas_test: 1000,
             canvas_epochs: 3,
+            budgets: vec![0.5, 2.0],
         }
     }
 
@@ -72,6 +76,7 @@ impl Protocol {
             canvas_train: 10000,
             canvas_test: 2000,
             canvas_epochs: 3,
+            budgets: vec![10.0, 30.0, 100.0],
             ..Protocol::quick(seeds, train_len, side)
         }
     }
@@ -96,6 +101,8 @@ pub struct SeedRecord {
     pub transfer: Option<TransferRecord>,
     /// The same net trained and tested on translated images on each canvas size (the scale claim).
     pub canvas: Vec<super::scale::CanvasPoint>,
+    /// Checkpoints of the equal-budget run, on the protocol's time grid.
+    pub budget: Vec<super::budget::BudgetPoint>,
 }
 
 /// Test accuracies (on the held-out classes) of the transfer protocol.
@@ -135,12 +142,15 @@ impl Experiment<'_> {
         seed: u64,
     ) -> Result<Run> {
         let norm = self.data.normalization.clone();
-        self.run_normalized(what, model, init, optim, train, test, &norm, epochs, seed)
+        self.run_with(
+            what, model, init, optim, train, test, &norm, epochs, seed, false,
+        )
     }
 
-    /// [`run`](Self::run) with images normalised by `norm` (data other than the experiment's own).
+    /// [`run`](Self::run) with images normalised by `norm` (data other than the experiment's own), and
+    /// the test set evaluated after every epoch when `curve` is set (else after the last one only).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn run_normalized(
+    pub(super) fn run_with(
         &mut self,
         what: &str,
         model: &crate::nn::Model,
@@ -151,6 +161,7 @@ impl Experiment<'_> {
         norm: &crate::data::Normalization,
         epochs: usize,
         seed: u64,
+        curve: bool,
     ) -> Result<Run> {
         let t = Instant::now();
         let run = train_run(
@@ -164,6 +175,7 @@ impl Experiment<'_> {
             norm,
             epochs,
             seed,
+            curve,
         )?;
         (self.log)(format!(
             "  {what}: {} images x {epochs} epochs, test accuracy {:.2}% ({:.1}s)",
@@ -185,15 +197,18 @@ impl Experiment<'_> {
         let norm = &data.normalization;
         let label = net.label();
 
-        let mut base = self.run(
+        // The base run keeps its learning curve (the plots, time to a target accuracy).
+        let mut base = self.run_with(
             &format!("{label} base"),
             &model,
             &model.init_params(seed),
             optim,
             train,
             test,
+            norm,
             p.epochs,
             seed,
+            true,
         )?;
         let mut shifted = vec![(0, base.final_test())];
         for &s in &p.shifts {
@@ -251,9 +266,11 @@ impl Experiment<'_> {
             None
         };
         let canvas = super::scale::measure(self, net, seed)?;
+        let budget = super::budget::measure(self, net, seed)?;
         Ok(SeedRecord {
             seed,
             canvas,
+            budget,
             test_accuracy: base.final_test(),
             train_accuracy: base.final_train(),
             train_images_per_sec: base.train_images_per_sec(),

@@ -11,51 +11,83 @@ use crate::data::augment::Augment;
 use crate::error::Result;
 use serde_json::json;
 
-/// The strong ANN: the preset and its training-time augmentation.
+/// The strong ANN: the preset, and the training-time augmentations tried with it ("none": the images
+/// as stored). At the protocol's few epochs augmentation can cost more than it gives (measured on the
+/// embedded subset, 5 epochs, seed 0: mlp-bn 86.50 % plain, 84.25 % with shift:1,flip), so the recipe
+/// claim takes whichever candidate scores best on average: a choice on the test set, which can only
+/// favour the ANN, i.e. it works against the claim.
 pub const STRONG_ANN: &str = "mlp-bn";
-pub const STRONG_AUGMENT: &str = "shift:2,flip";
+pub const STRONG_AUGMENTS: [&str; 2] = ["none", "shift:1,flip"];
 
-/// The strong ANN's base runs, one per seed in the protocol's order.
+/// One candidate recipe's runs, one per seed in the protocol's order.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct StrongAnn {
-    pub net: String,
+pub struct StrongCandidate {
     pub augment: String,
-    pub epochs: usize,
     pub test_accuracy: Vec<f64>,
     pub train_accuracy: Vec<f64>,
 }
 
-/// Train the strong ANN once per seed of the protocol on the experiment's data.
+/// The strong ANN: every candidate, and the best one's numbers at the top level.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StrongAnn {
+    pub net: String,
+    /// The chosen candidate's augmentation.
+    pub augment: String,
+    pub epochs: usize,
+    pub test_accuracy: Vec<f64>,
+    pub train_accuracy: Vec<f64>,
+    pub candidates: Vec<StrongCandidate>,
+}
+
+/// Train the strong ANN once per seed of the protocol and candidate recipe on the experiment's data.
 pub fn measure(exp: &mut Experiment<'_>) -> Result<StrongAnn> {
-    let augment = Augment::parse(STRONG_AUGMENT)?;
-    exp.recipe.augment = Some(augment);
     let net = NetChoice::parse(STRONG_ANN);
     let data = exp.data;
     let model = net.build(data.train.shape, data.num_classes)?;
     let epochs = exp.protocol.epochs;
-    let mut out = StrongAnn {
-        net: STRONG_ANN.into(),
-        augment: STRONG_AUGMENT.into(),
-        epochs,
-        test_accuracy: Vec::new(),
-        train_accuracy: Vec::new(),
-    };
-    for &seed in &exp.protocol.seeds {
-        let run = exp.run(
-            &format!("seed {seed}, strong ANN {STRONG_ANN} with {STRONG_AUGMENT}"),
-            &model,
-            &model.init_params(seed),
-            exp.recipe.optim,
-            &data.train,
-            &data.test,
-            epochs,
-            seed,
-        )?;
-        out.test_accuracy.push(run.final_test());
-        out.train_accuracy.push(run.final_train());
+    let mut candidates = Vec::new();
+    for name in STRONG_AUGMENTS {
+        let augment = Augment::parse(name)?;
+        exp.recipe.augment = (!augment.is_identity()).then_some(augment);
+        let mut c = StrongCandidate {
+            augment: name.into(),
+            test_accuracy: Vec::new(),
+            train_accuracy: Vec::new(),
+        };
+        for &seed in &exp.protocol.seeds {
+            let run = exp.run(
+                &format!("seed {seed}, strong ANN {STRONG_ANN}, augmentation {name}"),
+                &model,
+                &model.init_params(seed),
+                exp.recipe.optim,
+                &data.train,
+                &data.test,
+                epochs,
+                seed,
+            )?;
+            c.test_accuracy.push(run.final_test());
+            c.train_accuracy.push(run.final_train());
+        }
+        candidates.push(c);
     }
     exp.recipe.augment = None;
-    Ok(out)
+    let best = candidates
+        .iter()
+        .max_by(|a, b| {
+            mean_sd(&a.test_accuracy)
+                .0
+                .total_cmp(&mean_sd(&b.test_accuracy).0)
+        })
+        .cloned()
+        .expect("at least one candidate");
+    Ok(StrongAnn {
+        net: STRONG_ANN.into(),
+        augment: best.augment,
+        epochs,
+        test_accuracy: best.test_accuracy,
+        train_accuracy: best.train_accuracy,
+        candidates,
+    })
 }
 
 fn ms(v: &[f64]) -> String {
@@ -78,20 +110,26 @@ pub fn claim(ann: &[SeedRecord], cnn: &[SeedRecord], strong: &StrongAnn) -> Clai
         id: "recipe".into(),
         title: "Strong ANN baseline".into(),
         statement: format!(
-            "the CNN's edge is the architecture, not a weak ANN recipe: trained plainly it still beats the strongest ANN recipe ({STRONG_ANN}: BatchNorm and dropout, trained with {STRONG_AUGMENT} augmentation, the same epochs)"
+            "the CNN's edge is the architecture, not a weak ANN recipe: trained plainly it still beats the strongest ANN recipe ({STRONG_ANN}: BatchNorm and dropout, the same epochs, with the better on average of the augmentations {})",
+            STRONG_AUGMENTS.join(" / ")
         ),
         verdict,
         rule: format!("{RULE}; d = CNN - strong ANN test accuracy, floor 0.5 points"),
         evidence: format!(
-            "plain ANN {}, strong ANN {}, CNN {}: the CNN's lead is {plain_mean:+.2} points over the plain ANN and {mean:+.2} over the strong one (sd {sd:.2}, margin {margin:.2}), {:.2} points less",
+            "plain ANN {}, strong ANN ({STRONG_ANN}, augmentation {}) {}, CNN {}: the CNN leads the plain ANN by {plain_mean:+.2} points and the strong one by {mean:+.2} (sd {sd:.2}, margin {margin:.2}); the strong recipe {}",
             ms(&a),
+            strong.augment,
             ms(&strong.test_accuracy),
             ms(&c),
-            plain_mean - mean
+            match plain_mean - mean {
+                g if g >= 0.0 => format!("closes {g:.2} points of the gap"),
+                g => format!("scores {:.2} points below the plain ANN", -g),
+            }
         ),
         values: json!({
             "plain_ann": a,
             "strong_ann": strong.test_accuracy,
+            "strong_ann_augment": strong.augment,
             "strong_ann_train": strong.train_accuracy,
             "cnn": c,
             "lead_over_plain": over_plain,

@@ -38,7 +38,7 @@ pub fn measure(exp: &mut Experiment<'_>, net: &NetChoice, seed: u64) -> Result<V
         let te = place_on_canvas(&test, size, seed, 1);
         let norm = Normalization::from_data(&tr);
         let model = net.build(tr.shape, data.num_classes)?;
-        let run = exp.run_normalized(
+        let run = exp.run_with(
             &format!("{} on a {size}x{size} canvas", net.label()),
             &model,
             &model.init_params(seed),
@@ -48,6 +48,7 @@ pub fn measure(exp: &mut Experiment<'_>, net: &NetChoice, seed: u64) -> Result<V
             &norm,
             p.canvas_epochs,
             seed,
+            false,
         )?;
         points.push(CanvasPoint {
             size,
