@@ -83,6 +83,7 @@ fn accuracies(r: &Report) -> Vec<f64> {
             let t = s.transfer.as_ref().unwrap();
             v.extend([t.pretrain_accuracy, t.frozen_body, t.fine_tuned, t.scratch]);
             v.extend(s.canvas.iter().map(|c| c.test_accuracy));
+            v.extend(s.probes.iter().map(|p| p.test_accuracy));
         }
     }
     v.extend(&r.strong_ann.test_accuracy);
@@ -114,6 +115,7 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
             "scale_parameters",
             "scale_accuracy",
             "scale_compute",
+            "hierarchy",
             "recipe"
         ]
     );
@@ -171,6 +173,15 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
         }
     }
 
+    // Probes: the pixels, then one per stage (mlp: two ReLUs; cnn: two conv stages and the dense
+    // ReLU); the pixel probe does not depend on the net, so both nets' agree exactly.
+    let depths = |i: usize| report.runs[i].seeds[0].probes.len();
+    assert_eq!((depths(0), depths(1)), (3, 4));
+    for s in 0..2 {
+        let pixels = |i: usize| report.runs[i].seeds[s].probes[0].test_accuracy;
+        assert_eq!(pixels(0), pixels(1));
+    }
+
     let files = compare::write(&report, &cfg.out).unwrap();
     for name in [
         "report.json",
@@ -179,6 +190,7 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
         "data_efficiency.png",
         "translation.png",
         "budget_time.png",
+        "probes.png",
     ] {
         let p = cfg.out.join(name);
         assert!(files.contains(&p), "{name} not reported as written");
@@ -295,7 +307,7 @@ fn compare_runs_graph_models_through_every_claim() {
         NetChoice::parse("cnn"),
     ];
     let report = compare::run(&cfg, &Device::Cpu, &mut |_| {}).unwrap();
-    assert_eq!(report.claims.len(), 2 * 13);
+    assert_eq!(report.claims.len(), 2 * 14);
     let mean = |i: usize| report.runs[i].seeds[0].test_accuracy;
     assert!(mean(0) > mean(1), "{:?}", accuracies(&report));
     assert_eq!(report.best_ann, report.runs[0].net);

@@ -354,6 +354,9 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             these.push(super::scale::scale_accuracy(ann, cnn));
             these.push(super::scale::scale_compute(ann, cnn));
         }
+        if super::probes::measured(ann, cnn) {
+            these.push(super::probes::hierarchy(ann, cnn));
+        }
         these.push(super::recipe::claim(ann, cnn, &strong_ann));
         for mut claim in these {
             claim.pair = Some(pair.clone());
@@ -569,6 +572,34 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
                 percent: false,
             },
             &series,
+        )?;
+        written.push(p);
+    }
+    if !first.probes.is_empty() {
+        let probes = |s: &SeedRecord| {
+            s.probes
+                .iter()
+                .map(|p| (p.depth as f64, p.test_accuracy))
+                .collect()
+        };
+        let p = dir.join("probes.png");
+        let deepest = report
+            .runs
+            .iter()
+            .map(|r| r.seeds[0].probes.len())
+            .max()
+            .unwrap_or(1);
+        line_chart(
+            &p,
+            &Chart {
+                title: "Linear probes: test accuracy of a linear classifier on frozen features (mean ± sd)",
+                x_label: "depth (stages; 0 = pixels)",
+                y_label: "probe test accuracy (%)",
+                log_x: false,
+                x_ticks: deepest,
+                percent: true,
+            },
+            &per_net(report, "", false, &probes),
         )?;
         written.push(p);
     }

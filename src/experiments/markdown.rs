@@ -180,6 +180,43 @@ fn claim_table(s: &mut String, r: &Report, id: &str) {
             });
         }
         "compute_cost" => throughput_table(s, r),
+        "hierarchy" => {
+            let deepest = r
+                .runs
+                .iter()
+                .map(|n| n.seeds[0].probes.len())
+                .max()
+                .unwrap_or(0);
+            let cols: Vec<String> = (0..deepest)
+                .map(|d| {
+                    if d == 0 {
+                        "pixels".into()
+                    } else {
+                        format!("stage {d}")
+                    }
+                })
+                .collect();
+            header(s, "net", &cols);
+            net_rows(s, r, &|rec| {
+                (0..deepest)
+                    .map(|i| match rec[0].probes.get(i) {
+                        Some(p) => format!(
+                            "{} (after {}, {} features)",
+                            col(rec, |x| x.probes[i].test_accuracy),
+                            p.after,
+                            p.features
+                        ),
+                        None => "—".into(),
+                    })
+                    .collect()
+            });
+            let p = &r.config.protocol;
+            let _ = writeln!(
+                s,
+                "\nEach probe is a new linear layer trained for {} epochs on the first {} training images with everything before it frozen at the base run's weights; test accuracy on the whole test set.",
+                p.probe_epochs, p.probe_train
+            );
+        }
         "contradiction_compute" => {
             let cols: Vec<String> = first
                 .budget

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod contradictions;
 pub mod markdown;
 pub mod plots;
+pub mod probes;
 pub mod protocol;
 pub mod recipe;
 pub mod runner;

@@ -34,6 +34,9 @@ pub struct Protocol {
     /// Training-time budgets in seconds on the experiment's device (the equal-budget comparison);
     /// empty to skip it.
     pub budgets: Vec<f64>,
+    /// Linear probes (the hierarchy claim): training images (0 to skip) and epochs of each probe.
+    pub probe_train: usize,
+    pub probe_epochs: usize,
 }
 
 impl Protocol {
@@ -62,6 +65,8 @@ impl Protocol {
             canvas_test: 1000,
             canvas_epochs: 3,
             budgets: vec![0.5, 2.0],
+            probe_train: 2000,
+            probe_epochs: 5,
         }
     }
 
@@ -77,6 +82,7 @@ impl Protocol {
             canvas_test: 2000,
             canvas_epochs: 3,
             budgets: vec![10.0, 30.0, 100.0],
+            probe_train: 10000,
             ..Protocol::quick(seeds, train_len, side)
         }
     }
@@ -103,6 +109,8 @@ pub struct SeedRecord {
     pub canvas: Vec<super::scale::CanvasPoint>,
     /// Checkpoints of the equal-budget run, on the protocol's time grid.
     pub budget: Vec<super::budget::BudgetPoint>,
+    /// Linear probes on the base run's frozen features, pixels (depth 0) first.
+    pub probes: Vec<super::probes::ProbePoint>,
 }
 
 /// Test accuracies (on the held-out classes) of the transfer protocol.
@@ -229,6 +237,9 @@ impl Experiment<'_> {
                 .join(", ")
         ));
 
+        let trained = base.executor.params()?;
+        let probes = super::probes::measure(self, &model, &trained, seed)?;
+
         let perm = pixel_permutation(train.shape.height, train.shape.width, seed);
         let permuted = self.run(
             &format!("{label} permuted pixels"),
@@ -271,6 +282,7 @@ impl Experiment<'_> {
             seed,
             canvas,
             budget,
+            probes,
             test_accuracy: base.final_test(),
             train_accuracy: base.final_train(),
             train_images_per_sec: base.train_images_per_sec(),
