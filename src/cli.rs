@@ -197,7 +197,7 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     pub lr: f32,
     /// Seconds of each throughput measurement (after warm-up).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     pub throughput_seconds: f64,
     #[command(flatten)]
     pub device: DeviceArgs,

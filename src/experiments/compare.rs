@@ -655,17 +655,21 @@ pub fn claim<'a>(report: &'a Report, id: &str, pair: &Pair) -> Option<&'a Claim>
 
 /// The terminal summary: one row per claim, one verdict column per pair; then each verdict's evidence.
 pub fn summary_table(report: &Report) -> String {
-    let mut s = format!("{:<18}", "claim");
+    let ids = claim_ids(report);
+    let w = ids.iter().map(|id| id.len()).max().unwrap_or(0).max(5);
+    let mut s = format!("{:<w$}", "claim");
     for p in &report.pairs {
-        s += &format!(" {:<24}", p.label());
+        s += &format!("  {:<24}", p.label());
     }
+    s = s.trim_end().to_string();
     s.push('\n');
-    for id in claim_ids(report) {
-        s += &format!("{id:<18}");
+    for id in ids {
+        let mut line = format!("{id:<w$}");
         for p in &report.pairs {
             let v = claim(report, id, p).map_or("-", |c| c.verdict.as_str());
-            s += &format!(" {v:<24}");
+            line += &format!("  {v:<24}");
         }
+        s += line.trim_end();
         s.push('\n');
     }
     s.push('\n');

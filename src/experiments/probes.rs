@@ -174,7 +174,7 @@ pub fn hierarchy(ann: &[SeedRecord], cnn: &[SeedRecord]) -> Claim {
         verdict,
         rule: format!("{RULE}; per net, gain = (probe accuracy after the deepest stage - probe accuracy on the pixels) / number of stages, in points; d = CNN gain - ANN gain, floor 0.5 points per stage"),
         evidence: format!(
-            "probe accuracy by depth (pixels first): ANN {} ; CNN {}; gain per stage ANN {:+.2} ± {:.2}, CNN {:+.2} ± {:.2} points; mean difference {mean:+.2} points (sd {sd:.2}, margin {margin:.2})",
+            "probe accuracy by depth (pixels first): ANN {}; CNN {}; gain per stage ANN {:+.2} ± {:.2}, CNN {:+.2} ± {:.2} points; mean difference {mean:+.2} points (sd {sd:.2}, margin {margin:.2})",
             by_depth(ann),
             by_depth(cnn),
             mean_sd(&ga).0,

@@ -59,13 +59,13 @@ impl Protocol {
                 .collect(),
             shifts: vec![1, 2, 3],
             transfer_per_class: 100,
-            transfer_epochs: 30,
+            transfer_epochs: 20,
             canvas: Self::canvas_of(side, &[1.0, 1.5]),
             canvas_train: 2000,
             canvas_test: 1000,
             canvas_epochs: 3,
             budgets: vec![0.5, 2.0],
-            probe_train: 2000,
+            probe_train: 1000,
             probe_epochs: 5,
         }
     }
@@ -83,6 +83,7 @@ impl Protocol {
             canvas_epochs: 3,
             budgets: vec![10.0, 30.0, 100.0],
             probe_train: 10000,
+            transfer_epochs: 30,
             ..Protocol::quick(seeds, train_len, side)
         }
     }

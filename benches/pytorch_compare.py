@@ -1,0 +1,204 @@
+"""PyTorch reference for the accuracies of `wgtrain compare`'s round-2 claims, same data, same recipe.
+
+On the embedded subset (or --data DIR), for mlp and cnn (the nets of benches/pytorch_baseline.py, which
+are wgtrain's presets) and each seed, it measures what compare measures with the default protocol:
+
+- base: all training images, 5 epochs (Adam 1e-3, batch 64, inputs normalised with the training set's
+  mean and standard deviation, evaluated in eval mode);
+- data efficiency: balanced subsets, the first 10 images of each class (50 epochs) and 100 (20 epochs);
+- scale: the first 2,000 train / 1,000 test images, each at a random position on a 28x28 and a 42x42 zero
+  canvas, 3 epochs, normalised with the canvas training set's statistics;
+- probes: a new linear layer trained for 5 epochs on the first 1,000 training images on the frozen
+  features after each stage (every ReLU, with the pooling after it) of the base model, and on the pixels;
+- strong ANN: mlp-bn with no augmentation and with shift:1,flip (random shifts of up to 1 pixel with
+  zero fill, left-right flips), 5 epochs, BatchNorm statistics recomputed over the training set
+  before evaluation (as compare does).
+
+The random streams differ from wgtrain's (shuffles, placements, init), so agreement means within 1 point
+or 2 sd across seeds, not equality. The equal-budget claim rests on measured time and is not reproduced.
+Not run by `cargo test`:
+
+    python3 benches/pytorch_compare.py --seeds 3 --threads 2 --json /tmp/torch-compare.json
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pytorch_baseline import MODELS  # noqa: E402
+from pytorch_recipe import load  # noqa: E402
+
+EMBEDDED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets", "fashion-mnist-subset")
+
+
+def sized(name, side):
+    """mlp or cnn for side x side inputs (the first dense layer follows the image size)."""
+    if name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(side * side, 256), nn.ReLU(), nn.Linear(256, 128),
+                             nn.ReLU(), nn.Linear(128, 10))
+    s = side // 2 // 2
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(32 * s * s, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def tensors(x, y, ref):
+    scaled = ref.astype(np.float64) / 255.0
+    mean, std = scaled.mean(), scaled.std()
+    xt = torch.from_numpy(((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)[:, None])
+    return xt, torch.from_numpy(y.astype(np.int64))
+
+
+def augment(xb, rng, shift, flip, zero):
+    """Random shifts of up to `shift` pixels (filled with the normalised zero) and left-right flips."""
+    out = torch.full_like(xb, zero)
+    n, _, h, w = xb.shape
+    for i in range(n):
+        dy, dx = rng.integers(-shift, shift + 1, 2) if shift else (0, 0)
+        img = xb[i, 0]
+        if flip and rng.random() < 0.5:
+            img = img.flip(-1)
+        ys, yd = (slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy)))
+        xs, xd = (slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx)))
+        out[i, 0, yd, xd] = img[ys, xs]
+    return out
+
+
+def fit(model, xtr, ytr, epochs, seed, params=None, aug=None, zero=0.0):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(xtr)))
+        for i in range(0, len(order), 64):
+            b = order[i:i + 64]
+            xb = xtr[b] if aug is None else augment(xtr[b], rng, aug[0], aug[1], zero)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xb), ytr[b]).backward()
+            opt.step()
+    return model
+
+
+def recalibrate(model, xtr):
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the whole pass
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(xtr), 64):
+            model(xtr[i:i + 64])
+
+
+def accuracy(model, x, y):
+    model.eval()
+    with torch.no_grad():
+        return sum((model(x[i:i + 500]).argmax(1) == y[i:i + 500]).sum().item()
+                   for i in range(0, len(x), 500)) / len(x)
+
+
+def stage_ends(model):
+    mods = list(model)
+    ends = []
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.ReLU):
+            e = i
+            while e + 1 < len(mods) and isinstance(mods[e + 1], (nn.MaxPool2d, nn.Dropout)):
+                e += 1
+            ends.append(e)
+    return ends
+
+
+def probes(model, xtr, ytr, xte, yte, seed):
+    out = []
+    for end in [None] + stage_ends(model):
+        body = nn.Sequential(*list(model)[:end + 1]) if end is not None else nn.Sequential()
+        for p in body.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            body.eval()
+            features = body(xtr[:1]).flatten(1).shape[1]
+        torch.manual_seed(seed + 2000)
+        head = nn.Linear(features, 10)
+        probe = nn.Sequential(body, nn.Flatten(), head)
+        fit(probe, xtr, ytr, 5, seed, params=head.parameters())
+        out.append(accuracy(probe, xte, yte))
+    return out
+
+
+def canvas(x, side, rng):
+    n, h, w = x.shape
+    out = np.zeros((n, side, side), np.uint8)
+    for i in range(n):
+        oy, ox = rng.integers(0, side - h + 1), rng.integers(0, side - w + 1)
+        out[i, oy:oy + h, ox:ox + w] = x[i]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=EMBEDDED)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    xtr, ytr, xte, yte = load(args.data)
+    Xtr, Ytr = tensors(xtr, ytr, xtr)
+    Xte, Yte = tensors(xte, yte, xtr)
+    res = {}
+    t0 = time.perf_counter()
+
+    def put(key, value):
+        res.setdefault(key, []).append(value)
+        print(f"  {key}: {100 * value:.2f}%", flush=True)
+
+    for seed in range(args.seeds):
+        print(f"seed {seed}", flush=True)
+        for name in ("mlp", "cnn"):
+            torch.manual_seed(seed)
+            base = fit(MODELS[name](), Xtr, Ytr, 5, seed)
+            put(f"{name} base", accuracy(base, Xte, Yte))
+            for per, epochs in ((10, 50), (100, 20)):
+                idx = np.concatenate([np.flatnonzero(ytr == c)[:per] for c in range(10)])
+                torch.manual_seed(seed)
+                m = fit(MODELS[name](), Xtr[idx], Ytr[idx], epochs, seed)
+                put(f"{name} {per} per class", accuracy(m, Xte, Yte))
+            for side in (28, 42):
+                rng = np.random.default_rng(seed)
+                ctr, cte = canvas(xtr[:2000], side, rng), canvas(xte[:1000], side, rng)
+                a, b = tensors(ctr, ytr[:2000], ctr)
+                c, d = tensors(cte, yte[:1000], ctr)
+                torch.manual_seed(seed)
+                m = fit(sized(name, side), a, b, 3, seed)
+                put(f"{name} canvas {side}", accuracy(m, c, d))
+            for depth, acc in enumerate(probes(base, Xtr[:1000], Ytr[:1000], Xte, Yte, seed)):
+                put(f"{name} probe depth {depth}", acc)
+        zero = float((0.0 - xtr.mean() / 255.0) / (xtr.astype(np.float64) / 255.0).std())
+        for label, aug in (("none", None), ("shift:1,flip", (1, True))):
+            torch.manual_seed(seed)
+            m = fit(MODELS["mlp-bn"](), Xtr, Ytr, 5, seed, aug=aug, zero=zero)
+            recalibrate(m, Xtr)
+            put(f"strong ANN mlp-bn {label}", accuracy(m, Xte, Yte))
+    print(f"\ntorch {torch.__version__}, {args.threads} threads, {time.perf_counter() - t0:.0f} s; "
+          "mean ± sd over seeds:")
+    for k, v in res.items():
+        print(f"{k:32} {100 * np.mean(v):6.2f} ± {100 * np.std(v, ddof=1) if len(v) > 1 else 0.0:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "threads": args.threads, "results": res}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
