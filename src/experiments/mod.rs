@@ -5,6 +5,7 @@ pub mod budget;
 pub mod claims;
 pub mod compare;
 pub mod contradictions;
+pub mod figures;
 pub mod markdown;
 pub mod plots;
 pub mod probes;
