@@ -34,6 +34,11 @@ pub struct TrainConfig {
     /// evaluating (`--recalibrate-bn`; see [`crate::calibrate`]). Parameters are untouched, so the
     /// training trajectory is the same with or without it.
     pub recalibrate_bn: Option<crate::calibrate::BnLayout>,
+    /// Evaluate the test set after every epoch (what `wgtrain train` prints). `false`: only after the
+    /// last epoch (or the one early stopping ends on); the other epochs' test fields are NaN, and the
+    /// BatchNorm statistics are recomputed only where something is evaluated (they do not steer
+    /// training, so the result is the same).
+    pub test_every_epoch: bool,
 }
 
 /// Per-epoch learning-rate schedules (PyTorch's StepLR and CosineAnnealingLR with eta_min 0, stepped
@@ -311,21 +316,37 @@ pub fn train_validated(
                 loss: stats.mean_loss(),
             });
         }
-        if let Some(layout) = &cfg.recalibrate_bn {
+        let evaluating = cfg.test_every_epoch || epoch == cfg.epochs || val.is_some();
+        if let (Some(layout), true) = (&cfg.recalibrate_bn, evaluating) {
             crate::calibrate::recalibrate_bn(exec, layout, train, normalization, cfg.batch_size)?;
         }
         let val_stats = match val {
             Some(v) => Some(evaluate(exec, v, &batcher, cfg.eval_batch_size)?),
             None => None,
         };
+        let mut stop = false;
+        if let (Some(patience), Some(acc)) = (cfg.early_stop, val_stats.map(|v| v.accuracy())) {
+            match best_val {
+                Some((best, _)) if acc <= best => {}
+                _ => best_val = Some((acc, epoch)),
+            }
+            if let Some((_, best_epoch)) = best_val {
+                stop = epoch - best_epoch >= patience;
+            }
+        }
         let te = Instant::now();
-        let test = evaluate(exec, test, &batcher, cfg.eval_batch_size)?;
+        let (test_loss, test_accuracy) = if cfg.test_every_epoch || epoch == cfg.epochs || stop {
+            let test = evaluate(exec, test, &batcher, cfg.eval_batch_size)?;
+            (test.mean_loss(), test.accuracy())
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         let record = EpochRecord {
             epoch,
             train_loss: stats.mean_loss(),
             train_accuracy: stats.accuracy(),
-            test_loss: test.mean_loss(),
-            test_accuracy: test.accuracy(),
+            test_loss,
+            test_accuracy,
             images_per_sec: train.len() as f64 / seconds.max(1e-9),
             seconds,
             eval_seconds: te.elapsed().as_secs_f64(),
@@ -334,16 +355,8 @@ pub fn train_validated(
         };
         on_epoch(&record, exec)?;
         records.push(record);
-        if let (Some(patience), Some(acc)) = (cfg.early_stop, val_stats.map(|v| v.accuracy())) {
-            match best_val {
-                Some((best, _)) if acc <= best => {}
-                _ => best_val = Some((acc, epoch)),
-            }
-            if let Some((_, best_epoch)) = best_val {
-                if epoch - best_epoch >= patience {
-                    break;
-                }
-            }
+        if stop {
+            break;
         }
     }
     Ok(TrainOutcome {

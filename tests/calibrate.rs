@@ -133,6 +133,7 @@ fn recalibration_repairs_statistics_that_lag_the_weights() {
             best_val: None,
             augment: None,
             recalibrate_bn: None,
+            test_every_epoch: true,
         };
         let mut exec = dev
             .executor(&model, &params, OptimConfig::adam(3e-3), 500)
@@ -176,4 +177,56 @@ fn recalibration_repairs_statistics_that_lag_the_weights() {
         );
         assert_eq!(exec.params().unwrap(), before);
     }
+}
+
+/// Evaluating the test set after the last epoch only (what compare's runs other than the base run do)
+/// gives the same final numbers as evaluating after every epoch, BatchNorm recalibration included: the
+/// statistics do not steer training. The epochs not evaluated carry NaN, never a stale number.
+#[test]
+fn testing_only_after_the_last_epoch_changes_nothing_but_the_cost() {
+    let mut data = wgtrain::data::load(&DataChoice::Embedded, &Default::default()).unwrap();
+    data.train.truncate(1000);
+    data.test.truncate(500);
+    let model = models::build(Some("mlp-bn"), None, data.train.shape, 10).unwrap();
+    let run = |every: bool| {
+        let cfg = wgtrain::train::TrainConfig {
+            epochs: 3,
+            batch_size: 64,
+            seed: 2,
+            eval_batch_size: 500,
+            progress: false,
+            start_epoch: 0,
+            lr_schedule: None,
+            early_stop: None,
+            best_val: None,
+            augment: None,
+            recalibrate_bn: BnLayout::of(&model),
+            test_every_epoch: every,
+        };
+        let mut exec = Device::Cpu
+            .executor(&model, &model.init_params(2), OptimConfig::adam(1e-3), 500)
+            .unwrap();
+        let out = wgtrain::train::train(
+            &mut *exec,
+            &data.train,
+            &data.test,
+            &data.normalization,
+            &cfg,
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        (out.epochs, exec.params().unwrap(), exec.state().unwrap())
+    };
+    let (every, p_every, s_every) = run(true);
+    let (last, p_last, s_last) = run(false);
+    assert_eq!(p_every, p_last);
+    assert_eq!(s_every, s_last);
+    let (a, b) = (every.last().unwrap(), last.last().unwrap());
+    assert_eq!(
+        (a.test_loss, a.test_accuracy),
+        (b.test_loss, b.test_accuracy)
+    );
+    assert_eq!(a.train_loss, b.train_loss);
+    assert!(last[..2].iter().all(|e| e.test_accuracy.is_nan()));
+    assert!(every.iter().all(|e| e.test_accuracy.is_finite()));
 }

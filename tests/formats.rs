@@ -54,6 +54,7 @@ fn fit(data: &DataSplit, device: &Device, model: &str, epochs: usize) -> f64 {
         best_val: None,
         augment: None,
         recalibrate_bn: None,
+        test_every_epoch: true,
     };
     let mut exec = device
         .executor(

@@ -56,6 +56,7 @@ fn resident_memory_is_flat_over_ten_epochs_on_each_device() {
                 best_val: None,
                 augment: None,
                 recalibrate_bn: None,
+                test_every_epoch: true,
             };
             let mut exec = device
                 .executor(

@@ -38,6 +38,7 @@ fn run_model(
         best_val: None,
         augment: None,
         recalibrate_bn: None,
+        test_every_epoch: true,
     };
     let params = model.init_params(seed);
     let mut exec = device
@@ -142,6 +143,7 @@ fn a_step_schedule_that_zeroes_the_rate_freezes_the_weights_after_epoch_one() {
             best_val: None,
             augment: None,
             recalibrate_bn: None,
+            test_every_epoch: true,
         };
         let mut exec = Device::Cpu
             .executor(
@@ -199,6 +201,7 @@ fn augmentation_is_seeded_and_changes_training() {
             best_val: None,
             augment,
             recalibrate_bn: None,
+            test_every_epoch: true,
         };
         let mut exec = Device::Cpu
             .executor(

@@ -194,6 +194,7 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         best_val,
         augment,
         recalibrate_bn,
+        test_every_epoch: true,
     };
     optim.seed = seed;
     let mut exec = device.executor_from(&model, &params, optim, cfg.max_batch())?;

@@ -67,18 +67,17 @@ pub fn measure(exp: &mut Experiment<'_>, net: &NetChoice, seed: u64) -> Result<V
     let n = train.shape.len();
     let (mut x, mut y) = (vec![0f32; batch * n], vec![0u32; batch]);
     let mut rng = Rng::derive(seed, 2);
-    let (mut spent, mut images, mut step) = (0.0f64, 0usize, 0usize);
+    let (mut spent, mut images) = (0.0f64, 0usize);
     let mut points = Vec::new();
     let started = Instant::now();
-    'epochs: loop {
+    'epochs: for epoch in 1.. {
         let order = epoch_order(train.len(), &mut rng);
         let mut clock = Instant::now();
-        for chunk in order.chunks(batch) {
+        for (in_epoch, chunk) in order.chunks(batch).enumerate() {
             let b = chunk.len();
             batcher.fill(train, chunk, &mut x[..b * n], &mut y[..b]);
             exec.train_step(&x[..b * n], &y[..b])?;
             images += b;
-            step += 1;
             // The clock is read with the device caught up, after every step: a GPU loses its
             // pipelining across steps here, which the budget then honestly pays for.
             exec.wait()?;
@@ -91,8 +90,8 @@ pub fn measure(exp: &mut Experiment<'_>, net: &NetChoice, seed: u64) -> Result<V
             let loss = exec.peek_train_loss()?;
             if !loss.is_finite() {
                 return Err(Error::Diverged {
-                    epoch: 0,
-                    step,
+                    epoch,
+                    step: in_epoch + 1,
                     loss,
                 });
             }
@@ -246,6 +245,8 @@ pub fn budget_verdict(at: &[Verdict]) -> Verdict {
 /// accuracy each family reaches within the same training time on this device, with equal training
 /// FLOPs reported beside it and the cost per image (the text's sense) stated.
 pub fn compute_contradiction(
+    ann_model: &crate::nn::Model,
+    cnn_model: &crate::nn::Model,
     ann: &[SeedRecord],
     cnn: &[SeedRecord],
     budget_list: &[f64],
@@ -265,12 +266,7 @@ pub fn compute_contradiction(
     let ips =
         |r: &[SeedRecord]| mean_sd(&r.iter().map(|s| s.train_images_per_sec).collect::<Vec<_>>()).0;
     let slower = ips(ann) / ips(cnn).max(1e-9);
-    let per_image = |r: &[SeedRecord]| {
-        r.first()
-            .and_then(|s| s.budget.first())
-            .map_or(0.0, |p| p.flops / p.images.max(1) as f64)
-    };
-    let flop_ratio = per_image(cnn) / per_image(ann).max(1.0);
+    let flop_ratio = train_flops(cnn_model) as f64 / train_flops(ann_model).max(1) as f64;
     Claim {
         id: "contradiction_compute".into(),
         title: "Contradiction: compute".into(),

@@ -342,6 +342,8 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         these.push(claims::compute_cost(am, cm, ann, cnn, &pair_tp));
         if super::budget::measured(ann, cnn) {
             these.push(super::budget::compute_contradiction(
+                am,
+                cm,
                 ann,
                 cnn,
                 &protocol.budgets,

@@ -132,9 +132,9 @@ pub struct Recipe {
 }
 
 /// Train `model` from `init` on `train`, evaluating on `test` after each epoch when `curve` is set,
-/// else only after the last one (the earlier epochs' test fields are then NaN): most runs of an
-/// experiment need only the final accuracy, and evaluating a few thousand test images after each of 50
-/// epochs on 100 images would cost several times the training.
+/// else only after the last one (`TrainConfig::test_every_epoch`): most runs of an experiment need only
+/// the final accuracy, and evaluating a few thousand test images after each of 50 epochs on 100 images
+/// would cost several times the training.
 #[allow(clippy::too_many_arguments)]
 pub fn train_run(
     device: &Device,
@@ -163,47 +163,14 @@ pub fn train_run(
         // Every BatchNorm net is evaluated with statistics recomputed over its training set (see
         // `crate::calibrate`): lagging running statistics must not decide a verdict.
         recalibrate_bn: crate::calibrate::BnLayout::of(model),
+        test_every_epoch: curve,
     };
     let mut executor = device.executor(model, init, optim, cfg.max_batch())?;
-    if curve {
-        let out = train::train(&mut *executor, train, test, norm, &cfg, |_, _| Ok(()))?;
-        return Ok(Run {
-            epochs: out.epochs,
-            executor,
-        });
-    }
-    let mut none = test.clone();
-    none.truncate(0);
-    // The running statistics do not steer training, so recomputing them once at the end is the same
-    // as after every epoch.
-    let layout = cfg.recalibrate_bn.clone();
-    let cfg = TrainConfig {
-        recalibrate_bn: None,
-        ..cfg
-    };
-    let mut epochs = train::train(&mut *executor, train, &none, norm, &cfg, |_, _| Ok(()))?.epochs;
-    if let Some(layout) = &layout {
-        crate::calibrate::recalibrate_bn(&mut *executor, layout, train, norm, cfg.batch_size)?;
-    }
-    let t = Instant::now();
-    let stats = train::evaluate(
-        &mut *executor,
-        test,
-        &Batcher::new(norm, test.shape),
-        recipe.eval_batch_size,
-    )?;
-    let last = epochs.len().saturating_sub(1);
-    for (i, e) in epochs.iter_mut().enumerate() {
-        if i == last {
-            e.test_loss = stats.mean_loss();
-            e.test_accuracy = stats.accuracy();
-            e.eval_seconds = t.elapsed().as_secs_f64();
-        } else {
-            e.test_loss = f64::NAN;
-            e.test_accuracy = f64::NAN;
-        }
-    }
-    Ok(Run { epochs, executor })
+    let out = train::train(&mut *executor, train, test, norm, &cfg, |_, _| Ok(()))?;
+    Ok(Run {
+        epochs: out.epochs,
+        executor,
+    })
 }
 
 /// Accuracy of a trained executor on a data set.
