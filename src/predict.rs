@@ -5,7 +5,6 @@ pub use crate::data::image_file::load_image;
 use crate::data::{Batcher, Dataset};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::nn::OptimConfig;
 use std::path::{Path, PathBuf};
 
 /// One class with its probability.
@@ -52,7 +51,7 @@ pub fn predict(
     let mut x = vec![0f32; ds.len() * model.input.len()];
     let mut y = vec![0u32; ds.len()];
     batcher.fill(&ds, &(0..ds.len()).collect::<Vec<_>>(), &mut x, &mut y);
-    let mut exec = device.executor_from(&model, &params, OptimConfig::adam(1e-3), ds.len())?;
+    let mut exec = device.inference_executor(&model, &params, ds.len())?;
     let logits = exec.logits(&x)?;
     let classes = model.num_classes;
     Ok(files

@@ -6,7 +6,6 @@ use crate::data::{self, Batcher};
 use crate::error::{Error, Result};
 use crate::metrics::{write_json, write_npy};
 use crate::models;
-use crate::nn::OptimConfig;
 use crate::train::{self};
 use std::time::Instant;
 
@@ -74,7 +73,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let (device, why) = args.device.select()?;
     println!("device: {why}");
     let batch = args.batch_size.min(data.test.len());
-    let mut exec = device.executor_from(&model, &params, OptimConfig::adam(1e-3), batch)?;
+    let mut exec = device.inference_executor(&model, &params, batch)?;
     let batcher = Batcher::new(&meta.normalization, model.input);
     let t = Instant::now();
     let stats = train::evaluate(&mut *exec, &data.test, &batcher, batch)?;

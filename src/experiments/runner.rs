@@ -4,7 +4,7 @@ use crate::data::{Batcher, Dataset, Normalization};
 use crate::device::Device;
 use crate::error::Result;
 use crate::models;
-use crate::nn::{Executor, Model, OptimConfig};
+use crate::nn::{Executor, Model, OptimConfig, Weights};
 use crate::train::{self, median, EpochRecord, TrainConfig};
 use std::time::Instant;
 
@@ -246,6 +246,15 @@ pub fn measure_throughput(
     };
     let train_ips = timed(&mut exec, true)?;
     let _ = exec.take_train_stats()?;
+    // Inference runs the evaluation graph (BatchNorm folded, dropout gone), as `eval` and `predict`.
+    let weights = Weights {
+        params: exec.params()?,
+        state: exec.state()?,
+    };
+    drop(exec);
+    let mut exec = device.inference_executor(model, &weights, batch)?;
+    exec.eval_step(&x, &y)?;
+    exec.wait()?;
     let infer_ips = timed(&mut exec, false)?;
     let _ = exec.take_eval_stats()?;
     let (software, adapter, kernel_policy) = match device {

@@ -130,26 +130,72 @@ impl Graph {
         while i < self.nodes.len() {
             if self.nodes[i].op.kind() == "relu" {
                 let src = self.storage(self.nodes[i].inputs[0]);
-                let readers = self
-                    .nodes
-                    .iter()
-                    .filter(|n| n.inputs.iter().any(|&t| self.storage(t) == src))
-                    .count();
-                if let Some(p) = self.producer(src) {
-                    if readers == 1 && !self.nodes[p].op.relu() && self.nodes[p].op.fuse_relu() {
-                        let out = self.storage(self.nodes[i].output);
-                        for t in &mut self.tensors {
-                            if t.storage == out {
-                                t.storage = src;
-                            }
-                        }
-                        self.nodes.remove(i);
+                if let Some(p) = self.sole_producer(src) {
+                    if self.nodes[p].op.fuse_relu() {
+                        self.remove_into(i, src);
                         continue;
                     }
                 }
             }
             i += 1;
         }
+        self.settle();
+    }
+
+    /// The evaluation pass, on a graph that will only run forward in evaluation mode with these
+    /// parameters and statistics: a BatchNorm whose input has no other reader is folded into the
+    /// convolution or linear layer that produced it (weights and bias rewritten in `params`, its
+    /// ReLU moved into that op's epilogue), and dropout (the identity in evaluation) is removed.
+    /// Returns the number of nodes removed. The parameter and state layouts do not change.
+    pub fn fold_for_eval(&mut self, params: &mut [f32], state: &[f32]) -> usize {
+        let before = self.nodes.len();
+        let mut i = 0;
+        while i < self.nodes.len() {
+            let src = self.storage(self.nodes[i].inputs[0]);
+            if self.nodes[i].op.eval_identity() && self.nodes.len() > 1 {
+                self.remove_into(i, src);
+                continue;
+            }
+            if let Some(affine) = self.nodes[i].op.eval_affine(params, state) {
+                if let Some(p) = self.sole_producer(src) {
+                    if let Some(op) = self.nodes[p].op.fold_affine(params, &affine) {
+                        self.nodes[p].op = op;
+                        self.remove_into(i, src);
+                        continue;
+                    }
+                }
+            }
+            i += 1;
+        }
+        self.settle();
+        before - self.nodes.len()
+    }
+
+    /// The node that writes storage `src` when exactly one node reads it and no ReLU is fused into
+    /// the writer yet: the case where the reader can be folded into the writer.
+    fn sole_producer(&self, src: usize) -> Option<usize> {
+        let readers = self
+            .nodes
+            .iter()
+            .filter(|n| n.inputs.iter().any(|&t| self.storage(t) == src))
+            .count();
+        let p = self.producer(src)?;
+        (readers == 1 && !self.nodes[p].op.relu()).then_some(p)
+    }
+
+    /// Remove node `i`, its output becoming (a view of) storage `src`.
+    fn remove_into(&mut self, i: usize, src: usize) {
+        let out = self.storage(self.nodes[i].output);
+        for t in &mut self.tensors {
+            if t.storage == out {
+                t.storage = src;
+            }
+        }
+        self.nodes.remove(i);
+    }
+
+    /// After a pass: storages renumbered, ReLU storages marked, gradient slots assigned.
+    fn settle(&mut self) {
         self.renumber_storages();
         self.relu_storage = vec![false; self.storages()];
         for n in &self.nodes {

@@ -115,6 +115,18 @@ impl Device {
         Ok(exec)
     }
 
+    /// An executor for evaluation only (logits, `eval_step`) of `model` with `weights`: it runs the
+    /// model's evaluation graph ([`Model::for_inference`]), so it must not train.
+    pub fn inference_executor(
+        &self,
+        model: &Model,
+        weights: &Weights,
+        max_batch: usize,
+    ) -> Result<Box<dyn Executor>> {
+        let (m, w) = model.for_inference(weights)?;
+        self.executor_from(&m, &w, OptimConfig::adam(1e-3), max_batch)
+    }
+
     /// Build an executor for `model` with parameters `params` (the flat layout of `Model::params`) and
     /// buffers sized for batches of up to `max_batch` examples.
     pub fn executor(

@@ -3,6 +3,7 @@
 
 use super::graph::{Graph, GraphBuilder, ParamTensor};
 use super::op::{Init, Layer, Shape};
+use super::Weights;
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -106,6 +107,26 @@ impl Model {
             num_classes,
             layer_outputs,
         })
+    }
+
+    /// This model as it runs in evaluation with `weights`: the evaluation pass of the graph
+    /// ([`Graph::fold_for_eval`]: BatchNorm folded into the op before it, dropout removed) and the
+    /// parameter vector it needs (same layout, folded values). The result must not be trained.
+    /// `WGTRAIN_EVAL_FOLD=off` skips the pass (for A/B measurements).
+    pub fn for_inference(&self, weights: &Weights) -> Result<(Model, Weights)> {
+        let mut m = Model::new(
+            &self.name,
+            self.input,
+            self.layers.clone(),
+            self.num_classes,
+        )?;
+        let mut w = weights.clone();
+        if std::env::var("WGTRAIN_EVAL_FOLD").as_deref() != Ok("off") {
+            Arc::get_mut(&mut m.graph)
+                .expect("a new model's graph has one owner")
+                .fold_for_eval(&mut w.params, &w.state);
+        }
+        Ok((m, w))
     }
 
     /// One row per top-level layer: index, token, output shape per example, parameters, buffers and

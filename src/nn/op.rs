@@ -204,6 +204,19 @@ pub struct GpuBackward<'a> {
     pub batch: usize,
 }
 
+/// What an op does in evaluation when it is a per-channel affine map (BatchNorm with its running
+/// statistics): `y = x * scale[c] + shift[c]`, then a ReLU if one is fused. The evaluation pass folds
+/// it into the op that produced `x` (see [`Op::fold_affine`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalAffine {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+    pub relu: bool,
+    /// Offset of a parameter tensor of `scale.len()` floats that the folded op may take for its bias
+    /// when it has none (BatchNorm's own bias, free once BatchNorm is gone).
+    pub bias_slot: usize,
+}
+
 /// A shape-resolved node: what the executors run.
 pub trait Op: std::fmt::Debug + Send + Sync {
     /// Short name for summaries and errors ("conv2d", "batchnorm", ...).
@@ -218,6 +231,21 @@ pub trait Op: std::fmt::Debug + Send + Sync {
     }
     /// Whether a ReLU is fused into this op's output.
     fn relu(&self) -> bool {
+        false
+    }
+    /// In evaluation, the per-channel affine map this op applies, for the evaluation pass to fold
+    /// into its producer; `None` for ops that are not one.
+    fn eval_affine(&self, _params: &[f32], _state: &[f32]) -> Option<EvalAffine> {
+        None
+    }
+    /// This op followed by `a` (per output channel) as one op: rewrites its weights and bias in
+    /// `params` and returns the folded op (evaluation only; the parameter layout does not change).
+    /// `None` when it cannot absorb it.
+    fn fold_affine(&self, _params: &mut [f32], _a: &EvalAffine) -> Option<Box<dyn Op>> {
+        None
+    }
+    /// Whether the op is the identity in evaluation (dropout): the evaluation pass removes it.
+    fn eval_identity(&self) -> bool {
         false
     }
     /// For callers that need one op's details (the first conv's filters, weight reuse).

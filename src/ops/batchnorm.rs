@@ -14,7 +14,7 @@ use crate::device::gpu::{grid_1d, GpuContext, Kernel, PlanBuilder};
 use crate::error::Result;
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{
-    scratch, CpuBackward, CpuForward, GpuBackward, GpuForward, Init, Layer, Op, Shape,
+    scratch, CpuBackward, CpuForward, EvalAffine, GpuBackward, GpuForward, Init, Layer, Op, Shape,
 };
 use crate::nn::portable::Portable;
 use rayon::prelude::*;
@@ -137,6 +137,24 @@ impl BatchNorm {
             });
     }
 
+    /// Evaluation with the running statistics as `x * scale + shift` per channel (the CPU's
+    /// evaluation forward, and what the evaluation pass folds into the producer).
+    fn affine(&self, params: &[f32], state: &[f32]) -> EvalAffine {
+        let c = self.channels;
+        let (gamma, beta) = (&params[self.weight..][..c], &params[self.bias..][..c]);
+        let (mean, var) = (&state[self.mean..][..c], &state[self.var..][..c]);
+        let scale: Vec<f32> = (0..c)
+            .map(|ch| gamma[ch] / (var[ch] + EPS).sqrt())
+            .collect();
+        let shift = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+        EvalAffine {
+            scale,
+            shift,
+            relu: self.relu,
+            bias_slot: self.bias,
+        }
+    }
+
     fn uniform(&self, batch: usize, flags: u32) -> BnParams {
         let u = |x: usize| u32::try_from(x).expect("batchnorm size exceeds u32");
         BnParams {
@@ -199,6 +217,10 @@ impl Op for BatchNorm {
         self
     }
 
+    fn eval_affine(&self, params: &[f32], state: &[f32]) -> Option<EvalAffine> {
+        Some(self.affine(params, state))
+    }
+
     fn cpu_scratch(&self, _max_batch: usize) -> Box<dyn Any + Send> {
         Box::new(Saved {
             mean: vec![0.0; self.channels],
@@ -245,9 +267,8 @@ impl Op for BatchNorm {
             }
             (saved.mean.clone(), saved.invstd.clone())
         } else {
-            let mean = a.state[self.mean..][..c].to_vec();
-            let var = &a.state[self.var..][..c];
-            (mean, var.iter().map(|&v| 1.0 / (v + EPS).sqrt()).collect())
+            let e = self.affine(a.params, a.state);
+            return self.apply(x, a.output, batch, &e.scale, &e.shift);
         };
         let scale: Vec<f32> = gamma.iter().zip(&invstd).map(|(g, s)| g * s).collect();
         let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();

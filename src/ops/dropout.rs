@@ -147,6 +147,10 @@ impl Op for Dropout {
         "dropout"
     }
 
+    fn eval_identity(&self) -> bool {
+        true
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

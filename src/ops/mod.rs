@@ -92,3 +92,24 @@ pub fn push_elementwise(
     let groups = crate::device::gpu::grid_1d(n.div_ceil(256) as u32, max);
     pb.push_bindings(kernel, &p, bindings, groups);
 }
+
+/// Fold a per-output-channel affine map into a layer whose weight is `[out, row]` rows at `weight`
+/// (a convolution's filters, a linear layer's rows): row `o` is scaled by `a.scale[o]` and the bias,
+/// read from `old_bias` (zero when the layer has none), becomes `b * scale + shift` at `new_bias`.
+/// Evaluation only: the caller's parameter vector is a copy.
+pub fn fold_rows(
+    params: &mut [f32],
+    weight: usize,
+    old_bias: Option<usize>,
+    new_bias: usize,
+    row: usize,
+    a: &crate::nn::op::EvalAffine,
+) {
+    for (o, (&k, &shift)) in a.scale.iter().zip(&a.shift).enumerate() {
+        params[weight + o * row..][..row]
+            .iter_mut()
+            .for_each(|w| *w *= k);
+        let b = old_bias.map_or(0.0, |b| params[b + o]);
+        params[new_bias + o] = b * k + shift;
+    }
+}

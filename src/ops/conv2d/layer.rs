@@ -9,7 +9,7 @@ use crate::device::gpu::{GpuContext, PlanBuilder};
 use crate::error::Result;
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{
-    scratch, CpuBackward, CpuForward, GpuBackward, GpuForward, Init, Layer, Op, Shape,
+    scratch, CpuBackward, CpuForward, EvalAffine, GpuBackward, GpuForward, Init, Layer, Op, Shape,
 };
 use crate::nn::portable::Portable;
 use std::any::Any;
@@ -187,6 +187,20 @@ impl Op for Conv2d {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn fold_affine(&self, params: &mut [f32], a: &EvalAffine) -> Option<Box<dyn Op>> {
+        let s = &self.shape;
+        if a.scale.len() != s.out_c {
+            return None;
+        }
+        let bias = self.bias.unwrap_or(a.bias_slot);
+        crate::ops::fold_rows(params, self.weight, self.bias, bias, s.k(), a);
+        Some(Box::new(Conv2d {
+            relu: a.relu,
+            bias: Some(bias),
+            ..self.clone()
+        }))
     }
 
     fn cpu_scratch(&self, _max_batch: usize) -> Box<dyn Any + Send> {

@@ -12,7 +12,7 @@ use crate::device::gpu::{GpuContext, PlanBuilder};
 use crate::error::Result;
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{
-    resources, CpuBackward, CpuForward, GpuBackward, GpuForward, Init, Layer, Op, Shape,
+    resources, CpuBackward, CpuForward, EvalAffine, GpuBackward, GpuForward, Init, Layer, Op, Shape,
 };
 use crate::nn::portable::Portable;
 use crate::ops::matmul_tex::{
@@ -111,6 +111,18 @@ impl Op for Linear {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn fold_affine(&self, params: &mut [f32], a: &EvalAffine) -> Option<Box<dyn Op>> {
+        if a.scale.len() != self.out {
+            return None;
+        }
+        let bias = Some(self.bias);
+        crate::ops::fold_rows(params, self.weight, bias, self.bias, self.inp, a);
+        Some(Box::new(Linear {
+            relu: a.relu,
+            ..self.clone()
+        }))
     }
 
     fn cpu_forward(&self, a: CpuForward<'_>) {
