@@ -3,7 +3,7 @@
 //! the largest batch. A step still allocates small vectors: per node the lists of input slices and
 //! gradient slots (a few pointers), and BatchNorm's per-channel statistics — not tensor-sized memory.
 
-use super::graph::{Graph, TensorId};
+use super::graph::{BackwardWork, Graph, TensorId};
 use super::op::{CpuBackward, CpuForward, CpuInputGrad};
 use super::{Executor, Model, OptimConfig, Stats};
 use crate::error::Result;
@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct CpuExecutor {
     model: Model,
     graph: Arc<Graph>,
+    /// The backward work of a step with this optimiser's frozen prefix.
+    work: Arc<BackwardWork>,
     params: Vec<f32>,
     grads: Vec<f32>,
     state: Vec<f32>,
@@ -49,6 +51,7 @@ impl CpuExecutor {
                 .iter()
                 .map(|n| n.op.cpu_scratch(max_batch))
                 .collect(),
+            work: Arc::new(graph.backward_work(optim.frozen_prefix)),
             model: model.clone(),
             params: params.to_vec(),
             grads: vec![0.0; params.len()],
@@ -120,7 +123,11 @@ impl CpuExecutor {
     fn backward(&mut self, x: &[f32], batch: usize) {
         let step = self.step();
         let g = self.graph.clone();
+        let work = self.work.clone();
         for (i, node) in g.nodes.iter().enumerate().rev() {
+            if !work.node[i] {
+                continue;
+            }
             let out = g.storage(node.output);
             let n = batch * g.storage_len(out);
             for &extra in &g.extra_slots[out] {
@@ -134,7 +141,8 @@ impl CpuExecutor {
                 .iter()
                 .zip(&g.grad_slot[i])
                 .map(|(&t, &slot)| {
-                    (g.storage(t) != 0).then(|| (slot, std::mem::take(&mut self.slots[slot])))
+                    work.storage[g.storage(t)]
+                        .then(|| (slot, std::mem::take(&mut self.slots[slot])))
                 })
                 .collect();
             let inputs: Vec<&[f32]> = node

@@ -62,6 +62,20 @@ pub struct GraphNode {
     pub layer: usize,
     /// Module path of the node (e.g. `4.body.0`), as in the tensor names.
     pub path: String,
+    /// Where its trainable parameters lie in the flat vector (those declared since the node before).
+    pub params: std::ops::Range<usize>,
+}
+
+/// Which backward work a training step needs when the parameters before `frozen_prefix` are frozen:
+/// a node runs backward only if it has a trainable parameter or an input whose gradient is needed,
+/// and an input's gradient is needed only if some trainable parameter lies upstream of it. With a
+/// frozen feature extractor (probes, transfer) the extractor's backward is skipped entirely.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackwardWork {
+    /// Per node: run its backward.
+    pub node: Vec<bool>,
+    /// Per storage: its gradient is needed (a trainable parameter lies upstream).
+    pub storage: Vec<bool>,
 }
 
 /// A lowered, fused model.
@@ -122,6 +136,22 @@ impl Graph {
     /// Node that writes storage `s` (none for the input).
     pub fn producer(&self, s: usize) -> Option<usize> {
         self.nodes.iter().position(|n| self.storage(n.output) == s)
+    }
+
+    /// The backward work of a training step with the parameters before `frozen_prefix` frozen.
+    pub fn backward_work(&self, frozen_prefix: usize) -> BackwardWork {
+        let mut storage = vec![false; self.storages()];
+        let node = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let trains = !n.params.is_empty() && n.params.end > frozen_prefix;
+                let upstream = n.inputs.iter().any(|&t| storage[self.storage(t)]);
+                storage[self.storage(n.output)] |= trains || upstream;
+                trains || upstream
+            })
+            .collect();
+        BackwardWork { node, storage }
     }
 
     /// The fusion pass, then the gradient slots. Called once by `Model::new`.
@@ -245,6 +275,8 @@ pub struct GraphBuilder {
     graph: Graph,
     path: Vec<String>,
     top: usize,
+    /// End of the parameters owned by nodes already added.
+    owned: usize,
 }
 
 impl GraphBuilder {
@@ -261,6 +293,7 @@ impl GraphBuilder {
             graph,
             path: Vec::new(),
             top: 0,
+            owned: 0,
         };
         (b, TensorId(0))
     }
@@ -328,7 +361,9 @@ impl GraphBuilder {
             output: id,
             layer: self.top,
             path: self.path.join("."),
+            params: self.owned..self.graph.param_len,
         });
+        self.owned = self.graph.param_len;
         id
     }
 

@@ -59,7 +59,11 @@ impl GpuExecutor {
             );
         }
         if train {
+            let work = g.backward_work(self.optim.frozen_prefix);
             for (i, node) in g.nodes.iter().enumerate().rev() {
+                if !work.node[i] {
+                    continue;
+                }
                 let out = g.storage(node.output);
                 let n = batch * g.storage_len(out);
                 for &extra in &g.extra_slots[out] {
@@ -71,7 +75,7 @@ impl GpuExecutor {
                     .zip(&g.grad_slot[i])
                     .map(|(&t, &slot)| {
                         let s = g.storage(t);
-                        (s != 0).then(|| GpuInputGrad {
+                        work.storage[s].then(|| GpuInputGrad {
                             dx: &self.slots[slot],
                             mask: g.relu_storage[s].then(|| &self.acts[s]),
                         })
