@@ -253,13 +253,21 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             out.seeds.push(exp.measure(net, seed)?);
         }
     }
-    let strong_ann = super::recipe::measure(&mut Experiment {
-        device,
-        data: &data,
-        protocol: &protocol,
-        recipe: recipe.clone(),
-        log: &mut *log,
-    })?;
+    let base: Vec<_> = models
+        .iter()
+        .zip(&runs)
+        .map(|(m, r)| (m, &r.seeds[..]))
+        .collect();
+    let strong_ann = super::recipe::measure(
+        &mut Experiment {
+            device,
+            data: &data,
+            protocol: &protocol,
+            recipe: recipe.clone(),
+            log: &mut *log,
+        },
+        &base,
+    )?;
     log("throughput:".into());
     let mut throughput = Vec::new();
     let mut devices = vec![Device::Cpu];

@@ -9,6 +9,7 @@ use super::runner::NetChoice;
 use super::stats::{mean_sd, verdict_greater, RULE};
 use crate::data::augment::Augment;
 use crate::error::Result;
+use crate::nn::Model;
 use serde_json::json;
 
 /// The strong ANN: the preset, and the training-time augmentations tried with it ("none": the images
@@ -40,13 +41,28 @@ pub struct StrongAnn {
 }
 
 /// Train the strong ANN once per seed of the protocol and candidate recipe on the experiment's data.
-pub fn measure(exp: &mut Experiment<'_>) -> Result<StrongAnn> {
+/// `base` holds the compared nets' base runs with their models: when one of them is the strong ANN's
+/// preset, its runs are the "none" candidate (the same net, seeds, epochs and recipe: the same
+/// numbers bit for bit) instead of training it again.
+pub fn measure(exp: &mut Experiment<'_>, base: &[(&Model, &[SeedRecord])]) -> Result<StrongAnn> {
     let net = NetChoice::parse(STRONG_ANN);
     let data = exp.data;
     let model = net.build(data.train.shape, data.num_classes)?;
     let epochs = exp.protocol.epochs;
     let mut candidates = Vec::new();
     for name in STRONG_AUGMENTS {
+        let known = base.iter().find(|(m, _)| **m == model).map(|(_, r)| *r);
+        if let (Some(runs), "none") = (known, name) {
+            (exp.log)(format!(
+                "strong ANN {STRONG_ANN}, augmentation none: the base runs of {STRONG_ANN}"
+            ));
+            candidates.push(StrongCandidate {
+                augment: name.into(),
+                test_accuracy: runs.iter().map(|r| r.test_accuracy).collect(),
+                train_accuracy: runs.iter().map(|r| r.train_accuracy).collect(),
+            });
+            continue;
+        }
         let augment = Augment::parse(name)?;
         exp.recipe.augment = (!augment.is_identity()).then_some(augment);
         let mut c = StrongCandidate {
