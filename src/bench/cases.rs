@@ -200,7 +200,8 @@ fn matmul_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
 fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
     let batch = 64;
     let mut out = Vec::new();
-    // The cnn's two convolutions, then resnet's downsampling ones (3x3 stride 2, 1x1 shortcut).
+    // The cnn's two convolutions, resnet's 3x3 convolutions at 28x28 and 7x7, then its downsampling
+    // ones (3x3 stride 2, 1x1 shortcut).
     let down = |kh, pad| ConvShape {
         kh,
         kw: kh,
@@ -211,6 +212,8 @@ fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
     for s in [
         ConvShape::same_3x3(1, 28, 16),
         ConvShape::same_3x3(16, 14, 32),
+        ConvShape::same_3x3(16, 28, 16),
+        ConvShape::same_3x3(64, 7, 64),
         down(3, 1),
         down(1, 0),
     ] {
