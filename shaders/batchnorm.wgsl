@@ -7,6 +7,9 @@
 //                     statistics in training, running ones with FLAG_EVAL), ReLU'd with FLAG_RELU.
 // bn_backward_reduce: per channel sum(dy) and sum(dy * xhat) -> aux[2C + c], aux[3C + c] and the bias /
 //                     weight gradients. One workgroup per channel.
+// bn_stats_flat, bn_backward_reduce_flat: the same for flat inputs (plane 1, BatchNorm1d): one invocation
+//                     per feature sums its column serially; neighbouring invocations read neighbouring
+//                     floats, and there are no barriers (a software adapter pays dearly for each).
 // bn_backward_input:  dx = gamma * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M), masked with
 //                     FLAG_MASK.
 
@@ -94,17 +97,74 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     red0[lid] = q;
     reduce(lid);
     if (live && lid == 0u) {
-        let var_b = red0[0] / f32(m);
-        aux[c] = mean;
-        aux[p.channels + c] = 1.0 / sqrt(var_b + p.eps);
-        let unbiased = select(var_b, var_b * f32(m) / f32(m - 1u), m > 1u);
-        let k = p.momentum;
-        state[p.mean_off + c] = (1.0 - k) * state[p.mean_off + c] + k * mean;
-        state[p.var_off + c] = (1.0 - k) * state[p.var_off + c] + k * unbiased;
-        if (c == 0u) {
-            state[p.count_off] = state[p.count_off] + 1.0;
-        }
+        store_stats(c, mean, red0[0] / f32(m), m);
     }
+}
+
+// Channel c's batch statistics (biased variance var_b over m values) into aux and the running state.
+fn store_stats(c: u32, mean: f32, var_b: f32, m: u32) {
+    aux[c] = mean;
+    aux[p.channels + c] = 1.0 / sqrt(var_b + p.eps);
+    let unbiased = select(var_b, var_b * f32(m) / f32(m - 1u), m > 1u);
+    let k = p.momentum;
+    state[p.mean_off + c] = (1.0 - k) * state[p.mean_off + c] + k * mean;
+    state[p.var_off + c] = (1.0 - k) * state[p.var_off + c] + k * unbiased;
+    if (c == 0u) {
+        state[p.count_off] = state[p.count_off] + 1.0;
+    }
+}
+
+// The feature of this invocation (64 per workgroup, workgroups on a 2-D grid).
+fn feature(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.y * nwg.x * 64u + gid.x;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_stats_flat(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = feature(gid, nwg);
+    if (c >= p.channels) {
+        return;
+    }
+    var s = 0.0;
+    for (var n = 0u; n < p.batch; n = n + 1u) {
+        s = s + x[n * p.channels + c];
+    }
+    let mean = s / f32(p.batch);
+    var q = 0.0;
+    for (var n = 0u; n < p.batch; n = n + 1u) {
+        let d = x[n * p.channels + c] - mean;
+        q = q + d * d;
+    }
+    store_stats(c, mean, q / f32(p.batch), p.batch);
+}
+
+// Channel c's sums of dy and dy * xhat into aux and the bias / weight gradients.
+fn store_sums(c: u32, s_dy: f32, s_dyx: f32) {
+    aux[2u * p.channels + c] = s_dy;
+    aux[3u * p.channels + c] = s_dyx;
+    grads[p.b_off + c] = s_dy;
+    grads[p.w_off + c] = s_dyx;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_backward_reduce_flat(@builtin(global_invocation_id) gid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = feature(gid, nwg);
+    if (c >= p.channels) {
+        return;
+    }
+    let mean = aux[c];
+    let invstd = aux[p.channels + c];
+    var s_dy = 0.0;
+    var s_dyx = 0.0;
+    for (var n = 0u; n < p.batch; n = n + 1u) {
+        let j = n * p.channels + c;
+        let g = dy[j];
+        s_dy = s_dy + g;
+        s_dyx = s_dyx + g * (x[j] - mean) * invstd;
+    }
+    store_sums(c, s_dy, s_dyx);
 }
 
 fn scale_shift(c: u32) -> vec2<f32> {
@@ -159,10 +219,7 @@ fn bn_backward_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     red1[lid] = s_dyx;
     reduce(lid);
     if (live && lid == 0u) {
-        aux[2u * p.channels + c] = red0[0];
-        aux[3u * p.channels + c] = red1[0];
-        grads[p.b_off + c] = red0[0];
-        grads[p.w_off + c] = red1[0];
+        store_sums(c, red0[0], red1[0]);
     }
 }
 

@@ -37,6 +37,8 @@ pub const BN_STATS: Kernel = kernel("bn_stats");
 pub const BN_NORMALIZE: Kernel = kernel("bn_normalize");
 pub const BN_BACKWARD_REDUCE: Kernel = kernel("bn_backward_reduce");
 pub const BN_BACKWARD_INPUT: Kernel = kernel("bn_backward_input");
+pub const BN_STATS_FLAT: Kernel = kernel("bn_stats_flat");
+pub const BN_BACKWARD_REDUCE_FLAT: Kernel = kernel("bn_backward_reduce_flat");
 const FLAG_EVAL: u32 = 32;
 
 /// `bn` in a spec.
@@ -178,6 +180,21 @@ impl BatchNorm {
             n as u32,
             pb.ctx().limits.max_compute_workgroups_per_dimension,
         )
+    }
+
+    /// A per-channel reduction kernel and its grid: for flat inputs one invocation per feature
+    /// (`flat`, 64 per workgroup), for images one workgroup per channel (`tree`).
+    fn reduction(
+        &self,
+        pb: &PlanBuilder<'_>,
+        tree: &'static Kernel,
+        flat: &'static Kernel,
+    ) -> (&'static Kernel, [u32; 3]) {
+        if self.plane == 1 {
+            (flat, Self::groups(pb, self.channels.div_ceil(64)))
+        } else {
+            (tree, Self::groups(pb, self.channels))
+        }
     }
 }
 
@@ -332,9 +349,9 @@ impl Op for BatchNorm {
         let aux = &a.aux[0];
         if a.train {
             let p = self.uniform(a.batch, 0);
-            let groups = Self::groups(pb, self.channels);
+            let (kernel, groups) = self.reduction(pb, &BN_STATS, &BN_STATS_FLAT);
             pb.push_bindings(
-                &BN_STATS,
+                kernel,
                 &p,
                 &[(1, a.inputs[0]), (4, a.state), (5, aux)],
                 groups,
@@ -361,8 +378,8 @@ impl Op for BatchNorm {
         let aux = &a.aux[0];
         let p = self.uniform(a.batch, 0);
         let bindings = [(1, a.inputs[0]), (5, aux), (6, a.dy), (7, a.grads)];
-        let groups = Self::groups(pb, self.channels);
-        pb.push_bindings(&BN_BACKWARD_REDUCE, &p, &bindings, groups);
+        let (kernel, groups) = self.reduction(pb, &BN_BACKWARD_REDUCE, &BN_BACKWARD_REDUCE_FLAT);
+        pb.push_bindings(kernel, &p, &bindings, groups);
         let Some(g) = &a.dx[0] else { return };
         let p = self.uniform(
             a.batch,
