@@ -9,6 +9,8 @@
 //! CPU: statistics per channel in f64, then one pass per example. GPU (`shaders/batchnorm.wgsl`): one
 //! workgroup per channel reduces in workgroup memory (no float atomics), then elementwise kernels.
 
+mod flat;
+
 use super::{sum2_lanes_with, sum_lanes_with};
 use crate::device::gpu::{grid_1d, GpuContext, Kernel, PlanBuilder};
 use crate::error::Result;
@@ -118,9 +120,35 @@ impl BatchNorm {
             .flat_map(|plane| plane.chunks(BLOCK))
     }
 
+    /// Per channel of an image batch: (mean, biased variance) over the batch and the plane.
+    fn image_stats(&self, x: &[f32], batch: usize) -> Vec<(f64, f64)> {
+        let m = (batch * self.plane) as f64;
+        (0..self.channels)
+            .into_par_iter()
+            .map(|ch| {
+                let sum: f64 = self
+                    .blocks(x, batch, ch)
+                    .map(|s| sum_lanes_with(s, |v| v) as f64)
+                    .sum();
+                let mean = sum / m;
+                let mf = mean as f32;
+                let sq: f64 = self
+                    .blocks(x, batch, ch)
+                    .map(|s| sum_lanes_with(s, |v| (v - mf) * (v - mf)) as f64)
+                    .sum();
+                // The centre was rounded to f32: correct the second moment about it.
+                let d = mean - mf as f64;
+                (mean, (sq / m - d * d).max(0.0))
+            })
+            .collect()
+    }
+
     /// `y = x * scale[c] + shift[c]`, ReLU'd when fused, one example per task.
     fn apply(&self, x: &[f32], y: &mut [f32], batch: usize, scale: &[f32], shift: &[f32]) {
         let (cp, p) = (self.channels * self.plane, self.plane);
+        if p == 1 {
+            return flat::apply(x, y, batch, self.channels, scale, shift, self.relu);
+        }
         y[..batch * cp]
             .par_chunks_mut(cp)
             .zip(x[..batch * cp].par_chunks(cp))
@@ -250,24 +278,11 @@ impl Op for BatchNorm {
         let (gamma, beta) = (&a.params[self.weight..][..c], &a.params[self.bias..][..c]);
         let (mean, invstd): (Vec<f32>, Vec<f32>) = if a.train {
             let m = (batch * self.plane) as f64;
-            let stats: Vec<(f64, f64)> = (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    let sum: f64 = self
-                        .blocks(x, batch, ch)
-                        .map(|s| sum_lanes_with(s, |v| v) as f64)
-                        .sum();
-                    let mean = sum / m;
-                    let mf = mean as f32;
-                    let sq: f64 = self
-                        .blocks(x, batch, ch)
-                        .map(|s| sum_lanes_with(s, |v| (v - mf) * (v - mf)) as f64)
-                        .sum();
-                    // The centre was rounded to f32: correct the second moment about it.
-                    let d = mean - mf as f64;
-                    (mean, (sq / m - d * d).max(0.0))
-                })
-                .collect();
+            let stats: Vec<(f64, f64)> = if self.plane == 1 {
+                flat::stats(x, batch, c)
+            } else {
+                self.image_stats(x, batch)
+            };
             let k = MOMENTUM;
             for (ch, &(mean, var)) in stats.iter().enumerate() {
                 let unbiased = if m > 1.0 { var * m / (m - 1.0) } else { var };
@@ -295,18 +310,23 @@ impl Op for BatchNorm {
     fn cpu_backward(&self, mut a: CpuBackward<'_>) {
         let (x, dy, batch, c, p) = (a.inputs[0], a.dy, a.batch, self.channels, self.plane);
         let saved: &Saved = scratch::<Saved>(a.scratch);
-        let sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mean, invstd) = (saved.mean[ch], saved.invstd[ch]);
-                self.blocks(x, batch, ch)
-                    .zip(self.blocks(dy, batch, ch))
-                    .fold((0.0, 0.0), |(s, sx), (xs, gs)| {
-                        let (a, b) = sum2_lanes_with(gs, xs, |g, x| (g, g * ((x - mean) * invstd)));
-                        (s + a as f64, sx + b as f64)
-                    })
-            })
-            .collect();
+        let sums: Vec<(f64, f64)> = if p == 1 {
+            flat::grad_sums(x, dy, batch, c, &saved.mean, &saved.invstd)
+        } else {
+            (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    let (mean, invstd) = (saved.mean[ch], saved.invstd[ch]);
+                    self.blocks(x, batch, ch)
+                        .zip(self.blocks(dy, batch, ch))
+                        .fold((0.0, 0.0), |(s, sx), (xs, gs)| {
+                            let (a, b) =
+                                sum2_lanes_with(gs, xs, |g, x| (g, g * ((x - mean) * invstd)));
+                            (s + a as f64, sx + b as f64)
+                        })
+                })
+                .collect()
+        };
         for (ch, &(s, sx)) in sums.iter().enumerate() {
             a.grads[self.bias + ch] = s as f32;
             a.grads[self.weight + ch] = sx as f32;
@@ -314,6 +334,13 @@ impl Op for BatchNorm {
         let Some(g) = a.dx[0].take() else { return };
         let m = (batch * p) as f64;
         let gamma = &a.params[self.weight..][..c];
+        if p == 1 {
+            let k: Vec<f32> = (0..c).map(|j| gamma[j] * saved.invstd[j]).collect();
+            let ma: Vec<f32> = sums.iter().map(|s| (s.0 / m) as f32).collect();
+            let mb: Vec<f32> = sums.iter().map(|s| (s.1 / m) as f32).collect();
+            let (mean, invstd) = (&saved.mean, &saved.invstd);
+            return flat::input_grad(x, dy, g.dx, batch, c, mean, invstd, &k, &ma, &mb, g.mask);
+        }
         let cp = c * p;
         g.dx[..batch * cp]
             .par_chunks_mut(cp)
