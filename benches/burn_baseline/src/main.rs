@@ -267,14 +267,19 @@ fn time_training<M: Module + Net>(
     let (m, _) = step(model);
     model = m;
     let first = start.elapsed().as_secs_f64();
+    // Warm-up and timing both last at least `seconds` and 3 steps: Burn compiles and autotunes
+    // kernels during its first steps of a shape, and on a software adapter one step can take longer
+    // than the whole window.
     let warm = Instant::now();
-    while warm.elapsed().as_secs_f64() < seconds {
+    let mut warm_steps = 0;
+    while warm_steps < 3 || warm.elapsed().as_secs_f64() < seconds {
         let (m, _) = step(model);
         model = m;
+        warm_steps += 1;
     }
     let t = Instant::now();
     let mut steps = 0;
-    while t.elapsed().as_secs_f64() < seconds {
+    while steps < 3 || t.elapsed().as_secs_f64() < seconds {
         let (m, _) = step(model);
         model = m;
         steps += 1;
