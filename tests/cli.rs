@@ -177,6 +177,33 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("accuracy {:.2}%", 100.0 * acc)));
+    // The evaluation pass's A/B switch takes on or off; anything else is an error, not ignored.
+    let args = [
+        "eval",
+        "--checkpoint",
+        plain.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--embedded",
+        "--model",
+        "mlp",
+    ];
+    for (value, ok) in [("off", true), ("on", true), ("maybe", false)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
+            .args(args)
+            .env("WGTRAIN_EVAL_FOLD", value)
+            .output()
+            .unwrap();
+        if ok {
+            assert!(
+                out.status.success(),
+                "{value}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            assert_one_line_error(&out, 2, "WGTRAIN_EVAL_FOLD=maybe: use on or off");
+        }
+    }
     let out = wgtrain(&[
         "eval",
         "--checkpoint",

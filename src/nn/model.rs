@@ -121,7 +121,16 @@ impl Model {
             self.num_classes,
         )?;
         let mut w = weights.clone();
-        if std::env::var("WGTRAIN_EVAL_FOLD").as_deref() != Ok("off") {
+        let fold = match std::env::var("WGTRAIN_EVAL_FOLD").as_deref() {
+            Err(_) | Ok("on") => true,
+            Ok("off") => false,
+            Ok(other) => {
+                return Err(Error::Config(format!(
+                    "WGTRAIN_EVAL_FOLD={other}: use on or off (off skips folding BatchNorm for evaluation)"
+                )))
+            }
+        };
+        if fold {
             Arc::get_mut(&mut m.graph)
                 .expect("a new model's graph has one owner")
                 .fold_for_eval(&mut w.params, &w.state);
