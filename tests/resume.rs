@@ -364,3 +364,54 @@ fn a_save_failing_mid_run_keeps_the_last_good_checkpoint_and_rescues_the_epoch()
     assert_same_files(&straight, &done);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// On the GPU too: `--save` after each epoch reads the optimiser's moments back from the device (it
+/// once failed there: the buffers could not be copied out), and a resumed run gives the straight run's
+/// bytes.
+#[test]
+fn a_gpu_run_saves_and_resumes_as_the_straight_run() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tmpdir("resume-gpu");
+    let (straight, resumed) = (
+        dir.join("straight.safetensors"),
+        dir.join("resumed.safetensors"),
+    );
+    let run = |save: &Path, more: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--device",
+            "gpu",
+            "--quiet",
+            "--model",
+            "mlp-bn",
+            "--embedded",
+            "--train-size",
+            "600",
+            "--batch-size",
+            "64",
+            "--seed",
+            "5",
+            "--save",
+            s(save),
+        ];
+        args.extend_from_slice(more);
+        let out = wgtrain(&args);
+        assert_ok(&out);
+    };
+    run(&straight, &["--epochs", "2"]);
+    run(&resumed, &["--epochs", "1"]);
+    let out = wgtrain(&[
+        "train",
+        "--device",
+        "gpu",
+        "--quiet",
+        "--resume",
+        s(&resumed),
+        "--epochs",
+        "2",
+    ]);
+    assert_ok(&out);
+    assert_same_files(&straight, &resumed);
+}

@@ -83,8 +83,9 @@ impl GpuExecutor {
         let params_buf = windowed("params", n, U::COPY_DST | U::COPY_SRC)?;
         ctx.queue
             .write_buffer(&params_buf, 0, bytemuck::cast_slice(params));
+        // Read back by `optimizer_state` (checkpoints keep the moments for an exact resume).
         let zeros = |label: &str| -> Result<wgpu::Buffer> {
-            let b = buf(label, n, U::COPY_DST)?;
+            let b = buf(label, n, U::COPY_DST | U::COPY_SRC)?;
             ctx.queue
                 .write_buffer(&b, 0, bytemuck::cast_slice(&vec![0f32; n]));
             Ok(b)
