@@ -161,23 +161,6 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
         meta.insert("format".to_string(), "pt".to_string());
         std::fs::write(&plain, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
     }
-    let out = wgtrain(&[
-        "eval",
-        "--checkpoint",
-        plain.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--embedded",
-        "--model",
-        "mlp",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("accuracy {:.2}%", 100.0 * acc)));
-    // The evaluation pass's A/B switch takes on or off; anything else is an error, not ignored.
     let args = [
         "eval",
         "--checkpoint",
@@ -188,6 +171,14 @@ fn train_writes_report_and_checkpoint_and_eval_reads_it() {
         "--model",
         "mlp",
     ];
+    let out = wgtrain(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("accuracy {:.2}%", 100.0 * acc)));
+    // The evaluation pass's A/B switch takes on or off; anything else is an error, not ignored.
     for (value, ok) in [("off", true), ("on", true), ("maybe", false)] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgtrain"))
             .args(args)
