@@ -60,6 +60,12 @@ fn color(i: usize, secondary: bool) -> RGBAColor {
     }
 }
 
+/// An x-axis label: at most three decimals, trailing zeros dropped (60000, 2, 0.5, 0.125).
+fn tick(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::data(path, format!("cannot draw plot: {e}"))
 }
@@ -124,7 +130,7 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
             let mut ctx = $ctx;
             ctx.configure_mesh()
                 .x_labels(chart.x_ticks)
-                .x_label_formatter(&|x| format!("{x:.0}"))
+                .x_label_formatter(&|x| tick(*x))
                 .y_label_formatter(&|y| format!("{y:.0}"))
                 .light_line_style(RGBColor(238, 238, 238))
                 .x_desc(chart.x_label)
@@ -154,8 +160,18 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
         }};
     }
     if chart.log_x {
+        // Ticks at the measured x values (a log axis would otherwise label only the decades).
+        let mut keys: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .collect();
+        keys.sort_by(f64::total_cmp);
+        keys.dedup();
         draw!(builder
-            .build_cartesian_2d((x0 * 0.8..x1 * 1.25).log_scale(), y0..y1)
+            .build_cartesian_2d(
+                (x0 * 0.8..x1 * 1.25).log_scale().with_key_points(keys),
+                y0..y1
+            )
             .map_err(|e| plot_err(path, e))?);
     } else {
         let xp = (x1 - x0) * 0.04;
