@@ -49,9 +49,9 @@ pub fn measure(exp: &mut Experiment<'_>, base: &[(&Model, &[SeedRecord])]) -> Re
     let data = exp.data;
     let model = net.build(data.train.shape, data.num_classes)?;
     let epochs = exp.protocol.epochs;
+    let known = base.iter().find(|(m, _)| **m == model).map(|(_, r)| *r);
     let mut candidates = Vec::new();
     for name in STRONG_AUGMENTS {
-        let known = base.iter().find(|(m, _)| **m == model).map(|(_, r)| *r);
         if let (Some(runs), "none") = (known, name) {
             (exp.log)(format!(
                 "strong ANN {STRONG_ANN}, augmentation none: the base runs of {STRONG_ANN}"

@@ -6,8 +6,10 @@
 //!
 //! Shapes: `x, y: [batch, C, H, W]` (per channel over N, H, W) or `[batch, C]` (per feature over N);
 //! `plane` = H*W (1 for flat). A following ReLU is fused into the normalisation.
-//! CPU: statistics per channel in f64, then one pass per example. GPU (`shaders/batchnorm.wgsl`): one
-//! workgroup per channel reduces in workgroup memory (no float atomics), then elementwise kernels.
+//! CPU: statistics per channel in f64, then one pass per example (flat inputs: every pass along the
+//! rows, `batchnorm/flat.rs`). GPU (`shaders/batchnorm.wgsl`): one workgroup per channel reduces in
+//! workgroup memory (no float atomics; flat inputs: one invocation per feature), then elementwise
+//! kernels.
 
 mod flat;
 
@@ -174,7 +176,7 @@ impl BatchNorm {
         let (gamma, beta) = (&params[self.weight..][..c], &params[self.bias..][..c]);
         let (mean, var) = (&state[self.mean..][..c], &state[self.var..][..c]);
         let scale: Vec<f32> = (0..c)
-            .map(|ch| gamma[ch] / (var[ch] + EPS).sqrt())
+            .map(|ch| gamma[ch] * (1.0 / (var[ch] + EPS).sqrt()))
             .collect();
         let shift = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
         EvalAffine {
