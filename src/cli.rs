@@ -192,6 +192,11 @@ pub struct CompareArgs {
     /// Directory for report.md, report.json and the plots.
     #[arg(long, default_value = "runs/compare")]
     pub out: PathBuf,
+    /// Go on with an earlier run into the same --out: every finished (net, seed) measurement is kept in
+    /// OUT/parts/ as it ends, and --resume reads those back instead of measuring them again (an error
+    /// if one was measured under other settings). Without it, everything is measured afresh.
+    #[arg(long)]
+    pub resume: bool,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]

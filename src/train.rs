@@ -101,7 +101,7 @@ impl TrainConfig {
 }
 
 /// One epoch's numbers, as printed and as written to reports.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,

@@ -69,6 +69,7 @@ fn config(data: PathBuf, out: PathBuf) -> CompareConfig {
         canvas: None,
         budgets: Some(vec![0.05, 0.2]),
         command: "test".into(),
+        resume: false,
     }
 }
 
@@ -281,6 +282,55 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
             .collect::<Vec<_>>()
     };
     assert_eq!(verdicts(&report), verdicts(&again));
+
+    // --resume: a run stopped part-way goes on from the parts the earlier run wrote, measuring only
+    // what is missing; what it reads back is the earlier records exactly, timings included.
+    let parts = cfg.out.join("parts");
+    std::fs::remove_file(parts.join("cnn-seed1.json")).unwrap();
+    std::fs::remove_file(parts.join("strong-mlp-bn-shift_1_flip-seed0.json")).unwrap();
+    let mut resumed_cfg = cfg.clone();
+    resumed_cfg.resume = true;
+    let mut lines = Vec::new();
+    let resumed = compare::run(&resumed_cfg, &Device::Cpu, &mut |l| lines.push(l)).unwrap();
+    assert_eq!(accuracies(&resumed), accuracies(&again));
+    assert_eq!(verdicts(&resumed), verdicts(&again));
+    let json = |r: &Report, i: usize, s: usize| serde_json::to_value(&r.runs[i].seeds[s]).unwrap();
+    for (i, s) in [(0, 0), (0, 1), (1, 0)] {
+        assert_eq!(json(&resumed, i, s), json(&again, i, s), "run {i} seed {s}");
+    }
+    let read_back: Vec<(&str, bool)> = resumed
+        .config
+        .parts
+        .iter()
+        .map(|p| (p.name.as_str(), p.resumed))
+        .collect();
+    assert_eq!(
+        read_back,
+        [
+            ("mlp-seed0", true),
+            ("cnn-seed0", true),
+            ("mlp-seed1", true),
+            ("cnn-seed1", false),
+            ("strong-mlp-bn-none-seed0", true),
+            ("strong-mlp-bn-none-seed1", true),
+            ("strong-mlp-bn-shift:1,flip-seed0", false),
+            ("strong-mlp-bn-shift:1,flip-seed1", true),
+        ]
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("seed 0, mlp: read back from")));
+    assert!(parts.join("cnn-seed1.json").exists());
+    // Parts measured under other settings are refused, naming the file and the difference.
+    let mut changed = resumed_cfg.clone();
+    changed.lr = 2e-3;
+    let e = compare::run(&changed, &Device::Cpu, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("mlp-seed0.json") && e.contains("lr: 0.001") && e.contains("--resume"),
+        "{e}"
+    );
     std::fs::remove_dir_all(root).ok();
 }
 

@@ -69,6 +69,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<()> {
         canvas: (!args.canvas.is_empty()).then(|| args.canvas.clone()),
         budgets: (!args.budgets.is_empty()).then(|| args.budgets.clone()),
         command: reproduce_command(),
+        resume: args.resume,
     };
     // Fail on an unwritable output directory before spending minutes training.
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;

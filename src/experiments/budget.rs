@@ -17,7 +17,7 @@ use serde_json::json;
 use std::time::Instant;
 
 /// One checkpoint of a budget run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BudgetPoint {
     /// Training seconds on the grid this checkpoint belongs to.
     pub budget_seconds: f64,

@@ -33,6 +33,8 @@ pub struct CompareConfig {
     pub budgets: Option<Vec<f64>>,
     /// The command line, for the report's "reproduce" line.
     pub command: String,
+    /// Read back the finished parts of an earlier run into `out` (`--resume`, [`super::parts`]).
+    pub resume: bool,
 }
 
 /// One net of the report, as recorded in report.json.
@@ -70,6 +72,9 @@ pub struct ReportConfig {
     /// How the ANN each CNN is compared with was chosen.
     pub pairing_rule: String,
     pub batchnorm_protocol: String,
+    /// Every (net, seed) record and strong-ANN run, with the build and date that measured it and
+    /// whether this run read it back from an earlier one (`--resume`).
+    pub parts: Vec<super::parts::PartInfo>,
 }
 
 /// The whole report (report.json). Schema documented in docs/COMPARE.md.
@@ -231,6 +236,30 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         eval_batch_size: 500,
         augment: None,
     };
+    let date_utc = today_utc();
+    let mut key = serde_json::json!({
+        "data": data.source,
+        "train_images": data.train.len(),
+        "test_images": data.test.len(),
+        "device": device.kind(),
+        "adapter": device.adapter_name(),
+        "protocol": protocol,
+        "batch_size": recipe.batch_size,
+        "eval_batch_size": recipe.eval_batch_size,
+        "lr": cfg.lr,
+    });
+    // The seeds are in the part's name: a run with more seeds can resume one with fewer.
+    key["protocol"]
+        .as_object_mut()
+        .expect("the protocol is a JSON object")
+        .remove("seeds");
+    let mut parts = super::parts::Parts::new(&cfg.out, cfg.resume, key, date_utc.clone());
+    if cfg.resume && !cfg.out.join("parts").is_dir() {
+        log(format!(
+            "--resume: {} holds no finished parts yet; measuring everything",
+            cfg.out.display()
+        ));
+    }
     let mut runs: Vec<NetRuns> = models
         .iter()
         .zip(&families)
@@ -241,7 +270,18 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         })
         .collect();
     for &seed in &protocol.seeds {
-        for (net, out) in cfg.nets.iter().zip(runs.iter_mut()) {
+        for ((net, model), out) in cfg.nets.iter().zip(&models).zip(runs.iter_mut()) {
+            let name = format!("{}-seed{seed}", model.name);
+            let arch = model.spec();
+            if let Some(r) = parts.load(&name, &arch)? {
+                log(format!(
+                    "seed {seed}, {}: read back from {}",
+                    net.label(),
+                    parts.path(&name).display()
+                ));
+                out.seeds.push(r);
+                continue;
+            }
             log(format!("seed {seed}, {}:", net.label()));
             let mut exp = Experiment {
                 device,
@@ -250,7 +290,9 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
                 recipe: recipe.clone(),
                 log: &mut *log,
             };
-            out.seeds.push(exp.measure(net, seed)?);
+            let r = exp.measure(net, seed)?;
+            parts.store(&name, &arch, &r)?;
+            out.seeds.push(r);
         }
     }
     let base: Vec<_> = models
@@ -267,6 +309,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
             log: &mut *log,
         },
         &base,
+        &mut parts,
     )?;
     log("throughput:".into());
     let mut throughput = Vec::new();
@@ -390,7 +433,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         .collect();
     let config = ReportConfig {
         wgtrain_version: env!("CARGO_PKG_VERSION").into(),
-        date_utc: today_utc(),
+        date_utc,
         command: cfg.command.clone(),
         device: device.kind().into(),
         adapter: device.adapter_name(),
@@ -406,6 +449,7 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         verdict_rule: RULE.into(),
         pairing_rule: PAIRING_RULE.into(),
         batchnorm_protocol: BATCHNORM_PROTOCOL.into(),
+        parts: parts.used,
     };
     Ok(Report {
         schema_version: 2,

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod contradictions;
 pub mod figures;
 pub mod markdown;
+pub mod parts;
 pub mod plots;
 pub mod probes;
 pub mod protocol;

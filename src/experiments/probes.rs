@@ -17,7 +17,7 @@ use crate::nn::Model;
 use serde_json::json;
 
 /// One probe: the depth (0 = pixels), the layer it reads, its feature count and its test accuracy.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProbePoint {
     pub depth: usize,
     /// The token of the last layer of the frozen prefix ("input" for the pixels).

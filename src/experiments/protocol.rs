@@ -90,7 +90,7 @@ impl Protocol {
 }
 
 /// Everything measured for one net and one seed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeedRecord {
     pub seed: u64,
     /// Per-epoch records of the base run on the whole training set.
@@ -115,7 +115,7 @@ pub struct SeedRecord {
 }
 
 /// Test accuracies (on the held-out classes) of the transfer protocol.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TransferRecord {
     /// Accuracy of the pre-trained net on the test images of its own classes.
     pub pretrain_accuracy: f64,

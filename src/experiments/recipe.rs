@@ -44,7 +44,11 @@ pub struct StrongAnn {
 /// `base` holds the compared nets' base runs with their models: when one of them is the strong ANN's
 /// preset, its runs are the "none" candidate (the same net, seeds, epochs and recipe: the same
 /// numbers bit for bit) instead of training it again.
-pub fn measure(exp: &mut Experiment<'_>, base: &[(&Model, &[SeedRecord])]) -> Result<StrongAnn> {
+pub fn measure(
+    exp: &mut Experiment<'_>,
+    base: &[(&Model, &[SeedRecord])],
+    parts: &mut super::parts::Parts,
+) -> Result<StrongAnn> {
     let net = NetChoice::parse(STRONG_ANN);
     let data = exp.data;
     let model = net.build(data.train.shape, data.num_classes)?;
@@ -71,18 +75,34 @@ pub fn measure(exp: &mut Experiment<'_>, base: &[(&Model, &[SeedRecord])]) -> Re
             train_accuracy: Vec::new(),
         };
         for &seed in &exp.protocol.seeds {
-            let run = exp.run(
-                &format!("seed {seed}, strong ANN {STRONG_ANN}, augmentation {name}"),
-                &model,
-                &model.init_params(seed),
-                exp.recipe.optim,
-                &data.train,
-                &data.test,
-                epochs,
-                seed,
-            )?;
-            c.test_accuracy.push(run.final_test());
-            c.train_accuracy.push(run.final_train());
+            let what = format!("seed {seed}, strong ANN {STRONG_ANN}, augmentation {name}");
+            let part = format!("strong-{STRONG_ANN}-{name}-seed{seed}");
+            let arch = model.spec();
+            let (test, train): (f64, f64) = match parts.load(&part, &arch)? {
+                Some(r) => {
+                    (exp.log)(format!(
+                        "  {what}: read back from the parts of an earlier run"
+                    ));
+                    r
+                }
+                None => {
+                    let run = exp.run(
+                        &what,
+                        &model,
+                        &model.init_params(seed),
+                        exp.recipe.optim,
+                        &data.train,
+                        &data.test,
+                        epochs,
+                        seed,
+                    )?;
+                    let r = (run.final_test(), run.final_train());
+                    parts.store(&part, &arch, &r)?;
+                    r
+                }
+            };
+            c.test_accuracy.push(test);
+            c.train_accuracy.push(train);
         }
         candidates.push(c);
     }

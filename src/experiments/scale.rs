@@ -13,7 +13,7 @@ use crate::error::Result;
 use serde_json::json;
 
 /// One net on one canvas size, one seed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CanvasPoint {
     /// Pixels per side of the canvas.
     pub size: usize,
