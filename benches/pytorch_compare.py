@@ -1,7 +1,8 @@
 """PyTorch reference for the accuracies of `wgtrain compare`'s round-2 claims, same data, same recipe.
 
-On the embedded subset (or --data DIR), for mlp and cnn (the nets of benches/pytorch_baseline.py, which
-are wgtrain's presets) and each seed, it measures what compare measures with the default protocol:
+On the embedded subset (or --data DIR), for each net of --nets (default mlp,cnn; any of mlp, mlp-bn,
+cnn, resnet: the nets of benches/pytorch_baseline.py, which are wgtrain's presets) and each seed, it
+measures what compare measures with the default protocol (--full: compare --full's sizes, see below):
 
 - base: all training images, 5 epochs (Adam 1e-3, batch 64, inputs normalised with the training set's
   mean and standard deviation, evaluated in eval mode);
@@ -10,18 +11,27 @@ are wgtrain's presets) and each seed, it measures what compare measures with the
   canvas, 3 epochs, normalised with the canvas training set's statistics;
 - probes: a new linear layer trained for 5 epochs on the first 1,000 training images on the frozen
   features after each stage (every ReLU, with the pooling after it) of the base model, and on the pixels;
+- transfer: pre-train on classes 0-4 (5 epochs), a new 5-way head; the first 100 training images of
+  each of classes 5-9 for 20 epochs with the body frozen, fine-tuned, and from scratch; tested on all
+  test images of classes 5-9;
 - strong ANN: mlp-bn with no augmentation and with shift:1,flip (random shifts of up to 1 pixel with
-  zero fill, left-right flips), 5 epochs, BatchNorm statistics recomputed over the training set
-  before evaluation (as compare does).
+  zero fill, left-right flips), 5 epochs.
+
+Every net with BatchNorm has its statistics recomputed over the run's (unaugmented) training images
+before it is evaluated, as compare does; a frozen body runs in training mode while its head trains.
+--full: 10/30/100/300/1000 images per class (50/40/20/12/8 epochs), canvases 28/56/84/112 on the first
+10,000 train / 2,000 test images, probes on 10,000 images, transfer for 30 epochs.
 
 The random streams differ from wgtrain's (shuffles, placements, init), so agreement means within 1 point
 or 2 sd across seeds, not equality. The equal-budget claim rests on measured time and is not reproduced.
 Not run by `cargo test`:
 
     python3 benches/pytorch_compare.py --seeds 3 --threads 2 --json /tmp/torch-compare.json
+    python3 benches/pytorch_compare.py --nets mlp,mlp-bn,cnn,resnet --seeds 3 --threads 2
 """
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -32,21 +42,31 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_baseline import MODELS  # noqa: E402
+from pytorch_baseline import block  # noqa: E402
 from pytorch_recipe import load  # noqa: E402
 
 EMBEDDED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets", "fashion-mnist-subset")
 
 
-def sized(name, side):
-    """mlp or cnn for side x side inputs (the first dense layer follows the image size)."""
+def sized(name, side=28, classes=10):
+    """A preset for side x side inputs and `classes` outputs (a dense layer over the image follows its
+    size; resnet's global average pooling does not)."""
     if name == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(side * side, 256), nn.ReLU(), nn.Linear(256, 128),
-                             nn.ReLU(), nn.Linear(128, 10))
+                             nn.ReLU(), nn.Linear(128, classes))
+    if name == "mlp-bn":
+        return nn.Sequential(nn.Flatten(), nn.Linear(side * side, 256), nn.BatchNorm1d(256), nn.ReLU(),
+                             nn.Dropout(0.2), nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(),
+                             nn.Dropout(0.2), nn.Linear(128, classes))
+    if name == "resnet":
+        return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                             block(16, 16, 1), nn.ReLU(), block(16, 32, 2), nn.ReLU(), block(32, 64, 2),
+                             nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes))
+    assert name == "cnn", name
     s = side // 2 // 2
     return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(32 * s * s, 128), nn.ReLU(), nn.Linear(128, 10))
+                         nn.Linear(32 * s * s, 128), nn.ReLU(), nn.Linear(128, classes))
 
 
 def tensors(x, y, ref):
@@ -120,10 +140,10 @@ def stage_ends(model):
     return ends
 
 
-def probes(model, xtr, ytr, xte, yte, seed):
+def probes(model, xtr, ytr, xte, yte, seed, epochs=5):
     out = []
     for end in [None] + stage_ends(model):
-        body = nn.Sequential(*list(model)[:end + 1]) if end is not None else nn.Sequential()
+        body = copy.deepcopy(nn.Sequential(*list(model)[:end + 1])) if end is not None else nn.Sequential()
         for p in body.parameters():
             p.requires_grad_(False)
         with torch.no_grad():
@@ -132,7 +152,8 @@ def probes(model, xtr, ytr, xte, yte, seed):
         torch.manual_seed(seed + 2000)
         head = nn.Linear(features, 10)
         probe = nn.Sequential(body, nn.Flatten(), head)
-        fit(probe, xtr, ytr, 5, seed, params=head.parameters())
+        fit(probe, xtr, ytr, epochs, seed, params=head.parameters())
+        recalibrate(probe, xtr)
         out.append(accuracy(probe, xte, yte))
     return out
 
@@ -146,13 +167,69 @@ def canvas(x, side, rng):
     return out
 
 
+def subset(y, classes, per_class=None):
+    """Indices of the images of `classes` (the first `per_class` of each), in data order, as compare's
+    select_classes takes them; the labels become the classes' positions in `classes`."""
+    keep = [i for c in classes for i in np.flatnonzero(y == c)[:per_class]]
+    idx = np.array(sorted(keep))
+    return idx, np.searchsorted(np.array(classes), y[idx])
+
+
+def run(name, xtr, ytr, xte, yte, epochs, seed, side=28, classes=10, aug=None, zero=0.0):
+    torch.manual_seed(seed)
+    m = fit(sized(name, side, classes), xtr, ytr, epochs, seed, aug=aug, zero=zero)
+    recalibrate(m, xtr)
+    return m, accuracy(m, xte, yte)
+
+
+def transfer(name, xtr, ytr, xte, yte, per_class, epochs, seed):
+    """Pre-train on classes 0-4, then learn 5-9 from `per_class` images each with a new head: body
+    frozen, fine-tuned, from scratch (compare's transfer protocol)."""
+    first, second = list(range(5)), list(range(5, 10))
+    pi, pl = subset(ytr.numpy(), first)
+    torch.manual_seed(seed)
+    pre = fit(sized(name, classes=5), xtr[pi], torch.from_numpy(pl), 5, seed)
+    si, sl = subset(ytr.numpy(), second, per_class)
+    ti, tl = subset(yte.numpy(), second)
+    small, small_y = xtr[si], torch.from_numpy(sl)
+    new_x, new_y = xte[ti], torch.from_numpy(tl)
+    out = {}
+    for mode in ("frozen", "fine-tuned", "scratch"):
+        torch.manual_seed(seed + 1000)
+        fresh = sized(name, classes=5)
+        if mode == "scratch":
+            m = fresh
+        else:
+            m = copy.deepcopy(pre)
+            m[-1] = fresh[-1]
+        params = m[-1].parameters() if mode == "frozen" else m.parameters()
+        fit(m, small, small_y, epochs, seed, params=params)
+        recalibrate(m, small)
+        out[mode] = accuracy(m, new_x, new_y)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=EMBEDDED)
+    ap.add_argument("--nets", default="mlp,cnn", help="comma-separated: mlp, mlp-bn, cnn, resnet")
+    ap.add_argument("--full", action="store_true", help="compare --full's sizes (see the docstring)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     args = ap.parse_args()
+    nets = [n.strip() for n in args.nets.split(",")]
+    for n in nets:
+        if n not in ("mlp", "mlp-bn", "cnn", "resnet"):
+            sys.exit(f"--nets {args.nets}: unknown net {n}; choose from mlp, mlp-bn, cnn, resnet")
+    if args.full:
+        sizes = ((10, 50), (30, 40), (100, 20), (300, 12), (1000, 8))
+        sides, canvas_train, canvas_test = (28, 56, 84, 112), 10000, 2000
+        probe_train, transfer_epochs = 10000, 30
+    else:
+        sizes = ((10, 50), (100, 20))
+        sides, canvas_train, canvas_test = (28, 42), 2000, 1000
+        probe_train, transfer_epochs = 1000, 20
     torch.set_num_threads(args.threads)
     xtr, ytr, xte, yte = load(args.data)
     Xtr, Ytr = tensors(xtr, ytr, xtr)
@@ -166,38 +243,34 @@ def main():
 
     for seed in range(args.seeds):
         print(f"seed {seed}", flush=True)
-        for name in ("mlp", "cnn"):
-            torch.manual_seed(seed)
-            base = fit(MODELS[name](), Xtr, Ytr, 5, seed)
-            put(f"{name} base", accuracy(base, Xte, Yte))
-            for per, epochs in ((10, 50), (100, 20)):
+        for name in nets:
+            base, acc = run(name, Xtr, Ytr, Xte, Yte, 5, seed)
+            put(f"{name} base", acc)
+            for per, epochs in sizes:
                 idx = np.concatenate([np.flatnonzero(ytr == c)[:per] for c in range(10)])
-                torch.manual_seed(seed)
-                m = fit(MODELS[name](), Xtr[idx], Ytr[idx], epochs, seed)
-                put(f"{name} {per} per class", accuracy(m, Xte, Yte))
-            for side in (28, 42):
+                put(f"{name} {per} per class", run(name, Xtr[idx], Ytr[idx], Xte, Yte, epochs, seed)[1])
+            for side in sides:
                 rng = np.random.default_rng(seed)
-                ctr, cte = canvas(xtr[:2000], side, rng), canvas(xte[:1000], side, rng)
-                a, b = tensors(ctr, ytr[:2000], ctr)
-                c, d = tensors(cte, yte[:1000], ctr)
-                torch.manual_seed(seed)
-                m = fit(sized(name, side), a, b, 3, seed)
-                put(f"{name} canvas {side}", accuracy(m, c, d))
-            for depth, acc in enumerate(probes(base, Xtr[:1000], Ytr[:1000], Xte, Yte, seed)):
+                ctr, cte = canvas(xtr[:canvas_train], side, rng), canvas(xte[:canvas_test], side, rng)
+                a, b = tensors(ctr, ytr[:canvas_train], ctr)
+                c, d = tensors(cte, yte[:canvas_test], ctr)
+                put(f"{name} canvas {side}", run(name, a, b, c, d, 3, seed, side=side)[1])
+            ptr, pte = Xtr[:probe_train], Ytr[:probe_train]
+            for depth, acc in enumerate(probes(base, ptr, pte, Xte, Yte, seed)):
                 put(f"{name} probe depth {depth}", acc)
+            for mode, acc in transfer(name, Xtr, Ytr, Xte, Yte, 100, transfer_epochs, seed).items():
+                put(f"{name} transfer {mode}", acc)
         zero = float((0.0 - xtr.mean() / 255.0) / (xtr.astype(np.float64) / 255.0).std())
         for label, aug in (("none", None), ("shift:1,flip", (1, True))):
-            torch.manual_seed(seed)
-            m = fit(MODELS["mlp-bn"](), Xtr, Ytr, 5, seed, aug=aug, zero=zero)
-            recalibrate(m, Xtr)
-            put(f"strong ANN mlp-bn {label}", accuracy(m, Xte, Yte))
+            put(f"strong ANN mlp-bn {label}", run("mlp-bn", Xtr, Ytr, Xte, Yte, 5, seed, aug=aug, zero=zero)[1])
     print(f"\ntorch {torch.__version__}, {args.threads} threads, {time.perf_counter() - t0:.0f} s; "
           "mean ± sd over seeds:")
     for k, v in res.items():
         print(f"{k:32} {100 * np.mean(v):6.2f} ± {100 * np.std(v, ddof=1) if len(v) > 1 else 0.0:.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "threads": args.threads, "results": res}, f, indent=1)
+            json.dump({"torch": torch.__version__, "threads": args.threads, "nets": nets,
+                       "full": args.full, "results": res}, f, indent=1)
 
 
 if __name__ == "__main__":

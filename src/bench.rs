@@ -22,6 +22,8 @@ pub struct KernelResult {
     pub software_adapter: bool,
     /// The adapter's kernel policy (`device::policy`), `None` on the CPU.
     pub kernel_policy: Option<crate::device::policy::KernelPolicy>,
+    /// The CPU's convolution kernels, `None` on a GPU.
+    pub cpu_conv: Option<crate::device::policy::CpuConv>,
     pub flops: f64,
     pub seconds_per_call: f64,
     pub gflops: f64,
@@ -148,6 +150,7 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                 Device::Gpu(ctx) => Some(ctx.policy.clone()),
                 Device::Cpu => None,
             },
+            cpu_conv: crate::experiments::runner::cpu_conv_of(device)?,
             flops: case.flops,
             seconds_per_call: secs,
             gflops,

@@ -306,6 +306,27 @@ fn the_kernel_policy_override_is_validated_and_printed() {
             "overridden by WGTRAIN_MATMUL=tiled"
         );
     }
+    // The CPU's convolution kernels: printed, overridable, an unknown value an error before training.
+    let out = with("WGTRAIN_CPU_CONV", "fast", &["devices"]);
+    assert_one_line_error(&out, 2, "WGTRAIN_CPU_CONV=fast: unknown kernel choice");
+    let out = with(
+        "WGTRAIN_CPU_CONV",
+        "winograd",
+        &["train", "--embedded", "--model", "cnn", "--device", "cpu"],
+    );
+    assert_one_line_error(&out, 2, "WGTRAIN_CPU_CONV=winograd");
+    let out = with("WGTRAIN_CPU_CONV", "gemm", &["devices", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cpu_kernel_policy"]["conv"], "gemm", "{v}");
+    assert_eq!(v["cpu_kernel_policy"]["source"], "WGTRAIN_CPU_CONV=gemm");
+    let out = with("WGTRAIN_CPU_CONV", "gemm", &["devices"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().nth(1).is_some_and(
+            |l| l.contains("kernels: convolutions by im2col + GEMM (WGTRAIN_CPU_CONV=gemm)")
+        ),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The optimised CPU convolution (im2col, wide unfolding, threaded GEMMs) against a plain-loop
+//! The optimised CPU convolutions (im2col, wide unfolding, threaded GEMMs; and the direct AVX2 kernels
+//! where the CPU has them) against a plain-loop
 //! definition written here in f64: forward (with and without bias, fused ReLU), input gradient (with a
 //! ReLU mask) and weight + bias gradient. The GPU kernels are checked against the optimised CPU
 //! convolution elsewhere; this keeps that oracle from being its own judge.
@@ -6,9 +7,11 @@
 mod common;
 
 use common::{assert_close, conv_case, conv_cases, random};
+use wgtrain::device::policy::CpuConv;
 use wgtrain::ops::conv2d::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvShape, ConvWork,
 };
+use wgtrain::ops::conv2d_direct;
 
 /// `x[n][c][y][x]` with zero padding outside the input.
 fn at(x: &[f32], s: &ConvShape, n: usize, c: usize, y: isize, xx: isize) -> f64 {
@@ -114,6 +117,12 @@ fn cases() -> Vec<(usize, ConvShape)> {
         c(2, 32, 14, 14, 32, 3, 3, 1, 1),
         c(2, 6, 14, 14, 16, 5, 5, 1, 0),
         c(2, 1, 28, 28, 6, 5, 5, 1, 2),
+        // Stride 1 for the direct kernels: a 3x2 kernel, padding wider than the kernel's reach, 7x7
+        // planes with 64 channels (resnet's last stage; 6-row tiles), 9 output rows (a short tile).
+        c(2, 3, 9, 11, 4, 3, 2, 1, 1),
+        c(1, 2, 6, 6, 5, 3, 3, 1, 2),
+        c(3, 64, 7, 7, 64, 3, 3, 1, 1),
+        c(2, 9, 5, 5, 9, 3, 3, 1, 1),
     ]);
     v
 }
@@ -132,10 +141,15 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
         let want = forward_ref(&x, w, Some(b), batch, &s);
         let want_nb = forward_ref(&x, w, None, batch, &s);
         let (dx_want, dw_want, db_want) = backward_ref(&x, w, &dy, batch, &s);
-        for threads in [1, 2] {
-            let what =
-                |part: &str| format!("case {case} {s:?} batch {batch}, {threads} threads: {part}");
-            let mut work = ConvWork::new(&s, threads);
+        let kernels = [CpuConv::Gemm, CpuConv::Direct];
+        for (threads, kernels) in [1, 2].into_iter().flat_map(|t| kernels.map(|k| (t, k))) {
+            let what = |part: &str| {
+                format!("case {case} {s:?} batch {batch}, {threads} threads, {kernels:?}: {part}")
+            };
+            let mut work = ConvWork::with_kernels(&s, threads, kernels);
+            // Every stride-1 case runs the direct kernels where the CPU has them.
+            let direct = kernels == CpuConv::Direct && s.stride == 1 && conv2d_direct::available();
+            assert_eq!(work.is_direct(), direct, "{}", what("kernels"));
             let mut y = vec![0f32; batch * s.out_len()];
             conv2d_forward(
                 &x,

@@ -18,6 +18,8 @@ pub fn run_devices(args: &DevicesArgs) -> Result<()> {
         .map(|(_, d)| d)
         .collect();
     let cpu = device::cpu_description();
+    let cpu_kernels = device::policy::describe_cpu()?;
+    let (cpu_conv, cpu_conv_source) = device::policy::cpu_conv()?;
     // The kernel policy of each adapter; an unknown override is an error even with no adapter.
     device::policy::KernelPolicy::decide(false)?;
     let policies = adapters
@@ -34,11 +36,16 @@ pub fn run_devices(args: &DevicesArgs) -> Result<()> {
                 v
             })
             .collect();
-        let v = serde_json::json!({ "cpu": cpu, "adapters": listed });
+        let v = serde_json::json!({
+            "cpu": cpu,
+            "cpu_kernel_policy": { "conv": cpu_conv, "source": cpu_conv_source },
+            "adapters": listed
+        });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
     println!("cpu: {} ({} threads)", cpu.model, cpu.threads);
+    println!("    {cpu_kernels}");
     if adapters.is_empty() {
         println!("no GPU adapters found (install a Vulkan driver, e.g. apt-get install mesa-vulkan-drivers)");
     }

@@ -73,6 +73,46 @@ fn var(name: &str, allowed: &[&str]) -> Result<Option<String>> {
     }
 }
 
+/// `WGTRAIN_CPU_CONV`: auto | direct | gemm.
+pub const CPU_CONV_VAR: &str = "WGTRAIN_CPU_CONV";
+
+/// How the CPU runs stride-1 convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuConv {
+    /// Direct AVX2+FMA kernels reading the padded planes in place (`ops::conv2d_direct`).
+    Direct,
+    /// Unfolding (im2col) and the gemm crate's GEMM (`ops::conv2d_cpu`).
+    Gemm,
+}
+
+/// The CPU's convolution kernels and what decided them: direct where the CPU has AVX2 and FMA (every
+/// x86-64 machine with AVX-512 has both; measured in docs/BENCHMARKS.md, 2026-12-07), else im2col +
+/// GEMM; `WGTRAIN_CPU_CONV` overrides. Strided convolutions always take im2col + GEMM.
+pub fn cpu_conv() -> Result<(CpuConv, String)> {
+    let env = var(CPU_CONV_VAR, &["auto", "direct", "gemm"])?;
+    let direct = crate::ops::conv2d_direct::available();
+    match env.as_deref() {
+        Some("direct") if !direct => Err(Error::Config(format!(
+            "{CPU_CONV_VAR}=direct: this CPU lacks AVX2 or FMA, which the direct kernels need; use auto or gemm"
+        ))),
+        Some("direct") => Ok((CpuConv::Direct, format!("{CPU_CONV_VAR}=direct"))),
+        Some("gemm") => Ok((CpuConv::Gemm, format!("{CPU_CONV_VAR}=gemm"))),
+        _ if direct => Ok((CpuConv::Direct, "default: the CPU has AVX2 and FMA".into())),
+        _ => Ok((CpuConv::Gemm, "default: the CPU lacks AVX2 or FMA".into())),
+    }
+}
+
+/// One line for `wgtrain devices`: the CPU's convolution kernels.
+pub fn describe_cpu() -> Result<String> {
+    let (conv, why) = cpu_conv()?;
+    let what = match conv {
+        CpuConv::Direct => "direct AVX2+FMA kernels for stride 1, im2col + GEMM for strided",
+        CpuConv::Gemm => "im2col + GEMM",
+    };
+    Ok(format!("kernels: convolutions by {what} ({why})"))
+}
+
 impl KernelPolicy {
     /// The policy for an adapter (`software`: a CPU rasteriser such as llvmpipe), with the environment's
     /// overrides; an unknown override value is an error naming the variable.

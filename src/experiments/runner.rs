@@ -184,6 +184,14 @@ pub fn accuracy(
     Ok(train::evaluate(exec, ds, &batcher, batch)?.accuracy())
 }
 
+/// The CPU's convolution kernels when `device` is the CPU.
+pub fn cpu_conv_of(device: &Device) -> Result<Option<crate::device::policy::CpuConv>> {
+    match device {
+        Device::Cpu => Ok(Some(crate::device::policy::cpu_conv()?.0)),
+        Device::Gpu(_) => Ok(None),
+    }
+}
+
 /// Steady-state throughput of one model on one device.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Throughput {
@@ -192,6 +200,8 @@ pub struct Throughput {
     pub software_adapter: bool,
     /// The adapter's kernel policy (`device::policy`), `None` on the CPU.
     pub kernel_policy: Option<crate::device::policy::KernelPolicy>,
+    /// The CPU's convolution kernels (`device::policy::cpu_conv`), `None` on a GPU.
+    pub cpu_conv: Option<crate::device::policy::CpuConv>,
     pub model: String,
     /// Pixels per side of the images (the data's own, or a canvas of the scale claim).
     pub image_size: usize,
@@ -270,6 +280,7 @@ pub fn measure_throughput(
         adapter,
         software_adapter: software,
         kernel_policy,
+        cpu_conv: cpu_conv_of(device)?,
         model: model.name.clone(),
         image_size: data.shape.height.max(data.shape.width),
         batch_size: batch,

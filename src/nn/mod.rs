@@ -141,9 +141,13 @@ impl Device {
             return Err(Error::Config("--batch-size must be at least 1".into()));
         }
         match self {
-            Device::Cpu => Ok(Box::new(cpu::CpuExecutor::new(
-                model, params, optim, max_batch,
-            ))),
+            Device::Cpu => {
+                // An unknown WGTRAIN_CPU_CONV is an error here, before the layers read it.
+                crate::device::policy::cpu_conv()?;
+                Ok(Box::new(cpu::CpuExecutor::new(
+                    model, params, optim, max_batch,
+                )))
+            }
             Device::Gpu(ctx) => Ok(Box::new(gpu::GpuExecutor::new(
                 ctx.clone(),
                 model,

@@ -18,7 +18,9 @@
 //! `[out_c]` at `params[bias..]`, `y` and `dy: [batch, out_c, out_h, out_w]`.
 
 use super::conv2d::ConvShape;
+use super::conv2d_direct::{Direct, DirectLane};
 use super::matmul::{matmul_serial, Strided};
+use crate::device::policy::CpuConv;
 use rayon::prelude::*;
 
 /// Per-thread working memory of the CPU convolution; its size does not depend on the batch.
@@ -27,6 +29,9 @@ pub struct ConvWork {
     lanes: Vec<Lane>,
     /// `out_c` zeros: the bias of a convolution without one.
     zeros: Vec<f32>,
+    /// The direct kernels' geometry and packed filters, when they run this shape (stride 1 on a CPU
+    /// with AVX2 and FMA, unless `WGTRAIN_CPU_CONV=gemm`); then the im2col buffers are empty.
+    direct: Option<Direct>,
 }
 
 /// The buffers of one thread.
@@ -41,20 +46,36 @@ struct Lane {
     wide: Vec<f32>,
     /// A partial weight+bias gradient, `out_c * k + out_c`.
     partial: Vec<f32>,
+    /// The direct kernels' buffers.
+    direct: Option<DirectLane>,
 }
 
 impl ConvWork {
     /// Working memory for `threads` threads (the batch is split into that many ranges; results are
     /// bit-identical for a given thread count).
     pub fn new(s: &ConvShape, threads: usize) -> Self {
+        let policy = crate::device::policy::cpu_conv().map_or(CpuConv::Gemm, |p| p.0);
+        Self::with_kernels(s, threads, policy)
+    }
+
+    /// [`new`](Self::new) with the kernels chosen by the caller (`Direct` where the CPU cannot run
+    /// them, or for a strided shape, falls back to `Gemm`).
+    pub fn with_kernels(s: &ConvShape, threads: usize, kernels: CpuConv) -> Self {
+        let direct = match kernels {
+            CpuConv::Direct if super::conv2d_direct::available() => Direct::new(s),
+            _ => None,
+        };
         let (ph, pw) = padded_hw(s);
         let wide = is_wide(s);
-        let cols = if wide {
+        let gemm = direct.is_none();
+        let cols = if !gemm {
+            0
+        } else if wide {
             s.k() * s.out_h() * pw
         } else {
             s.k() * s.p()
         };
-        let padded = if wide || s.pad > 0 {
+        let padded = if gemm && (wide || s.pad > 0) {
             s.in_c * ph * pw + s.kw
         } else {
             0
@@ -62,13 +83,27 @@ impl ConvWork {
         let lane = Lane {
             cols: vec![0.0; cols],
             padded: vec![0.0; padded],
-            wide: vec![0.0; if wide { s.out_c * s.out_h() * pw } else { 0 }],
+            wide: vec![
+                0.0;
+                if gemm && wide {
+                    s.out_c * s.out_h() * pw
+                } else {
+                    0
+                }
+            ],
             partial: vec![0.0; s.out_c * s.k() + s.out_c],
+            direct: direct.as_ref().map(Direct::lane),
         };
         ConvWork {
             lanes: vec![lane; threads.max(1)],
             zeros: vec![0.0; s.out_c],
+            direct,
         }
+    }
+
+    /// Whether the direct kernels run this shape.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// For the threads of the current rayon pool.
@@ -287,7 +322,7 @@ fn widen(dy: &[f32], s: &ConvShape, wide: &mut [f32]) {
 
 /// `dst = src + bias`, then ReLU when `relu` (the branch outside the loops, so each vectorises).
 #[inline]
-fn bias_relu(dst: &mut [f32], src: &[f32], bias: f32, relu: bool) {
+pub(crate) fn bias_relu(dst: &mut [f32], src: &[f32], bias: f32, relu: bool) {
     if relu {
         for (d, &v) in dst.iter_mut().zip(src) {
             *d = (v + bias).max(0.0);
@@ -332,6 +367,10 @@ pub fn conv2d_forward(
     let per = work.per_thread(batch);
     let zeros = std::mem::take(&mut work.zeros);
     let b = bias.map_or(&zeros[..], |bias| &params[bias..bias + s.out_c]);
+    if let Some(d) = work.direct.as_mut() {
+        d.pack_forward(params, w);
+    }
+    let direct = work.direct.as_ref();
     y[..batch * ol]
         .par_chunks_mut(per * ol)
         .zip(work.lanes.par_iter_mut())
@@ -339,6 +378,10 @@ pub fn conv2d_forward(
         .for_each(|(t, (yt, lane))| {
             for (j, yb) in yt.chunks_exact_mut(ol).enumerate() {
                 let xb = &x[(t * per + j) * il..(t * per + j + 1) * il];
+                if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
+                    d.forward(xb, yb, b, relu, dl);
+                    continue;
+                }
                 if is_wide(s) {
                     let n = s.out_h() * pw;
                     im2col_wide(xb, s, &mut lane.padded, &mut lane.cols);
@@ -385,6 +428,10 @@ pub fn conv2d_backward_input(
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
     let pw = padded_hw(s).1;
     let per = work.per_thread(batch);
+    if let Some(d) = work.direct.as_mut() {
+        d.pack_backward(params, w);
+    }
+    let direct = work.direct.as_ref();
     dx[..batch * il]
         .par_chunks_mut(per * il)
         .zip(work.lanes.par_iter_mut())
@@ -394,6 +441,10 @@ pub fn conv2d_backward_input(
                 let e = t * per + j;
                 let dyb = &dy[e * ol..(e + 1) * ol];
                 let mask = mask.map(|m| &m[e * il..(e + 1) * il]);
+                if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
+                    d.backward_input(dyb, dxb, mask, dl);
+                    continue;
+                }
                 let a = Strided::transposed(w, k);
                 if is_wide(s) {
                     let n = s.out_h() * pw;
@@ -448,13 +499,28 @@ pub fn conv2d_backward_weight(
     let pw = padded_hw(s).1;
     let per = work.per_thread(batch);
     let used = batch.div_ceil(per);
+    let direct = work.direct.as_ref();
     work.lanes[..used]
         .par_iter_mut()
         .enumerate()
         .for_each(|(t, lane)| {
             lane.partial.fill(0.0);
             let (dw, db) = lane.partial.split_at_mut(s.out_c * k);
-            for e in t * per..((t + 1) * per).min(batch) {
+            let range = t * per..((t + 1) * per).min(batch);
+            if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
+                let (xs, dys) = (
+                    &x[range.start * il..range.end * il],
+                    &dy[range.start * ol..range.end * ol],
+                );
+                d.backward_weight(xs, dys, dw, dl);
+                for dyb in dys.chunks_exact(ol) {
+                    for (g, row) in db.iter_mut().zip(dyb.chunks_exact(p)) {
+                        *g += super::sum_lanes_with(row, |x| x);
+                    }
+                }
+                return;
+            }
+            for e in range {
                 let xb = &x[e * il..(e + 1) * il];
                 let dyb = &dy[e * ol..(e + 1) * ol];
                 if is_wide(s) {

@@ -5,6 +5,7 @@ pub mod add;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod conv2d_cpu;
+pub mod conv2d_direct;
 pub mod dropout;
 pub mod gap;
 pub mod matmul;
