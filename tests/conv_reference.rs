@@ -147,8 +147,10 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
                 format!("case {case} {s:?} batch {batch}, {threads} threads, {kernels:?}: {part}")
             };
             let mut work = ConvWork::with_kernels(&s, threads, kernels);
-            // Every stride-1 case runs the direct kernels where the CPU has them.
-            let direct = kernels == CpuConv::Direct && s.stride == 1 && conv2d_direct::available();
+            // Every case but a strided 1x1 runs the direct kernels where the CPU has them (a
+            // strided input gradient takes im2col + GEMM).
+            let strided_1x1 = s.stride > 1 && s.kh * s.kw == 1;
+            let direct = kernels == CpuConv::Direct && conv2d_direct::available() && !strided_1x1;
             assert_eq!(work.is_direct(), direct, "{}", what("kernels"));
             let mut y = vec![0f32; batch * s.out_len()];
             conv2d_forward(

@@ -29,8 +29,9 @@ pub struct ConvWork {
     lanes: Vec<Lane>,
     /// `out_c` zeros: the bias of a convolution without one.
     zeros: Vec<f32>,
-    /// The direct kernels' geometry and packed filters, when they run this shape (stride 1 on a CPU
-    /// with AVX2 and FMA, unless `WGTRAIN_CPU_CONV=gemm`); then the im2col buffers are empty.
+    /// The direct kernels' geometry and packed filters, when they run this shape (on a CPU with AVX2
+    /// and FMA, unless `WGTRAIN_CPU_CONV=gemm`); then the im2col buffers are empty unless the input
+    /// gradient is strided.
     direct: Option<Direct>,
 }
 
@@ -62,12 +63,19 @@ impl ConvWork {
     /// them, or for a strided shape, falls back to `Gemm`).
     pub fn with_kernels(s: &ConvShape, threads: usize, kernels: CpuConv) -> Self {
         let direct = match kernels {
-            CpuConv::Direct if super::conv2d_direct::available() => Direct::new(s),
+            // A strided 1x1 (a residual shortcut) reduces over few products per input float, and the
+            // phase split costs more than it saves (5 % of peak against 15 % through im2col).
+            CpuConv::Direct
+                if super::conv2d_direct::available() && (s.stride == 1 || s.kh * s.kw > 1) =>
+            {
+                Some(Direct::new(s))
+            }
             _ => None,
         };
         let (ph, pw) = padded_hw(s);
         let wide = is_wide(s);
-        let gemm = direct.is_none();
+        // im2col + GEMM buffers for whatever the direct kernels do not run (a strided input gradient).
+        let gemm = direct.as_ref().is_none_or(|d| !d.input_direct());
         let cols = if !gemm {
             0
         } else if wide {
@@ -428,10 +436,11 @@ pub fn conv2d_backward_input(
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
     let pw = padded_hw(s).1;
     let per = work.per_thread(batch);
-    if let Some(d) = work.direct.as_mut() {
+    let direct = work.direct.as_mut().filter(|d| d.input_direct());
+    if let Some(d) = direct {
         d.pack_backward(params, w);
     }
-    let direct = work.direct.as_ref();
+    let direct = work.direct.as_ref().filter(|d| d.input_direct());
     dx[..batch * il]
         .par_chunks_mut(per * il)
         .zip(work.lanes.par_iter_mut())

@@ -12,8 +12,9 @@ const GROUP_BYTES: usize = 192 * 1024;
 #[derive(Debug, Clone)]
 pub struct Direct {
     s: ConvShape,
+    /// Floats per row of the wide layout: the padded width, or with a stride a phase plane's width.
     pw: usize,
-    /// `ph * pw`.
+    /// Floats per (phase) plane.
     plane: usize,
     /// Floats of one padded example (planes plus slack).
     x_stride: usize,
@@ -50,41 +51,49 @@ pub struct DirectLane {
 }
 
 impl Direct {
-    /// For a stride-1 shape; `None` otherwise.
-    pub fn new(s: &ConvShape) -> Option<Self> {
-        if s.stride != 1 {
-            return None;
-        }
+    /// For any shape. A strided one is laid out in phase planes (see [`pad_input`](Self::pad_input))
+    /// so that its forward pass and weight gradient are the same offset correlations; its input
+    /// gradient is left to im2col + GEMM ([`input_direct`](Self::input_direct) is false).
+    pub fn new(s: &ConvShape) -> Self {
+        let st = s.stride;
         let (ph, pw) = (s.in_h + 2 * s.pad, s.in_w + 2 * s.pad);
-        let plane = ph * pw;
+        // Phase planes: padded row y, column x at plane (y % st, x % st), position (y / st, x / st).
+        let (phh, pwh) = (ph.div_ceil(st), pw.div_ceil(st));
+        let plane = phh * pwh;
         let (k, kk) = (s.k(), s.kh * s.kw);
         let offs = (0..k)
             .map(|r| {
                 let (ci, ky, kx) = (r / kk, (r / s.kw) % s.kh, r % s.kw);
-                (ci * plane + ky * pw + kx) as u32
+                let phase = (ci * st + ky % st) * st + kx % st;
+                (phase * plane + (ky / st) * pwh + kx / st) as u32
             })
             .collect();
-        let n = s.out_h() * pw;
+        let n = s.out_h() * pwh;
         let fwd = Plan::for_rows(s.out_c);
+        let input_direct = st == 1;
         let lead = (s.kh - 1) * pw + s.kw - 1;
-        let l = ((s.pad + s.in_h + s.kh - 1) * pw + s.kw).max(lead + n + 1);
-        let boffs = (0..s.out_c * kk)
-            .map(|r| {
-                let (co, ky, kx) = (r / kk, (r / s.kw) % s.kh, r % s.kw);
-                (co * l + ky * pw + kx) as u32
-            })
-            .collect();
+        let (l, boffs, bwd) = if input_direct {
+            let l = ((s.pad + s.in_h + s.kh - 1) * pw + s.kw).max(lead + n + 1);
+            let boffs = (0..s.out_c * kk)
+                .map(|r| {
+                    let (co, ky, kx) = (r / kk, (r / s.kw) % s.kh, r % s.kw);
+                    (co * l + ky * pw + kx) as u32
+                })
+                .collect();
+            (l, boffs, Plan::for_rows(s.in_c))
+        } else {
+            (0, Vec::new(), Plan::for_rows(0))
+        };
         let nq = s.in_h * pw;
-        let bwd = Plan::for_rows(s.in_c);
         let n8 = n.div_ceil(8) * 8;
         let dy_stride = s.out_c.div_ceil(REDUCE_ROWS) * REDUCE_ROWS * n8;
-        let x_stride = s.in_c * plane + s.kw + SLACK;
+        let x_stride = s.in_c * st * st * plane + s.kw + SLACK;
         let group = (GROUP_BYTES / (4 * (x_stride + dy_stride))).clamp(1, 8);
-        Some(Direct {
+        Direct {
             fstride: fwd.stride(n),
             bstride: bwd.stride(nq),
             s: *s,
-            pw,
+            pw: pwh,
             plane,
             x_stride,
             n,
@@ -101,7 +110,12 @@ impl Direct {
             group,
             wpack: Vec::new(),
             wtpack: Vec::new(),
-        })
+        }
+    }
+
+    /// Whether the input gradient runs here (stride 1) rather than through im2col + GEMM.
+    pub fn input_direct(&self) -> bool {
+        self.s.stride == 1
     }
 
     /// Buffers for one thread.
@@ -111,7 +125,14 @@ impl Direct {
         DirectLane {
             xpad: vec![0.0; self.group * self.x_stride],
             out: vec![0.0; out],
-            dybig: vec![0.0; s.out_c * self.l + SLACK],
+            dybig: vec![
+                0.0;
+                if self.input_direct() {
+                    s.out_c * self.l + SLACK
+                } else {
+                    0
+                }
+            ],
             dyg: vec![0.0; self.group * self.dy_stride],
         }
     }
@@ -140,15 +161,37 @@ impl Direct {
         );
     }
 
-    /// `dst = the example x: [in_c, in_h, in_w] zero-padded to [in_c, ph, pw]`, slack zero.
+    /// `dst = the example x: [in_c, in_h, in_w]` zero-padded to `[in_c, ph, pw]`, slack zero; with
+    /// a stride, each channel's padded plane split into `stride^2` phase planes `[phh, pwh]`.
     fn pad_input(&self, x: &[f32], dst: &mut [f32]) {
         let s = &self.s;
+        let st = s.stride;
         dst.fill(0.0);
         for ci in 0..s.in_c {
             for iy in 0..s.in_h {
-                let at = ci * self.plane + (iy + s.pad) * self.pw + s.pad;
                 let src = &x[(ci * s.in_h + iy) * s.in_w..][..s.in_w];
-                dst[at..at + s.in_w].copy_from_slice(src);
+                let y = iy + s.pad;
+                if st == 1 {
+                    let at = ci * self.plane + y * self.pw + s.pad;
+                    dst[at..at + s.in_w].copy_from_slice(src);
+                    continue;
+                }
+                let row = (ci * st + y % st) * st;
+                for px in 0..st {
+                    // Padded columns xx = px, px + st, .. that hold input: from the first at or
+                    // after the padding; position xx / st in phase plane px.
+                    let first = s.pad + (px + st - s.pad % st) % st;
+                    if first >= s.pad + s.in_w {
+                        continue;
+                    }
+                    let line = &mut dst[(row + px) * self.plane + (y / st) * self.pw..][..self.pw];
+                    for (d, &v) in line[first / st..]
+                        .iter_mut()
+                        .zip(src[first - s.pad..].iter().step_by(st))
+                    {
+                        *d = v;
+                    }
+                }
             }
         }
     }
@@ -193,6 +236,10 @@ impl Direct {
         lane: &mut DirectLane,
     ) {
         let s = &self.s;
+        assert!(
+            self.input_direct(),
+            "strided input gradients take im2col + GEMM"
+        );
         let (oh, ow) = (s.out_h(), s.out_w());
         let big = &mut lane.dybig;
         big.fill(0.0);
