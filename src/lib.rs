@@ -43,3 +43,9 @@ pub mod train;
 
 pub use device::{Device, DeviceChoice};
 pub use error::{Error, Result};
+
+/// The git commit this binary was built from (`src/build.rs`), "unknown" outside a git checkout.
+pub const BUILD_COMMIT: &str = match option_env!("WGTRAIN_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};

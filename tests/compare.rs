@@ -321,6 +321,17 @@ fn compare_reports_every_claim_and_is_deterministic_on_cpu() {
         .iter()
         .any(|l| l.contains("seed 0, mlp: read back from")));
     assert!(parts.join("cnn-seed1.json").exists());
+    // Parts name the build and the machine they were measured on, and those are part of the key.
+    assert!(resumed
+        .config
+        .parts
+        .iter()
+        .all(|p| p.build == wgtrain::BUILD_COMMIT));
+    let part: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(parts.join("mlp-seed0.json")).unwrap())
+            .unwrap();
+    assert_eq!(part["key"]["build"], wgtrain::BUILD_COMMIT);
+    assert!(part["key"]["cpu"]["avx2"].is_boolean() && part["key"]["threads"].is_u64());
     // Parts measured under other settings are refused, naming the file and the difference.
     let mut changed = resumed_cfg.clone();
     changed.lr = 2e-3;

@@ -58,6 +58,29 @@ pub fn cpu_description() -> CpuDescription {
     }
 }
 
+/// The CPU as precisely as /proc/cpuinfo names it (model name, family, model, stepping, and the vector
+/// extensions the kernels dispatch on): two machines that report the same model name can differ.
+pub fn cpu_identity() -> serde_json::Value {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    serde_json::json!({
+        "model": cpu_description().model,
+        "family": field("cpu family"),
+        "model_number": field("model"),
+        "stepping": field("stepping"),
+        "avx2": has("avx2"),
+        "fma": has("fma"),
+        "avx512f": has("avx512f"),
+    })
+}
+
 fn parse_backends(filter: &AdapterFilter) -> Result<wgpu::Backends> {
     match filter.backend.as_deref() {
         None => Ok(wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())),

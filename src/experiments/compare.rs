@@ -247,6 +247,10 @@ pub fn run(cfg: &CompareConfig, device: &Device, log: &mut dyn FnMut(String)) ->
         "batch_size": recipe.batch_size,
         "eval_batch_size": recipe.eval_batch_size,
         "lr": cfg.lr,
+        // The same build on the same kind of machine: timings from another would mix silently.
+        "build": crate::BUILD_COMMIT,
+        "cpu": crate::device::cpu_identity(),
+        "threads": rayon::current_num_threads(),
     });
     // The seeds are in the part's name: a run with more seeds can resume one with fewer.
     key["protocol"]

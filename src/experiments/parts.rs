@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 pub struct PartInfo {
     /// The file name without `.json`, e.g. `mlp-seed0`.
     pub name: String,
-    /// The wgtrain version and the UTC date it was measured with and on.
+    /// The wgtrain version, git commit and UTC date it was measured with and on.
     pub wgtrain_version: String,
+    pub build: String,
     pub date_utc: String,
     /// Whether this run read it back (`--resume`) rather than measuring it.
     pub resumed: bool,
@@ -111,6 +112,7 @@ impl Parts {
         let info = PartInfo {
             name: name.into(),
             wgtrain_version: env!("CARGO_PKG_VERSION").into(),
+            build: crate::BUILD_COMMIT.into(),
             date_utc: self.date_utc.clone(),
             resumed: false,
         };
