@@ -147,12 +147,23 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
                 format!("case {case} {s:?} batch {batch}, {threads} threads, {kernels:?}: {part}")
             };
             let mut work = ConvWork::with_kernels(&s, threads, kernels);
-            // Every case but a strided 1x1 runs the direct kernels where the CPU has them (a
-            // strided input gradient takes im2col + GEMM).
+            // Every case but a strided 1x1 runs the direct kernels where the CPU has them, resnet's
+            // stride-2 3x3 its input gradient too (the phase split).
             let strided_1x1 = s.stride > 1 && s.kh * s.kw == 1;
             let direct = kernels == CpuConv::Direct && conv2d_direct::available() && !strided_1x1;
             assert_eq!(work.is_direct(), direct, "{}", what("kernels"));
+            let resnet_down = ConvShape {
+                stride: 2,
+                ..ConvShape::same_3x3(16, 28, 32)
+            };
+            if direct && (s.stride == 1 || s == resnet_down) {
+                assert!(work.input_is_direct(), "{}", what("direct input gradient"));
+            }
+            // Each pass first runs once on other data: buffers reused across calls keep nothing of
+            // an earlier example (the direct kernels never clear their zero borders).
+            let (x0, dy0) = (random(x.len(), seed + 3), random(dy.len(), seed + 4));
             let mut y = vec![0f32; batch * s.out_len()];
+            conv2d_forward(&x0, &params, off, None, &mut y, &mut work, batch, &s, true);
             conv2d_forward(
                 &x,
                 &params,
@@ -182,6 +193,8 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
             assert_close(&y, &relu, 1e-4, 1e-4, &what("forward + relu"));
 
             let mut dx = vec![f32::NAN; batch * s.in_len()];
+            conv2d_backward_input(&dy0, &params, off, &mut dx, None, &mut work, batch, &s);
+            dx.fill(f32::NAN);
             conv2d_backward_input(&dy, &params, off, &mut dx, None, &mut work, batch, &s);
             assert_close(&dx, &f32s(&dx_want), 1e-4, 1e-4, &what("input gradient"));
             // With a fused-ReLU mask (the input was a ReLU output): zero where mask <= 0.
@@ -204,6 +217,9 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
             assert_close(&dx, &masked, 1e-4, 1e-4, &what("masked input gradient"));
 
             let mut grads = vec![f32::NAN; params.len()];
+            let bias = Some(off + wlen);
+            conv2d_backward_weight(&dy0, &x0, &mut grads, off, bias, &mut work, batch, &s);
+            grads.fill(f32::NAN);
             conv2d_backward_weight(
                 &dy,
                 &x,

@@ -88,8 +88,7 @@ pub enum CpuConv {
 
 /// The CPU's convolution kernels and what decided them: direct where the CPU has AVX2 and FMA (every
 /// x86-64 machine with AVX-512 has both; measured in docs/BENCHMARKS.md, 2026-12-07), else im2col +
-/// GEMM; `WGTRAIN_CPU_CONV` overrides. A strided convolution's input gradient always takes im2col +
-/// GEMM.
+/// GEMM; `WGTRAIN_CPU_CONV` overrides. Strided 1x1 convolutions (shortcuts) always take im2col + GEMM.
 pub fn cpu_conv() -> Result<(CpuConv, String)> {
     let env = var(CPU_CONV_VAR, &["auto", "direct", "gemm"])?;
     let direct = crate::ops::conv2d_direct::available();
@@ -108,7 +107,7 @@ pub fn cpu_conv() -> Result<(CpuConv, String)> {
 pub fn describe_cpu() -> Result<String> {
     let (conv, why) = cpu_conv()?;
     let what = match conv {
-        CpuConv::Direct => "direct AVX2+FMA kernels (im2col + GEMM for strided input gradients)",
+        CpuConv::Direct => "direct AVX2+FMA kernels (im2col + GEMM for strided 1x1)",
         CpuConv::Gemm => "im2col + GEMM",
     };
     Ok(format!("kernels: convolutions by {what} ({why})"))

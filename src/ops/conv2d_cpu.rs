@@ -17,11 +17,16 @@
 //! Shapes: `x: [batch, in_c, in_h, in_w]`, weight `[out_c, in_c, kh, kw]` at `params[w..]`, bias
 //! `[out_c]` at `params[bias..]`, `y` and `dy: [batch, out_c, out_h, out_w]`.
 
+mod unfold;
+
 use super::conv2d::ConvShape;
 use super::conv2d_direct::{Direct, DirectLane};
 use super::matmul::{matmul_serial, Strided};
 use crate::device::policy::CpuConv;
 use rayon::prelude::*;
+pub(crate) use unfold::copy_line;
+pub use unfold::{col2im, im2col};
+use unfold::{col2im_wide, im2col_is_identity, im2col_wide, is_wide, padded_hw, widen};
 
 /// Per-thread working memory of the CPU convolution; its size does not depend on the batch.
 #[derive(Debug, Clone)]
@@ -31,7 +36,7 @@ pub struct ConvWork {
     zeros: Vec<f32>,
     /// The direct kernels' geometry and packed filters, when they run this shape (on a CPU with AVX2
     /// and FMA, unless `WGTRAIN_CPU_CONV=gemm`); then the im2col buffers are empty unless the input
-    /// gradient is strided.
+    /// gradient is left to them (`Direct::input_direct`).
     direct: Option<Direct>,
 }
 
@@ -74,7 +79,8 @@ impl ConvWork {
         };
         let (ph, pw) = padded_hw(s);
         let wide = is_wide(s);
-        // im2col + GEMM buffers for whatever the direct kernels do not run (a strided input gradient).
+        // im2col + GEMM buffers for whatever the direct kernels do not run (an input gradient whose
+        // phase layout does not fit, see `Direct::new`).
         let gemm = direct.as_ref().is_none_or(|d| !d.input_direct());
         let cols = if !gemm {
             0
@@ -114,6 +120,11 @@ impl ConvWork {
         self.direct.is_some()
     }
 
+    /// Whether they run its input gradient too (else im2col + GEMM does).
+    pub fn input_is_direct(&self) -> bool {
+        self.direct.as_ref().is_some_and(Direct::input_direct)
+    }
+
     /// For the threads of the current rayon pool.
     pub fn for_current_pool(s: &ConvShape) -> Self {
         Self::new(s, rayon::current_num_threads())
@@ -122,209 +133,6 @@ impl ConvWork {
     /// Examples per thread for `batch` (the last range may be shorter).
     fn per_thread(&self, batch: usize) -> usize {
         batch.div_ceil(self.lanes.len()).max(1)
-    }
-}
-
-/// Stride 1 with a real kernel, where the wide unfolding pays (see the module docs): it replaces
-/// `k * out_h` short copies with `k` long ones but adds `out_c * out_h` short copies (the output or its
-/// gradient) and `pw / out_w` more GEMM work, so it is used when the reduction is at least twice the
-/// output channels and the rows grow by at most a quarter. Measured: the cnn's 16->32 layer gains
-/// 15-25 % on the forward and input-gradient passes (the weight gradient is unchanged); its 1->16
-/// first layer (k = 9) would lose 20-50 % on the backward passes.
-fn is_wide(s: &ConvShape) -> bool {
-    let (ow, pw) = (s.out_w(), padded_hw(s).1);
-    let pays = s.k() >= 2 * s.out_c && 4 * pw <= 5 * ow;
-    pays && s.stride == 1 && !im2col_is_identity(s)
-}
-
-/// Input channel and kernel offsets `(ci, ky, kx)` of im2col row `row`.
-fn kernel_pos(s: &ConvShape, row: usize) -> (usize, usize, usize) {
-    (row / (s.kh * s.kw), (row / s.kw) % s.kh, row % s.kw)
-}
-
-/// Height and width of an example's zero-padded planes.
-fn padded_hw(s: &ConvShape) -> (usize, usize) {
-    (s.in_h + 2 * s.pad, s.in_w + 2 * s.pad)
-}
-
-/// `dst = src` for two slices of equal length, in fixed 8-float blocks (the last one overlapping) so
-/// the copy is a few inline vector moves: im2col copies thousands of 10-30 float lines per example, and
-/// a `memcpy` call per line cost more than the GEMM.
-#[inline(always)]
-fn copy_line(dst: &mut [f32], src: &[f32]) {
-    let n = dst.len();
-    let src = &src[..n];
-    if n < 8 {
-        for (d, v) in dst.iter_mut().zip(src) {
-            *d = *v;
-        }
-        return;
-    }
-    let block = |d: &mut [f32], v: &[f32]| {
-        let d: &mut [f32; 8] = d.try_into().expect("8-float block");
-        let v: &[f32; 8] = v.try_into().expect("8-float block");
-        *d = *v;
-    };
-    let mut i = 0;
-    while i + 8 <= n {
-        block(&mut dst[i..i + 8], &src[i..i + 8]);
-        i += 8;
-    }
-    if i < n {
-        block(&mut dst[n - 8..], &src[n - 8..]);
-    }
-}
-
-/// The example's input as planes of `[ph, pw]`: `x` itself without padding, else a zero-padded copy in
-/// `padded`.
-fn padded_input<'a>(x: &'a [f32], s: &ConvShape, padded: &'a mut [f32]) -> &'a [f32] {
-    if s.pad == 0 && !is_wide(s) {
-        return &x[..s.in_len()];
-    }
-    let (ph, pw) = padded_hw(s);
-    let padded = &mut padded[..s.in_c * ph * pw + if is_wide(s) { s.kw } else { 0 }];
-    padded.fill(0.0);
-    for (ci, plane) in padded.chunks_exact_mut(ph * pw).enumerate() {
-        for iy in 0..s.in_h {
-            let src = &x[(ci * s.in_h + iy) * s.in_w..(ci * s.in_h + iy + 1) * s.in_w];
-            let at = (iy + s.pad) * pw + s.pad;
-            copy_line(&mut plane[at..at + s.in_w], src);
-        }
-    }
-    padded
-}
-
-/// Unfold one example `x: [in_c, in_h, in_w]` into `cols: [in_c*kh*kw, out_h*out_w]` (zeros for
-/// padding). `padded` is scratch for the zero-padded input (unused without padding). Every line of
-/// `cols` is a copy from the padded input, with no bounds logic in the loop.
-pub fn im2col(x: &[f32], s: &ConvShape, padded: &mut [f32], cols: &mut [f32]) {
-    let (oh, ow, p) = (s.out_h(), s.out_w(), s.p());
-    let (ph, pw) = padded_hw(s);
-    let src = padded_input(x, s, padded);
-    for (row, dst) in cols[..s.k() * p].chunks_exact_mut(p).enumerate() {
-        let (ci, ky, kx) = kernel_pos(s, row);
-        let plane = &src[ci * ph * pw..(ci + 1) * ph * pw];
-        for (oy, line) in dst.chunks_exact_mut(ow).enumerate().take(oh) {
-            let at = (oy * s.stride + ky) * pw + kx;
-            if s.stride == 1 {
-                copy_line(line, &plane[at..at + ow]);
-            } else {
-                for (ox, v) in line.iter_mut().enumerate() {
-                    *v = plane[at + ox * s.stride];
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`im2col`] for one example: `dx = the columns folded back` (overwrites `dx`), then
-/// zeroed where `mask <= 0` when a mask is given. `padded` is scratch for the padded gradient.
-pub fn col2im(
-    cols: &[f32],
-    s: &ConvShape,
-    padded: &mut [f32],
-    dx: &mut [f32],
-    mask: Option<&[f32]>,
-) {
-    let (oh, ow, p) = (s.out_h(), s.out_w(), s.p());
-    let (ph, pw) = padded_hw(s);
-    let acc: &mut [f32] = if s.pad == 0 {
-        &mut dx[..s.in_len()]
-    } else {
-        &mut padded[..s.in_c * ph * pw]
-    };
-    acc.fill(0.0);
-    for (row, src) in cols[..s.k() * p].chunks_exact(p).enumerate() {
-        let (ci, ky, kx) = kernel_pos(s, row);
-        let plane = &mut acc[ci * ph * pw..(ci + 1) * ph * pw];
-        for (oy, src_row) in src.chunks_exact(ow).enumerate().take(oh) {
-            let at = (oy * s.stride + ky) * pw + kx;
-            if s.stride == 1 {
-                for (d, v) in plane[at..at + ow].iter_mut().zip(src_row) {
-                    *d += v;
-                }
-            } else {
-                for (ox, v) in src_row.iter().enumerate() {
-                    plane[at + ox * s.stride] += v;
-                }
-            }
-        }
-    }
-    if s.pad > 0 {
-        unpad(padded, s, dx);
-    }
-    if let Some(mask) = mask {
-        super::relu_mask(&mut dx[..s.in_len()], mask);
-    }
-}
-
-/// `dx = the interior of the padded planes` (the inverse of [`padded_input`]'s copy).
-fn unpad(padded: &[f32], s: &ConvShape, dx: &mut [f32]) {
-    let (ph, pw) = padded_hw(s);
-    for ci in 0..s.in_c {
-        for iy in 0..s.in_h {
-            let at = (ci * ph + iy + s.pad) * pw + s.pad;
-            let o = (ci * s.in_h + iy) * s.in_w;
-            copy_line(&mut dx[o..o + s.in_w], &padded[at..at + s.in_w]);
-        }
-    }
-}
-
-/// True when im2col would copy the input unchanged (1x1 kernel, stride 1, no padding): then the GEMMs
-/// read the input directly.
-fn im2col_is_identity(s: &ConvShape) -> bool {
-    s.kh == 1 && s.kw == 1 && s.stride == 1 && s.pad == 0
-}
-
-/// Wide unfolding of one example (stride 1): `cols[row, oy * pw + ox'] = xpad[ci, oy + ky, ox' + kx]`
-/// for `ox'` in `0..pw`, one contiguous copy per row of `cols`.
-fn im2col_wide(x: &[f32], s: &ConvShape, padded: &mut [f32], cols: &mut [f32]) {
-    let (ph, pw) = padded_hw(s);
-    let n = s.out_h() * pw;
-    let src = padded_input(x, s, padded);
-    for (row, dst) in cols[..s.k() * n].chunks_exact_mut(n).enumerate() {
-        let (ci, ky, kx) = kernel_pos(s, row);
-        let at = ci * ph * pw + ky * pw + kx;
-        dst.copy_from_slice(&src[at..at + n]);
-    }
-}
-
-/// The adjoint of [`im2col_wide`] into `dx` (overwritten), then the ReLU mask. The dropped columns
-/// of `cols` must be zero (they are when `cols = W^T dY_wide`, see [`widen`]).
-fn col2im_wide(
-    cols: &[f32],
-    s: &ConvShape,
-    padded: &mut [f32],
-    dx: &mut [f32],
-    mask: Option<&[f32]>,
-) {
-    let (ph, pw) = padded_hw(s);
-    let n = s.out_h() * pw;
-    let acc = &mut padded[..s.in_c * ph * pw + s.kw];
-    acc.fill(0.0);
-    for (row, src) in cols[..s.k() * n].chunks_exact(n).enumerate() {
-        let (ci, ky, kx) = kernel_pos(s, row);
-        let at = ci * ph * pw + ky * pw + kx;
-        for (d, v) in acc[at..at + n].iter_mut().zip(src) {
-            *d += v;
-        }
-    }
-    unpad(acc, s, dx);
-    if let Some(mask) = mask {
-        super::relu_mask(&mut dx[..s.in_len()], mask);
-    }
-}
-
-/// `dy: [out_c, out_h, out_w]` -> `wide: [out_c, out_h, pw]` with the extra columns zero.
-fn widen(dy: &[f32], s: &ConvShape, wide: &mut [f32]) {
-    let (_, pw) = padded_hw(s);
-    let ow = s.out_w();
-    for (dst, src) in wide[..s.out_c * s.out_h() * pw]
-        .chunks_exact_mut(pw)
-        .zip(dy.chunks_exact(ow))
-    {
-        copy_line(&mut dst[..ow], src);
-        dst[ow..].fill(0.0);
     }
 }
 
@@ -516,63 +324,51 @@ pub fn conv2d_backward_weight(
             lane.partial.fill(0.0);
             let (dw, db) = lane.partial.split_at_mut(s.out_c * k);
             let range = t * per..((t + 1) * per).min(batch);
+            let dys = &dy[range.start * ol..range.end * ol];
             if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
-                let (xs, dys) = (
-                    &x[range.start * il..range.end * il],
-                    &dy[range.start * ol..range.end * ol],
-                );
-                d.backward_weight(xs, dys, dw, dl);
-                for dyb in dys.chunks_exact(ol) {
-                    for (g, row) in db.iter_mut().zip(dyb.chunks_exact(p)) {
-                        *g += super::sum_lanes_with(row, |x| x);
+                d.backward_weight(&x[range.start * il..range.end * il], dys, dw, dl);
+            } else {
+                for (e, dyb) in range.zip(dys.chunks_exact(ol)) {
+                    let xb = &x[e * il..(e + 1) * il];
+                    if is_wide(s) {
+                        let n = s.out_h() * pw;
+                        im2col_wide(xb, s, &mut lane.padded, &mut lane.cols);
+                        widen(dyb, s, &mut lane.wide);
+                        let (a, bm) = (Strided::rows(0, n), Strided::transposed(0, n));
+                        let (wide, cols) = (&lane.wide, &lane.cols);
+                        matmul_serial(s.out_c, k, n, wide, a, cols, bm, dw, 0, k, true);
+                    } else {
+                        let src: &[f32] = if im2col_is_identity(s) {
+                            xb
+                        } else {
+                            im2col(xb, s, &mut lane.padded, &mut lane.cols);
+                            &lane.cols
+                        };
+                        let (a, bm) = (Strided::rows(0, p), Strided::transposed(0, p));
+                        matmul_serial(s.out_c, k, p, dyb, a, src, bm, dw, 0, k, true);
                     }
                 }
-                return;
             }
-            for e in range {
-                let xb = &x[e * il..(e + 1) * il];
-                let dyb = &dy[e * ol..(e + 1) * ol];
-                if is_wide(s) {
-                    let n = s.out_h() * pw;
-                    im2col_wide(xb, s, &mut lane.padded, &mut lane.cols);
-                    widen(dyb, s, &mut lane.wide);
-                    let (a, bm) = (Strided::rows(0, n), Strided::transposed(0, n));
-                    matmul_serial(s.out_c, k, n, &lane.wide, a, &lane.cols, bm, dw, 0, k, true);
-                } else {
-                    let src: &[f32] = if im2col_is_identity(s) {
-                        xb
-                    } else {
-                        im2col(xb, s, &mut lane.padded, &mut lane.cols);
-                        &lane.cols
-                    };
-                    let (a, bm) = (Strided::rows(0, p), Strided::transposed(0, p));
-                    matmul_serial(s.out_c, k, p, dyb, a, src, bm, dw, 0, k, true);
-                }
+            // The bias gradient: each example's row sums, in example order.
+            for dyb in dys.chunks_exact(ol) {
                 for (g, row) in db.iter_mut().zip(dyb.chunks_exact(p)) {
                     *g += super::sum_lanes_with(row, |x| x);
                 }
             }
         });
-    let gw = w..w + s.out_c * k;
-    grads[gw.clone()].fill(0.0);
-    for lane in &work.lanes[..used] {
-        for (g, v) in grads[gw.clone()]
-            .iter_mut()
-            .zip(&lane.partial[..s.out_c * k])
-        {
-            *g += v;
+    // The threads' partial sums, added in thread order.
+    let lanes = &work.lanes[..used];
+    let sum_partials = |dst: &mut [f32], at: usize| {
+        dst.fill(0.0);
+        for lane in lanes {
+            for (g, v) in dst.iter_mut().zip(&lane.partial[at..]) {
+                *g += v;
+            }
         }
-    }
+    };
+    sum_partials(&mut grads[w..w + s.out_c * k], 0);
     // Without a bias its row sums are dropped.
-    let Some(bias) = bias else { return };
-    let gb = bias..bias + s.out_c;
-    grads[gb.clone()].fill(0.0);
-    for lane in &work.lanes[..used] {
-        for (g, v) in grads[gb.clone()]
-            .iter_mut()
-            .zip(&lane.partial[s.out_c * k..])
-        {
-            *g += v;
-        }
+    if let Some(bias) = bias {
+        sum_partials(&mut grads[bias..bias + s.out_c], s.out_c * k);
     }
 }

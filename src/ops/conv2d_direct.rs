@@ -1,5 +1,6 @@
-//! Direct stride-1 convolution kernels for x86-64 with AVX2 and FMA (AVX-512 machines run them too):
-//! no im2col buffer, the products read the zero-padded planes in place.
+//! Direct convolution kernels for x86-64 with AVX2 and FMA (AVX-512 machines run them too): no im2col
+//! buffer, the products read the zero-padded planes in place. Stride 1 is described here; a stride
+//! turns into the same correlations over phase planes (`passes.rs`).
 //!
 //! In the "wide" layout of `conv2d_cpu` (output rows computed over the padded width `pw`, the extra
 //! `pw - out_w` columns dropped), im2col row `(ci, ky, kx)` is the padded input shifted by

@@ -1,9 +1,16 @@
-//! The three passes of a stride-1 convolution on the direct kernels, one example at a time (the
-//! weight gradient a group of examples at a time), for `conv2d_cpu`'s per-thread loops. Geometry and
-//! the padded layouts are in the parent module's docs.
+//! The three passes of a convolution on the direct kernels, one example at a time (the weight
+//! gradient a group of examples at a time), for `conv2d_cpu`'s per-thread loops. Geometry and the
+//! padded layouts are in the parent module's docs.
+//!
+//! With a stride `st`, padded row `y` and column `x` live in phase plane `(y % st, x % st)` at
+//! `(y / st, x / st)`, so the forward pass and the weight gradient read one offset per product as at
+//! stride 1. The input gradient splits the same way: padded input position `(st Y + py, st X + px)`
+//! receives `W[co, ci, py + st a, px + st b] * dy[co, Y - a, X - b]`, a stride-1 full correlation of
+//! the output gradient with the taps of phase `(py, px)`; stride 1 is its one-phase case.
 
 use super::{correlate, pack, reduce, Group, Plan, REDUCE_ROWS, SLACK};
 use crate::ops::conv2d::ConvShape;
+use crate::ops::conv2d_cpu::copy_line;
 
 /// Bytes of one weight-gradient group's inputs and output gradients, kept in L2.
 const GROUP_BYTES: usize = 192 * 1024;
@@ -26,22 +33,40 @@ pub struct Direct {
     offs: Vec<u32>,
     bwd: Plan,
     bstride: usize,
-    /// Input-gradient positions computed, `in_h * pw`, starting at `q0 = pad * pw`.
-    nq: usize,
-    q0: usize,
+    /// The input gradient's phases; empty when it is left to im2col + GEMM.
+    phases: Vec<Phase>,
     /// Floats per output-gradient plane of `dybig`, and the zeros before its data.
     l: usize,
     lead: usize,
-    boffs: Vec<u32>,
     /// Weight gradient: positions rounded up to 8, and floats per example of the widened gradient.
     n8: usize,
     dy_stride: usize,
     pub group: usize,
     wpack: Vec<f32>,
-    wtpack: Vec<f32>,
 }
 
-/// One thread's buffers.
+/// One phase `(py, px)` of the input gradient: the input rows and columns it holds, and its taps.
+#[derive(Debug, Clone)]
+struct Phase {
+    py: usize,
+    px: usize,
+    /// Taps per direction: `ky = py + st * a` for `a < ka`, `kx = px + st * b` for `b < kb`.
+    ka: usize,
+    kb: usize,
+    /// First input row / column of the phase, and its first phase-plane row.
+    iy0: usize,
+    ix0: usize,
+    y0: usize,
+    /// Phase-plane rows computed (those that hold input rows).
+    rows: usize,
+    /// Offsets into `dybig` per reduction index `(co, a', b')`, flipped (`a = ka - 1 - a'`).
+    offs: Vec<u32>,
+    packed: Vec<f32>,
+}
+
+/// One thread's buffers. Each is used by one pass of one shape and only ever written at the same
+/// positions (an example's values), so everything else (padding, leading zeros, dropped columns,
+/// slack) is zero from the allocation on and is never cleared again.
 #[derive(Debug, Clone)]
 pub struct DirectLane {
     xpad: Vec<f32>,
@@ -51,9 +76,10 @@ pub struct DirectLane {
 }
 
 impl Direct {
-    /// For any shape. A strided one is laid out in phase planes (see [`pad_input`](Self::pad_input))
-    /// so that its forward pass and weight gradient are the same offset correlations; its input
-    /// gradient is left to im2col + GEMM ([`input_direct`](Self::input_direct) is false).
+    /// For any shape. A strided one is laid out in phase planes (see [`pad_input`](Self::pad_input) and
+    /// the module docs), so that all three passes are the same offset correlations; where the output
+    /// gradient's rows leave no zero column for the taps to land in, the input gradient is left to
+    /// im2col + GEMM ([`input_direct`](Self::input_direct) is false).
     pub fn new(s: &ConvShape) -> Self {
         let st = s.stride;
         let (ph, pw) = (s.in_h + 2 * s.pad, s.in_w + 2 * s.pad);
@@ -70,28 +96,30 @@ impl Direct {
             .collect();
         let n = s.out_h() * pwh;
         let fwd = Plan::for_rows(s.out_c);
-        let input_direct = st == 1;
-        let lead = (s.kh - 1) * pw + s.kw - 1;
-        let (l, boffs, bwd) = if input_direct {
-            let l = ((s.pad + s.in_h + s.kh - 1) * pw + s.kw).max(lead + n + 1);
-            let boffs = (0..s.out_c * kk)
-                .map(|r| {
-                    let (co, ky, kx) = (r / kk, (r / s.kw) % s.kh, r % s.kw);
-                    (co * l + ky * pw + kx) as u32
-                })
-                .collect();
-            (l, boffs, Plan::for_rows(s.in_c))
+        // The input gradient reads output-gradient planes of rows of `pwh`, each after `lead` zeros;
+        // a tap b columns back must land in a zero column, which needs `out_w + kbm - 1 <= pwh`.
+        let (kam, kbm) = (s.kh.div_ceil(st), s.kw.div_ceil(st));
+        let lead = (kam - 1) * pwh + kbm - 1;
+        let l = lead + phh.max(s.out_h()) * pwh + 1;
+        let input_direct = s.out_w() + kbm - 1 <= pwh;
+        let phases = if input_direct {
+            Self::phases(s, pwh, l, lead)
         } else {
-            (0, Vec::new(), Plan::for_rows(0))
+            Vec::new()
         };
-        let nq = s.in_h * pw;
+        let bwd = Plan::for_rows(if input_direct { s.in_c } else { 0 });
+        let bstride = phases
+            .iter()
+            .map(|p| bwd.stride(p.rows * pwh))
+            .max()
+            .unwrap_or(0);
         let n8 = n.div_ceil(8) * 8;
         let dy_stride = s.out_c.div_ceil(REDUCE_ROWS) * REDUCE_ROWS * n8;
         let x_stride = s.in_c * st * st * plane + s.kw + SLACK;
         let group = (GROUP_BYTES / (4 * (x_stride + dy_stride))).clamp(1, 8);
         Direct {
             fstride: fwd.stride(n),
-            bstride: bwd.stride(nq),
+            bstride,
             s: *s,
             pw: pwh,
             plane,
@@ -100,22 +128,55 @@ impl Direct {
             fwd,
             offs,
             bwd,
-            nq,
-            q0: s.pad * pw,
+            phases,
             l,
             lead,
-            boffs,
             n8,
             dy_stride,
             group,
             wpack: Vec::new(),
-            wtpack: Vec::new(),
         }
     }
 
-    /// Whether the input gradient runs here (stride 1) rather than through im2col + GEMM.
+    /// The input gradient's `stride^2` phases (phase planes of width `pw`, `dybig` planes of `l`
+    /// floats with `lead` zeros first).
+    fn phases(s: &ConvShape, pw: usize, l: usize, lead: usize) -> Vec<Phase> {
+        let st = s.stride;
+        let mut out = Vec::new();
+        for py in 0..st {
+            for px in 0..st {
+                let ka = s.kh.saturating_sub(py).div_ceil(st);
+                let kb = s.kw.saturating_sub(px).div_ceil(st);
+                // The first input row / column whose padded coordinate is in this phase.
+                let iy0 = (py + st - s.pad % st) % st;
+                let ix0 = (px + st - s.pad % st) % st;
+                let rows = s.in_h.saturating_sub(iy0).div_ceil(st);
+                let offs = (0..s.out_c * ka * kb)
+                    .map(|r| {
+                        let (co, a, b) = (r / (ka * kb), ka - 1 - (r / kb) % ka, kb - 1 - r % kb);
+                        (co * l + lead - a * pw - b) as u32
+                    })
+                    .collect();
+                out.push(Phase {
+                    py,
+                    px,
+                    ka,
+                    kb,
+                    iy0,
+                    ix0,
+                    y0: (iy0 + s.pad) / st,
+                    rows,
+                    offs,
+                    packed: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether the input gradient runs here rather than through im2col + GEMM.
     pub fn input_direct(&self) -> bool {
-        self.s.stride == 1
+        !self.phases.is_empty()
     }
 
     /// Buffers for one thread.
@@ -145,35 +206,34 @@ impl Direct {
         });
     }
 
-    /// Pack the flipped, transposed filters for the input gradient.
+    /// Pack each phase's flipped, transposed taps for the input gradient.
     pub fn pack_backward(&mut self, params: &[f32], w: usize) {
-        let s = self.s;
-        let kk = s.kh * s.kw;
-        pack(
-            &mut self.wtpack,
-            s.in_c,
-            s.out_c * kk,
-            &self.bwd,
-            |ci, r| {
-                let (co, ky, kx) = (r / kk, (r / s.kw) % s.kh, r % s.kw);
-                params[w + ((co * s.in_c + ci) * s.kh + s.kh - 1 - ky) * s.kw + s.kw - 1 - kx]
-            },
-        );
+        let (s, bwd) = (self.s, &self.bwd);
+        let st = s.stride;
+        for p in &mut self.phases {
+            let (ka, kb) = (p.ka, p.kb);
+            pack(&mut p.packed, s.in_c, p.offs.len(), bwd, |ci, r| {
+                let (co, a, b) = (r / (ka * kb), ka - 1 - (r / kb) % ka, kb - 1 - r % kb);
+                let (ky, kx) = (p.py + st * a, p.px + st * b);
+                params[w + ((co * s.in_c + ci) * s.kh + ky) * s.kw + kx]
+            });
+        }
     }
 
     /// `dst = the example x: [in_c, in_h, in_w]` zero-padded to `[in_c, ph, pw]`, slack zero; with
-    /// a stride, each channel's padded plane split into `stride^2` phase planes `[phh, pwh]`.
+    /// a stride, each channel's padded plane split into `stride^2` phase planes `[phh, pwh]`. Only the
+    /// input's own positions are written: `dst` is a lane buffer of this shape, zero since it was
+    /// allocated everywhere else (see [`DirectLane`]).
     fn pad_input(&self, x: &[f32], dst: &mut [f32]) {
         let s = &self.s;
         let st = s.stride;
-        dst.fill(0.0);
         for ci in 0..s.in_c {
             for iy in 0..s.in_h {
                 let src = &x[(ci * s.in_h + iy) * s.in_w..][..s.in_w];
                 let y = iy + s.pad;
                 if st == 1 {
                     let at = ci * self.plane + y * self.pw + s.pad;
-                    dst[at..at + s.in_w].copy_from_slice(src);
+                    copy_line(&mut dst[at..at + s.in_w], src);
                     continue;
                 }
                 let row = (ci * st + y % st) * st;
@@ -238,30 +298,55 @@ impl Direct {
         let s = &self.s;
         assert!(
             self.input_direct(),
-            "strided input gradients take im2col + GEMM"
+            "this shape's input gradient takes im2col + GEMM"
         );
-        let (oh, ow) = (s.out_h(), s.out_w());
+        let (oh, ow, st) = (s.out_h(), s.out_w(), s.stride);
+        // Only the data positions are written; the leading zeros and dropped columns stay zero.
         let big = &mut lane.dybig;
-        big.fill(0.0);
         for (co, dyc) in dy.chunks_exact(oh * ow).enumerate() {
             for (oy, line) in dyc.chunks_exact(ow).enumerate() {
                 let at = co * self.l + self.lead + oy * self.pw;
-                big[at..at + ow].copy_from_slice(line);
+                copy_line(&mut big[at..at + ow], line);
             }
         }
-        correlate(
-            &big[self.q0..],
-            &self.boffs,
-            &self.wtpack,
-            &self.bwd,
-            &mut lane.out,
-            self.bstride,
-            self.nq,
-        );
-        for (ci, dxc) in dx.chunks_exact_mut(s.in_h * s.in_w).enumerate() {
-            let src = &lane.out[ci * self.bstride + s.pad..];
-            for (iy, line) in dxc.chunks_exact_mut(s.in_w).enumerate() {
-                line.copy_from_slice(&src[iy * self.pw..][..s.in_w]);
+        for p in &self.phases {
+            if p.rows == 0 || p.ix0 >= s.in_w {
+                continue;
+            }
+            let taps = !p.offs.is_empty();
+            if taps {
+                let q0 = p.y0 * self.pw;
+                let (out, n) = (&mut lane.out, p.rows * self.pw);
+                correlate(
+                    &big[q0..],
+                    &p.offs,
+                    &p.packed,
+                    &self.bwd,
+                    out,
+                    self.bstride,
+                    n,
+                );
+            }
+            // Phase-plane position (y0 + j, x0 + i) is input (iy0 + st j, ix0 + st i).
+            let x0 = (p.ix0 + s.pad) / st;
+            for (ci, dxc) in dx.chunks_exact_mut(s.in_h * s.in_w).enumerate() {
+                let src = &lane.out[ci * self.bstride + x0..];
+                for (j, iy) in (p.iy0..s.in_h).step_by(st).enumerate() {
+                    let line = &mut dxc[iy * s.in_w..][..s.in_w];
+                    let from = &src[j * self.pw..];
+                    if !taps {
+                        line.iter_mut()
+                            .skip(p.ix0)
+                            .step_by(st)
+                            .for_each(|v| *v = 0.0);
+                    } else if st == 1 {
+                        copy_line(line, &from[..s.in_w]);
+                    } else {
+                        for (v, &f) in line.iter_mut().skip(p.ix0).step_by(st).zip(from) {
+                            *v = f;
+                        }
+                    }
+                }
             }
         }
         if let Some(mask) = mask {
@@ -284,12 +369,12 @@ impl Direct {
                     &mut lane.xpad[i * self.x_stride..(i + 1) * self.x_stride],
                 );
                 let slot = &mut lane.dyg[i * self.dy_stride..(i + 1) * self.dy_stride];
-                slot.fill(0.0);
+                // Data positions only: rows past out_c and columns past out_w stay zero.
                 let dyb = &dys[e * ol..(e + 1) * ol];
                 for (row, line) in dyb.chunks_exact(ow).enumerate() {
                     let (co, oy) = (row / s.out_h(), row % s.out_h());
                     let at = co * self.n8 + oy * self.pw;
-                    slot[at..at + ow].copy_from_slice(line);
+                    copy_line(&mut slot[at..at + ow], line);
                 }
             }
             let group = Group {
