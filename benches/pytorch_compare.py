@@ -22,12 +22,25 @@ before it is evaluated, as compare does; a frozen body runs in training mode whi
 --full: 10/30/100/300/1000 images per class (50/40/20/12/8 epochs), canvases 28/56/84/112 on the first
 10,000 train / 2,000 test images, probes on 10,000 images, transfer for 30 epochs.
 
+Parameters per canvas size (the scale claim's counts) are printed for every net; they must equal
+wgtrain's exactly.
+
+Equal budgets: wgtrain's checkpoints sit on a time grid, so how many images a net trains on within a
+budget is wgtrain's speed, which `wgtrain bench` against benches/pytorch_baseline.py measures. What this
+script checks is the accuracy at those points: with --budget-from REPORT.json (a `wgtrain compare`
+report of the same protocol), each net and seed trains from scratch on all training images (reshuffled
+epochs, the same recipe, a constant rate) and is tested after exactly the number of images wgtrain had
+trained on at each budget checkpoint, BatchNorm recalibrated first, as compare does. The per-FLOP
+comparison follows from those accuracies (FLOPs are images times a fixed count per image). With
+--budget-from the run ends with the agreement table (markdown) of every measurement against that
+report; `--table TORCH.json --budget-from REPORT.json` prints it from a saved --json without training.
+
 The random streams differ from wgtrain's (shuffles, placements, init), so agreement means within 1 point
-or 2 sd across seeds, not equality. The equal-budget claim rests on measured time and is not reproduced.
-Not run by `cargo test`:
+or 2 sd across seeds, not equality. Not run by `cargo test`:
 
     python3 benches/pytorch_compare.py --seeds 3 --threads 2 --json /tmp/torch-compare.json
-    python3 benches/pytorch_compare.py --nets mlp,mlp-bn,cnn,resnet --seeds 3 --threads 2
+    python3 benches/pytorch_compare.py --nets mlp,mlp-bn,cnn,resnet --seeds 3 --threads 2 \
+        --budget-from runs/compare/report.json
 """
 
 import argparse
@@ -109,6 +122,8 @@ def fit(model, xtr, ytr, epochs, seed, params=None, aug=None, zero=0.0):
 
 
 def recalibrate(model, xtr):
+    """PyTorch's update_bn: the statistics averaged over training-mode passes of `xtr` (momentum back
+    to 0.1 afterwards, for training that goes on)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
@@ -119,6 +134,8 @@ def recalibrate(model, xtr):
     with torch.no_grad():
         for i in range(0, len(xtr), 64):
             model(xtr[i:i + 64])
+    for m in bns:
+        m.momentum = 0.1
 
 
 def accuracy(model, x, y):
@@ -156,6 +173,99 @@ def probes(model, xtr, ytr, xte, yte, seed, epochs=5):
         recalibrate(probe, xtr)
         out.append(accuracy(probe, xte, yte))
     return out
+
+
+def budget(name, xtr, ytr, xte, yte, counts, seed):
+    """Train from scratch on all of `xtr` (reshuffled epochs, batch 64, Adam 1e-3, a constant rate) and
+    test after each of `counts` (ascending) training images, recalibrated first: compare's budget run
+    with its checkpoints at image counts instead of seconds."""
+    torch.manual_seed(seed)
+    model = sized(name)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    out, seen, todo = [], 0, list(counts)
+    while todo:
+        order = torch.from_numpy(rng.permutation(len(xtr)))
+        for i in range(0, len(order), 64):
+            model.train()
+            b = order[i:i + 64]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xtr[b]), ytr[b]).backward()
+            opt.step()
+            seen += len(b)
+            if seen >= todo[0]:
+                recalibrate(model, xtr)
+                out.append(accuracy(model, xte, yte))
+                todo.pop(0)
+                if not todo:
+                    break
+    return out
+
+
+def budget_points(path, nets, seeds):
+    """{(net, seed index): [(budget seconds, images)]} from a compare report's budget checkpoints."""
+    with open(path) as f:
+        report = json.load(f)
+    points = {}
+    for run in report["runs"]:
+        if run["net"] not in nets:
+            continue
+        for i, rec in enumerate(run["seeds"][:seeds]):
+            points[(run["net"], i)] = [(p["budget_seconds"], p["images"]) for p in rec["budget"]]
+    return points
+
+
+def wgtrain_values(path, nets):
+    """{key: [accuracy per seed]} from a compare report, under this script's keys."""
+    with open(path) as f:
+        report = json.load(f)
+    out = {}
+
+    def add(key, value):
+        out.setdefault(key, []).append(value)
+
+    for run in report["runs"]:
+        name = run["net"]
+        if name not in nets:
+            continue
+        for rec in run["seeds"]:
+            add(f"{name} base", rec["test_accuracy"])
+            for images, _, acc in rec["data_efficiency"][:-1]:
+                add(f"{name} {images // 10} per class", acc)
+            for c in rec["canvas"]:
+                add(f"{name} canvas {c['size']}", c["test_accuracy"])
+            for p in rec["probes"]:
+                add(f"{name} probe depth {p['depth']}", p["test_accuracy"])
+            t = rec["transfer"]
+            for mode, field in (("frozen", "frozen_body"), ("fine-tuned", "fine_tuned"), ("scratch", "scratch")):
+                add(f"{name} transfer {mode}", t[field])
+            for b in rec["budget"]:
+                add(f"{name} budget {b['budget_seconds']:g}s", b["test_accuracy"])
+    for cand in report.get("strong_ann", {}).get("candidates", []):
+        for acc in cand["test_accuracy"]:
+            add(f"strong ANN mlp-bn {cand['augment']}", acc)
+    return out
+
+
+def agreement(report_path, nets, res):
+    """Print the markdown table of wgtrain's accuracies (the report) beside PyTorch's (res): within 1
+    point or within 2 sd (the larger side's sd over seeds)."""
+    ours = wgtrain_values(report_path, nets)
+    print("\n| measurement | wgtrain | PyTorch | difference | within 1 point or 2 sd |\n|---|---|---|---|---|")
+    agree = total = 0
+    for key, theirs in res.items():
+        if key not in ours:
+            continue
+        a, b = 100 * np.array(ours[key]), 100 * np.array(theirs)
+        sd = max(a.std(ddof=1) if len(a) > 1 else 0.0, b.std(ddof=1) if len(b) > 1 else 0.0)
+        diff = a.mean() - b.mean()
+        ok = abs(diff) <= max(1.0, 2 * sd)
+        agree, total = agree + ok, total + 1
+        print(f"| {key} | {a.mean():.2f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.2f} | "
+              f"{b.mean():.2f} ± {b.std(ddof=1) if len(b) > 1 else 0.0:.2f} | {diff:+.2f} | "
+              f"{'yes' if ok else '**no**'} |")
+    print(f"\n{agree} of {total} agree")
 
 
 def canvas(x, side, rng):
@@ -216,7 +326,11 @@ def main():
     ap.add_argument("--full", action="store_true", help="compare --full's sizes (see the docstring)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget-from", metavar="REPORT.json",
+                    help="a compare report of the same protocol: test at its budget checkpoints' image counts")
     ap.add_argument("--json")
+    ap.add_argument("--table", metavar="TORCH.json",
+                    help="no training: print the agreement table of --budget-from's report against a saved --json")
     args = ap.parse_args()
     nets = [n.strip() for n in args.nets.split(",")]
     for n in nets:
@@ -230,7 +344,17 @@ def main():
         sizes = ((10, 50), (100, 20))
         sides, canvas_train, canvas_test = (28, 42), 2000, 1000
         probe_train, transfer_epochs = 1000, 20
+    if args.table:
+        if not args.budget_from:
+            sys.exit("--table needs --budget-from REPORT.json (the wgtrain report to compare with)")
+        with open(args.table) as f:
+            agreement(args.budget_from, nets, json.load(f)["results"])
+        return
     torch.set_num_threads(args.threads)
+    points = budget_points(args.budget_from, nets, args.seeds) if args.budget_from else {}
+    for name in nets:
+        counts = [sum(p.numel() for p in sized(name, side).parameters()) for side in sides]
+        print(f"{name} parameters at canvas " + ", ".join(f"{s}: {c}" for s, c in zip(sides, counts)))
     xtr, ytr, xte, yte = load(args.data)
     Xtr, Ytr = tensors(xtr, ytr, xtr)
     Xte, Yte = tensors(xte, yte, xtr)
@@ -260,6 +384,10 @@ def main():
                 put(f"{name} probe depth {depth}", acc)
             for mode, acc in transfer(name, Xtr, Ytr, Xte, Yte, 100, transfer_epochs, seed).items():
                 put(f"{name} transfer {mode}", acc)
+            grid = points.get((name, seed), [])
+            for (seconds, images), acc in zip(grid, budget(name, Xtr, Ytr, Xte, Yte, [i for _, i in grid], seed)):
+                print(f"  ({name} budget {seconds:g}s: {images} images, as wgtrain trained)")
+                put(f"{name} budget {seconds:g}s", acc)
         zero = float((0.0 - xtr.mean() / 255.0) / (xtr.astype(np.float64) / 255.0).std())
         for label, aug in (("none", None), ("shift:1,flip", (1, True))):
             put(f"strong ANN mlp-bn {label}", run("mlp-bn", Xtr, Ytr, Xte, Yte, 5, seed, aug=aug, zero=zero)[1])
@@ -271,6 +399,8 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "threads": args.threads, "nets": nets,
                        "full": args.full, "results": res}, f, indent=1)
+    if args.budget_from:
+        agreement(args.budget_from, nets, res)
 
 
 if __name__ == "__main__":
