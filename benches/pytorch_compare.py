@@ -211,9 +211,19 @@ def budget_points(path, nets, seeds):
     for run in report["runs"]:
         if run["net"] not in nets:
             continue
-        for i, rec in enumerate(run["seeds"][:seeds]):
-            points[(run["net"], i)] = [(p["budget_seconds"], p["images"]) for p in rec["budget"]]
+        for rec in run["seeds"]:
+            if rec["seed"] in seeds:
+                points[(run["net"], rec["seed"])] = [(p["budget_seconds"], p["images"]) for p in rec["budget"]]
     return points
+
+
+def data_of(report_path, full):
+    """The data a compare report was measured on (a directory, or the embedded subset)."""
+    if report_path:
+        with open(report_path) as f:
+            location = json.load(f)["config"]["data"]["location"]
+        return EMBEDDED if location.startswith("embedded") else location
+    return "/usr/share/datasets/fashion-mnist" if full else EMBEDDED
 
 
 def wgtrain_values(path, nets):
@@ -321,16 +331,20 @@ def transfer(name, xtr, ytr, xte, yte, per_class, epochs, seed):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=EMBEDDED)
+    ap.add_argument("--data", help="an IDX directory (default: --budget-from's data, else the embedded "
+                    "subset, or with --full /usr/share/datasets/fashion-mnist)")
     ap.add_argument("--nets", default="mlp,cnn", help="comma-separated: mlp, mlp-bn, cnn, resnet")
     ap.add_argument("--full", action="store_true", help="compare --full's sizes (see the docstring)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="run seeds first-seed .. first-seed + seeds - 1 (a long --full in parts)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--budget-from", metavar="REPORT.json",
                     help="a compare report of the same protocol: test at its budget checkpoints' image counts")
     ap.add_argument("--json")
-    ap.add_argument("--table", metavar="TORCH.json",
-                    help="no training: print the agreement table of --budget-from's report against a saved --json")
+    ap.add_argument("--table", metavar="TORCH.json[,..]",
+                    help="no training: print the agreement table of --budget-from's report against saved "
+                         "--json files (comma-separated parts of one run are merged)")
     args = ap.parse_args()
     nets = [n.strip() for n in args.nets.split(",")]
     for n in nets:
@@ -347,11 +361,18 @@ def main():
     if args.table:
         if not args.budget_from:
             sys.exit("--table needs --budget-from REPORT.json (the wgtrain report to compare with)")
-        with open(args.table) as f:
-            agreement(args.budget_from, nets, json.load(f)["results"])
+        merged = {}
+        for path in args.table.split(","):
+            with open(path) as f:
+                for key, values in json.load(f)["results"].items():
+                    merged.setdefault(key, []).extend(values)
+        agreement(args.budget_from, nets, merged)
         return
     torch.set_num_threads(args.threads)
-    points = budget_points(args.budget_from, nets, args.seeds) if args.budget_from else {}
+    args.data = args.data or data_of(args.budget_from, args.full)
+    print(f"data: {args.data}")
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    points = budget_points(args.budget_from, nets, seeds) if args.budget_from else {}
     for name in nets:
         counts = [sum(p.numel() for p in sized(name, side).parameters()) for side in sides]
         print(f"{name} parameters at canvas " + ", ".join(f"{s}: {c}" for s, c in zip(sides, counts)))
@@ -365,7 +386,7 @@ def main():
         res.setdefault(key, []).append(value)
         print(f"  {key}: {100 * value:.2f}%", flush=True)
 
-    for seed in range(args.seeds):
+    for seed in seeds:
         print(f"seed {seed}", flush=True)
         for name in nets:
             base, acc = run(name, Xtr, Ytr, Xte, Yte, 5, seed)
@@ -398,7 +419,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "threads": args.threads, "nets": nets,
-                       "full": args.full, "results": res}, f, indent=1)
+                       "full": args.full, "seeds": list(seeds), "results": res}, f, indent=1)
     if args.budget_from:
         agreement(args.budget_from, nets, res)
 
