@@ -43,6 +43,12 @@ fn check(device: &Device) -> Vec<bench::KernelResult> {
             r.shape,
             r.seconds_per_call
         );
+        assert!(
+            r.seconds_per_call <= r.seconds_per_call_mean * (1.0 + 1e-9),
+            "{} {}: the fastest sample is slower than the mean",
+            r.kernel,
+            r.shape
+        );
         assert!(r.gflops.is_finite() && r.gflops > 0.0);
         assert_eq!(r.device, device.kind());
         assert_eq!(

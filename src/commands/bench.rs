@@ -56,17 +56,22 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     };
     if !args.no_kernels {
         println!(
-            "\n{:<40} {:<30} {:<5} {:>11} {:>9} {:>8}",
-            "kernel", "shape", "dev", "us/call", "GFLOP/s", "% peak"
+            "\n{:<40} {:<30} {:<5} {:>11} {:>11} {:>9} {:>8}",
+            "kernel", "shape", "dev", "us/call", "mean us", "GFLOP/s", "% peak"
+        );
+        println!(
+            "(us/call, GFLOP/s and % peak: the fastest of {} samples; mean us: their mean)",
+            bench::KERNEL_SAMPLES
         );
         for d in &devices {
             for k in bench::kernels(d, args.seconds, peak)? {
                 println!(
-                    "{:<40} {:<30} {:<5} {:>11.1} {:>9.2} {:>8}",
+                    "{:<40} {:<30} {:<5} {:>11.1} {:>11.1} {:>9.2} {:>8}",
                     k.kernel,
                     k.shape,
                     k.device,
                     k.seconds_per_call * 1e6,
+                    k.seconds_per_call_mean * 1e6,
                     k.gflops,
                     k.percent_of_cpu_peak
                         .map_or("-".into(), |p| format!("{p:.1}"))
