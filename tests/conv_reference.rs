@@ -252,3 +252,46 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
         }
     }
 }
+
+/// The chunks go to whichever thread is free, so which thread runs what changes from call to call;
+/// the weight gradient's partial sums belong to chunks, not threads, so the bits must not.
+#[test]
+fn weight_gradient_is_bit_identical_across_calls() {
+    let s = ConvShape::same_3x3(16, 14, 32);
+    let batch = 37; // chunks of unequal length
+    let x = random(batch * s.in_len(), 7);
+    let dy = random(batch * s.out_len(), 8);
+    let len = s.out_c * s.k() + s.out_c;
+    for kernels in [CpuConv::Gemm, CpuConv::Direct] {
+        let mut work = ConvWork::with_kernels(&s, 2, kernels);
+        let mut first = vec![0f32; len];
+        conv2d_backward_weight(
+            &dy,
+            &x,
+            &mut first,
+            0,
+            Some(s.out_c * s.k()),
+            &mut work,
+            batch,
+            &s,
+        );
+        for call in 0..20 {
+            let mut grads = vec![0f32; len];
+            conv2d_backward_weight(
+                &dy,
+                &x,
+                &mut grads,
+                0,
+                Some(s.out_c * s.k()),
+                &mut work,
+                batch,
+                &s,
+            );
+            let same = grads
+                .iter()
+                .zip(&first)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{kernels:?}: call {call} differs from the first");
+        }
+    }
+}

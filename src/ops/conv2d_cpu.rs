@@ -1,6 +1,10 @@
 //! The CPU convolution: forward and both backward passes, one example at a time, the batch split into
 //! one contiguous range per thread.
 //!
+//! The batch is cut into a few chunks per thread that rayon's threads take as they are free, so a
+//! thread slowed down (by another tenant of a shared machine, say) hands its share to the others
+//! instead of holding everyone up; each chunk runs on the buffers of the thread that takes it.
+//!
 //! Each example is unfolded (im2col) into a buffer of its thread's that stays in L2 and multiplied
 //! there by one serial GEMM; bias/ReLU (forward) and the ReLU mask (backward) run on data still in
 //! cache, and no whole-batch layout copies are needed. The weight gradient unfolds the input again
@@ -24,14 +28,24 @@ use super::conv2d_direct::{Direct, DirectLane};
 use super::matmul::{matmul_serial, Strided};
 use crate::device::policy::CpuConv;
 use rayon::prelude::*;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 pub(crate) use unfold::copy_line;
 pub use unfold::{col2im, im2col};
 use unfold::{col2im_wide, im2col_is_identity, im2col_wide, is_wide, padded_hw, widen};
 
+/// Chunks per thread the forward pass and the input gradient cut the batch into.
+const CHUNKS_PER_THREAD: usize = 4;
+/// The same for the weight gradient, each chunk with its own partial sum (fewer: each costs a pass
+/// over the weight gradient to add up).
+const WEIGHT_CHUNKS_PER_THREAD: usize = 2;
+
 /// Per-thread working memory of the CPU convolution; its size does not depend on the batch.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConvWork {
-    lanes: Vec<Lane>,
+    /// One per thread of the pool, used by whichever chunk that thread runs.
+    lanes: Vec<Mutex<Lane>>,
+    /// The weight gradient's partial sums (weights then bias, `out_c * k + out_c`), one per chunk.
+    partials: Vec<Vec<f32>>,
     /// `out_c` zeros: the bias of a convolution without one.
     zeros: Vec<f32>,
     /// The direct kernels' geometry and packed filters, when they run this shape (on a CPU with AVX2
@@ -50,15 +64,13 @@ struct Lane {
     padded: Vec<f32>,
     /// Wide only: an example's output (gradient) as `[out_c, out_h * pw]`.
     wide: Vec<f32>,
-    /// A partial weight+bias gradient, `out_c * k + out_c`.
-    partial: Vec<f32>,
     /// The direct kernels' buffers.
     direct: Option<DirectLane>,
 }
 
 impl ConvWork {
-    /// Working memory for `threads` threads (the batch is split into that many ranges; results are
-    /// bit-identical for a given thread count).
+    /// Working memory for `threads` threads (results are bit-identical for a given thread count: the
+    /// weight gradient's chunks, and the order their partial sums are added in, depend on it alone).
     pub fn new(s: &ConvShape, threads: usize) -> Self {
         let policy = crate::device::policy::cpu_conv().map_or(CpuConv::Gemm, |p| p.0);
         Self::with_kernels(s, threads, policy)
@@ -105,11 +117,15 @@ impl ConvWork {
                     0
                 }
             ],
-            partial: vec![0.0; s.out_c * s.k() + s.out_c],
             direct: direct.as_ref().map(Direct::lane),
         };
+        let threads = threads.max(1);
         ConvWork {
-            lanes: vec![lane; threads.max(1)],
+            lanes: (0..threads).map(|_| Mutex::new(lane.clone())).collect(),
+            partials: vec![
+                vec![0.0; s.out_c * s.k() + s.out_c];
+                threads * WEIGHT_CHUNKS_PER_THREAD
+            ],
             zeros: vec![0.0; s.out_c],
             direct,
         }
@@ -130,10 +146,19 @@ impl ConvWork {
         Self::new(s, rayon::current_num_threads())
     }
 
-    /// Examples per thread for `batch` (the last range may be shorter).
-    fn per_thread(&self, batch: usize) -> usize {
-        batch.div_ceil(self.lanes.len()).max(1)
+    /// Examples per chunk for `batch` cut into `per_thread` chunks per thread (the last may be
+    /// shorter).
+    fn chunk(&self, batch: usize, per_thread: usize) -> usize {
+        batch.div_ceil(self.lanes.len() * per_thread).max(1)
     }
+}
+
+/// The buffers of the rayon thread running this (any lane outside a pool or in a bigger pool than
+/// the work was made for: then two threads may wait on one, which is slower, never wrong). A lane
+/// holds scratch only, so one left by a panicking thread is still fine to use.
+fn lane_of_thread(lanes: &[Mutex<Lane>]) -> MutexGuard<'_, Lane> {
+    let i = rayon::current_thread_index().unwrap_or(0) % lanes.len();
+    lanes[i].lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `dst = src + bias`, then ReLU when `relu` (the branch outside the loops, so each vectorises).
@@ -180,18 +205,19 @@ pub fn conv2d_forward(
 ) {
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
     let (ow, pw) = (s.out_w(), padded_hw(s).1);
-    let per = work.per_thread(batch);
-    let zeros = std::mem::take(&mut work.zeros);
-    let b = bias.map_or(&zeros[..], |bias| &params[bias..bias + s.out_c]);
+    let per = work.chunk(batch, CHUNKS_PER_THREAD);
     if let Some(d) = work.direct.as_mut() {
         d.pack_forward(params, w);
     }
+    let work = &*work;
+    let b = bias.map_or(&work.zeros[..], |bias| &params[bias..bias + s.out_c]);
     let direct = work.direct.as_ref();
     y[..batch * ol]
         .par_chunks_mut(per * ol)
-        .zip(work.lanes.par_iter_mut())
         .enumerate()
-        .for_each(|(t, (yt, lane))| {
+        .for_each(|(t, yt)| {
+            let mut guard = lane_of_thread(&work.lanes);
+            let lane = &mut *guard;
             for (j, yb) in yt.chunks_exact_mut(ol).enumerate() {
                 let xb = &x[(t * per + j) * il..(t * per + j + 1) * il];
                 if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
@@ -225,7 +251,6 @@ pub fn conv2d_forward(
                 }
             }
         });
-    work.zeros = zeros;
 }
 
 /// Backward to the input: per example `dcols_b = W^T dY_b`, folded back by [`col2im`] into `dx_b`,
@@ -243,17 +268,19 @@ pub fn conv2d_backward_input(
 ) {
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
     let pw = padded_hw(s).1;
-    let per = work.per_thread(batch);
+    let per = work.chunk(batch, CHUNKS_PER_THREAD);
     let direct = work.direct.as_mut().filter(|d| d.input_direct());
     if let Some(d) = direct {
         d.pack_backward(params, w);
     }
+    let work = &*work;
     let direct = work.direct.as_ref().filter(|d| d.input_direct());
     dx[..batch * il]
         .par_chunks_mut(per * il)
-        .zip(work.lanes.par_iter_mut())
         .enumerate()
-        .for_each(|(t, (dxt, lane))| {
+        .for_each(|(t, dxt)| {
+            let mut guard = lane_of_thread(&work.lanes);
+            let lane = &mut *guard;
             for (j, dxb) in dxt.chunks_exact_mut(il).enumerate() {
                 let e = t * per + j;
                 let dyb = &dy[e * ol..(e + 1) * ol];
@@ -298,9 +325,9 @@ pub fn conv2d_backward_input(
 }
 
 /// Backward to the parameters: `dW[out_c, k] = sum_b dY_b[out_c, p] cols_b[k, p]^T` and
-/// `db = sum_b row sums of dY_b`, into `grads[w..]` and `grads[bias..]` (overwritten; no bias: dropped). Each thread
-/// accumulates its range of examples into its own partial sum; the partials are added in thread order,
-/// so the result is deterministic for a given thread count.
+/// `db = sum_b row sums of dY_b`, into `grads[w..]` and `grads[bias..]` (overwritten; no bias:
+/// dropped). Each chunk of examples is accumulated into its own partial sum, whichever thread runs
+/// it; the partials are added in chunk order, so the result is deterministic for a given thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_weight(
     dy: &[f32],
@@ -314,15 +341,26 @@ pub fn conv2d_backward_weight(
 ) {
     let (k, p, il, ol) = (s.k(), s.p(), s.in_len(), s.out_len());
     let pw = padded_hw(s).1;
-    let per = work.per_thread(batch);
+    let per = work.chunk(batch, WEIGHT_CHUNKS_PER_THREAD);
     let used = batch.div_ceil(per);
-    let direct = work.direct.as_ref();
-    work.lanes[..used]
+    let ConvWork {
+        lanes,
+        partials,
+        direct,
+        ..
+    } = work;
+    if partials.len() < used {
+        partials.resize(used, vec![0.0; s.out_c * k + s.out_c]);
+    }
+    let direct = direct.as_ref();
+    partials[..used]
         .par_iter_mut()
         .enumerate()
-        .for_each(|(t, lane)| {
-            lane.partial.fill(0.0);
-            let (dw, db) = lane.partial.split_at_mut(s.out_c * k);
+        .for_each(|(t, partial)| {
+            let mut guard = lane_of_thread(lanes);
+            let lane = &mut *guard;
+            partial.fill(0.0);
+            let (dw, db) = partial.split_at_mut(s.out_c * k);
             let range = t * per..((t + 1) * per).min(batch);
             let dys = &dy[range.start * ol..range.end * ol];
             if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
@@ -356,17 +394,21 @@ pub fn conv2d_backward_weight(
                 }
             }
         });
-    // The threads' partial sums, added in thread order.
-    let lanes = &work.lanes[..used];
+    // The chunks' partial sums, added in chunk order, split into blocks across the threads.
+    let partials = &partials[..used];
     let sum_partials = |dst: &mut [f32], at: usize| {
         dst.fill(0.0);
-        for lane in lanes {
-            for (g, v) in dst.iter_mut().zip(&lane.partial[at..]) {
+        for partial in partials {
+            for (g, v) in dst.iter_mut().zip(&partial[at..]) {
                 *g += v;
             }
         }
     };
-    sum_partials(&mut grads[w..w + s.out_c * k], 0);
+    const BLOCK: usize = 4096;
+    grads[w..w + s.out_c * k]
+        .par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(i, dst)| sum_partials(dst, i * BLOCK));
     // Without a bias its row sums are dropped.
     if let Some(bias) = bias {
         sum_partials(&mut grads[bias..bias + s.out_c], s.out_c * k);

@@ -43,6 +43,17 @@ pub struct Direct {
     dy_stride: usize,
     pub group: usize,
     wpack: Vec<f32>,
+    /// With a stride: per column phase `px`, where an input row's data starts in the phase-plane row
+    /// and in the input row (the same for every row); phases that hold no input are left out.
+    col_phases: Vec<ColPhase>,
+}
+
+/// See [`Direct::col_phases`](Direct).
+#[derive(Debug, Clone, Copy)]
+struct ColPhase {
+    px: usize,
+    dst: usize,
+    src: usize,
 }
 
 /// One phase `(py, px)` of the input gradient: the input rows and columns it holds, and its taps.
@@ -135,6 +146,18 @@ impl Direct {
             dy_stride,
             group,
             wpack: Vec::new(),
+            col_phases: (0..st)
+                .filter_map(|px| {
+                    // Padded columns xx = px, px + st, .. that hold input: from the first at or
+                    // after the padding; position xx / st in phase plane px.
+                    let first = s.pad + (px + st - s.pad % st) % st;
+                    (first < s.pad + s.in_w).then_some(ColPhase {
+                        px,
+                        dst: first / st,
+                        src: first - s.pad,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -237,18 +260,32 @@ impl Direct {
                     continue;
                 }
                 let row = (ci * st + y % st) * st;
-                for px in 0..st {
-                    // Padded columns xx = px, px + st, .. that hold input: from the first at or
-                    // after the padding; position xx / st in phase plane px.
-                    let first = s.pad + (px + st - s.pad % st) % st;
-                    if first >= s.pad + s.in_w {
-                        continue;
-                    }
-                    let line = &mut dst[(row + px) * self.plane + (y / st) * self.pw..][..self.pw];
-                    for (d, &v) in line[first / st..]
-                        .iter_mut()
-                        .zip(src[first - s.pad..].iter().step_by(st))
+                let line_at = |px: usize| (row + px) * self.plane + (y / st) * self.pw;
+                if let (2, [a, b]) = (st, &self.col_phases[..]) {
+                    // Stride 2, both phases (source columns 0, 2, .. in one and 1, 3, .. in the
+                    // other): one pass over the row.
+                    let (even, odd) = if a.src == 0 { (*a, *b) } else { (*b, *a) };
+                    debug_assert!(even.src == 0 && odd.src == 1);
+                    let (lo, hi) = dst.split_at_mut(line_at(even.px.max(odd.px)));
+                    let (e, o) = if even.px < odd.px {
+                        (&mut lo[line_at(even.px)..], hi)
+                    } else {
+                        (hi, &mut lo[line_at(odd.px)..])
+                    };
+                    let (e, o) = (&mut e[even.dst..], &mut o[odd.dst..]);
+                    for ((pair, de), d_o) in src.chunks_exact(2).zip(e.iter_mut()).zip(o.iter_mut())
                     {
+                        *de = pair[0];
+                        *d_o = pair[1];
+                    }
+                    if s.in_w % 2 == 1 {
+                        e[s.in_w / 2] = src[s.in_w - 1];
+                    }
+                    continue;
+                }
+                for c in &self.col_phases {
+                    let line = &mut dst[line_at(c.px) + c.dst..][..self.pw - c.dst];
+                    for (d, &v) in line.iter_mut().zip(src[c.src..].iter().step_by(st)) {
                         *d = v;
                     }
                 }
