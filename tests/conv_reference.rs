@@ -264,34 +264,18 @@ fn weight_gradient_is_bit_identical_across_calls() {
     let len = s.out_c * s.k() + s.out_c;
     for kernels in [CpuConv::Gemm, CpuConv::Direct] {
         let mut work = ConvWork::with_kernels(&s, 2, kernels);
-        let mut first = vec![0f32; len];
-        conv2d_backward_weight(
-            &dy,
-            &x,
-            &mut first,
-            0,
-            Some(s.out_c * s.k()),
-            &mut work,
-            batch,
-            &s,
-        );
-        for call in 0..20 {
+        let mut run = || {
             let mut grads = vec![0f32; len];
-            conv2d_backward_weight(
-                &dy,
-                &x,
-                &mut grads,
-                0,
-                Some(s.out_c * s.k()),
-                &mut work,
-                batch,
-                &s,
+            let bias = Some(s.out_c * s.k());
+            conv2d_backward_weight(&dy, &x, &mut grads, 0, bias, &mut work, batch, &s);
+            grads.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let first = run();
+        for call in 0..20 {
+            assert!(
+                run() == first,
+                "{kernels:?}: call {call} differs from the first"
             );
-            let same = grads
-                .iter()
-                .zip(&first)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{kernels:?}: call {call} differs from the first");
         }
     }
 }
