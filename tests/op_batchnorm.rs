@@ -83,3 +83,63 @@ fn batchnorm_gpu_matches_cpu() {
         6,
     );
 }
+
+/// Image statistics over planes larger than one summation block, for channels whose mean is far
+/// from zero against their spread (where summing squares would cancel away the variance): the
+/// running statistics after one step against the f64 formulas.
+#[test]
+fn batchnorm_image_statistics_keep_their_accuracy_far_from_zero() {
+    let shape = ImageShape {
+        channels: 2,
+        height: 40,
+        width: 40,
+    };
+    let model = models::build(None, Some("bn,flatten,fc2"), shape, 2).unwrap();
+    let mut exec = Device::Cpu
+        .executor(&model, &model.init_params(1), OptimConfig::sgd(0.0, 0.0), 3)
+        .unwrap();
+    let plane = 1600;
+    let noise = random(3 * 2 * plane, 9);
+    // Channel 0: 1000 + U(-0.1, 0.1); channel 1: -3 + U(-2, 2).
+    let x: Vec<f32> = noise
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| {
+            if (i / plane) % 2 == 0 {
+                1000.0 + 0.1 * u
+            } else {
+                -3.0 + 2.0 * u
+            }
+        })
+        .collect();
+    exec.train_step(&x, &[0, 1, 0]).unwrap();
+    let s = exec.state().unwrap();
+    let at = |name: &str| {
+        model
+            .state
+            .iter()
+            .find(|t| t.name.ends_with(name))
+            .unwrap()
+            .offset
+    };
+    let (mean_at, var_at) = (at("running_mean"), at("running_var"));
+    for ch in 0..2 {
+        let vals: Vec<f64> = (0..3)
+            .flat_map(|n| x[(2 * n + ch) * plane..][..plane].iter().map(|&v| v as f64))
+            .collect();
+        let m = vals.len() as f64;
+        let mean = vals.iter().sum::<f64>() / m;
+        let unbiased = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (m - 1.0);
+        let (rm, rv) = (s[mean_at + ch] as f64, s[var_at + ch] as f64);
+        assert!(
+            (rm - 0.1 * mean).abs() < 1e-4 * mean.abs(),
+            "channel {ch} mean: {rm} vs {}",
+            0.1 * mean
+        );
+        let got = (rv - 0.9) / 0.1;
+        assert!(
+            (got - unbiased).abs() < 2e-3 * unbiased,
+            "channel {ch} variance: {got} vs {unbiased}"
+        );
+    }
+}

@@ -122,25 +122,27 @@ impl BatchNorm {
             .flat_map(|plane| plane.chunks(BLOCK))
     }
 
-    /// Per channel of an image batch: (mean, biased variance) over the batch and the plane.
+    /// Per channel of an image batch: (mean, biased variance) over the batch and the plane, in one
+    /// pass over `x`: each block's mean and squared deviations about it are summed in f32 lanes while
+    /// the block is in L1 (it is at most [`BLOCK`] floats), and the blocks are combined in f64 by Chan
+    /// et al.'s pairwise update, as accurate as two passes over the whole channel without reading it
+    /// from memory twice.
     fn image_stats(&self, x: &[f32], batch: usize) -> Vec<(f64, f64)> {
-        let m = (batch * self.plane) as f64;
         (0..self.channels)
             .into_par_iter()
             .map(|ch| {
-                let sum: f64 = self
-                    .blocks(x, batch, ch)
-                    .map(|s| sum_lanes_with(s, |v| v) as f64)
-                    .sum();
-                let mean = sum / m;
-                let mf = mean as f32;
-                let sq: f64 = self
-                    .blocks(x, batch, ch)
-                    .map(|s| sum_lanes_with(s, |v| (v - mf) * (v - mf)) as f64)
-                    .sum();
-                // The centre was rounded to f32: correct the second moment about it.
-                let d = mean - mf as f64;
-                (mean, (sq / m - d * d).max(0.0))
+                let (mut n, mut mean, mut m2) = (0f64, 0f64, 0f64);
+                for s in self.blocks(x, batch, ch) {
+                    let nb = s.len() as f64;
+                    let mb = sum_lanes_with(s, |v| v) / s.len() as f32;
+                    let q = sum_lanes_with(s, |v| (v - mb) * (v - mb)) as f64;
+                    let delta = mb as f64 - mean;
+                    let total = n + nb;
+                    mean += delta * nb / total;
+                    m2 += q + delta * delta * n * nb / total;
+                    n = total;
+                }
+                (mean, (m2 / n.max(1.0)).max(0.0))
             })
             .collect()
     }
