@@ -34,6 +34,8 @@ trained on at each budget checkpoint, BatchNorm recalibrated first, as compare d
 comparison follows from those accuracies (FLOPs are images times a fixed count per image). With
 --budget-from the run ends with the agreement table (markdown) of every measurement against that
 report; `--table TORCH.json --budget-from REPORT.json` prints it from a saved --json without training.
+The --json file is rewritten (atomically) after every measurement with "complete": false until the
+run ends, so a stopped run keeps what it measured; --table merges such parts and says which they are.
 
 The random streams differ from wgtrain's (shuffles, placements, init), so agreement means within 1 point
 or 2 sd across seeds, not equality. Not run by `cargo test`:
@@ -364,8 +366,11 @@ def main():
         merged = {}
         for path in args.table.split(","):
             with open(path) as f:
-                for key, values in json.load(f)["results"].items():
-                    merged.setdefault(key, []).extend(values)
+                part = json.load(f)
+            if not part.get("complete", True):
+                print(f"note: {path} is from a run that stopped before the end (complete: false)")
+            for key, values in part["results"].items():
+                merged.setdefault(key, []).extend(values)
         agreement(args.budget_from, nets, merged)
         return
     torch.set_num_threads(args.threads)
@@ -382,9 +387,22 @@ def main():
     res = {}
     t0 = time.perf_counter()
 
+    def save(complete):
+        """The --json file, rewritten atomically after every measurement, so a run that is stopped
+        keeps what it measured ("complete": false until the end)."""
+        if not args.json:
+            return
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"torch": torch.__version__, "threads": args.threads, "nets": nets,
+                       "full": args.full, "seeds": list(seeds), "complete": complete,
+                       "results": res}, f, indent=1)
+        os.replace(tmp, args.json)
+
     def put(key, value):
         res.setdefault(key, []).append(value)
         print(f"  {key}: {100 * value:.2f}%", flush=True)
+        save(False)
 
     for seed in seeds:
         print(f"seed {seed}", flush=True)
@@ -416,10 +434,7 @@ def main():
           "mean ± sd over seeds:")
     for k, v in res.items():
         print(f"{k:32} {100 * np.mean(v):6.2f} ± {100 * np.std(v, ddof=1) if len(v) > 1 else 0.0:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "threads": args.threads, "nets": nets,
-                       "full": args.full, "seeds": list(seeds), "results": res}, f, indent=1)
+    save(True)
     if args.budget_from:
         agreement(args.budget_from, nets, res)
 
