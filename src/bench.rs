@@ -25,7 +25,7 @@ pub struct KernelResult {
     /// The CPU's convolution kernels, `None` on a GPU.
     pub cpu_conv: Option<crate::device::policy::CpuConv>,
     pub flops: f64,
-    /// The fastest of the samples (see `time_case`); `gflops` and the share of peak are computed from it.
+    /// The fastest of the samples (see `time_case`); `gflops` and the share of peak come from it.
     pub seconds_per_call: f64,
     /// The samples' mean.
     pub seconds_per_call_mean: f64,
@@ -131,9 +131,10 @@ struct Timing {
 
 /// Run `case` once (warm-up: the pipeline's first use, caches), time one more run to size the
 /// measurement, then time [`KERNEL_SAMPLES`] samples of as many runs as fill an equal share of
-/// `seconds` each (at least 3 runs, at most `max_reps`). On a shared machine another tenant only ever slows a sample down, so
-/// the fastest sample is the kernel's own speed and the one a "% of peak" can be compared with (the
-/// peak is the best of its runs too); the mean is what the period measured as a whole.
+/// `seconds` each (at least 3 runs, at most `max_reps`). On a shared machine another tenant only
+/// ever slows a sample down, so the fastest sample is the kernel's own speed and the one a "% of
+/// peak" can be compared with (the peak is the best of its runs too); the mean is what the period
+/// measured as a whole.
 fn time_case(case: &mut KernelCase<'_>, seconds: f64, max_reps: usize) -> Result<Timing> {
     case.run(1)?;
     let t = Instant::now();

@@ -1,5 +1,4 @@
-//! The CPU convolution: forward and both backward passes, one example at a time, the batch split into
-//! one contiguous range per thread.
+//! The CPU convolution: forward and both backward passes, one example at a time.
 //!
 //! The batch is cut into a few chunks per thread that rayon's threads take as they are free, so a
 //! thread slowed down (by another tenant of a shared machine, say) hands its share to the others
@@ -343,15 +342,13 @@ pub fn conv2d_backward_weight(
     let pw = padded_hw(s).1;
     let per = work.chunk(batch, WEIGHT_CHUNKS_PER_THREAD);
     let used = batch.div_ceil(per);
+    // `used` <= lanes * WEIGHT_CHUNKS_PER_THREAD, the partials allocated by `with_kernels`.
     let ConvWork {
         lanes,
         partials,
         direct,
         ..
     } = work;
-    if partials.len() < used {
-        partials.resize(used, vec![0.0; s.out_c * k + s.out_c]);
-    }
     let direct = direct.as_ref();
     partials[..used]
         .par_iter_mut()
