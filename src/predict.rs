@@ -48,11 +48,10 @@ pub fn predict(
         labels: vec![0; files.len()],
     };
     let batcher = Batcher::new(&meta.normalization, model.input);
-    let mut x = vec![0f32; ds.len() * model.input.len()];
-    let mut y = vec![0u32; ds.len()];
-    batcher.fill(&ds, &(0..ds.len()).collect::<Vec<_>>(), &mut x, &mut y);
-    let mut exec = device.inference_executor(&model, &params, ds.len())?;
-    let logits = exec.logits(&x)?;
+    // All files in one batch where the device holds it, else in the largest batches it does.
+    let batch = device.batch_that_fits(&model, 1, ds.len());
+    let mut exec = device.inference_executor(&model, &params, batch)?;
+    let logits = crate::train::logits(&mut *exec, &ds, &batcher, batch)?;
     let classes = model.num_classes;
     Ok(files
         .iter()

@@ -137,7 +137,8 @@ pub fn evaluate(
     batch: usize,
 ) -> Result<Stats> {
     let n = ds.shape.len();
-    let batch = batch.min(ds.len()).max(1);
+    // At most what the executor holds (see `Device::batch_that_fits`).
+    let batch = batch.min(exec.max_batch()).min(ds.len()).max(1);
     let mut x = vec![0f32; batch * n];
     let mut y = vec![0u32; batch];
     let idx: Vec<usize> = (0..ds.len()).collect();
@@ -157,7 +158,7 @@ pub fn logits(
     batch: usize,
 ) -> Result<Vec<f32>> {
     let n = ds.shape.len();
-    let batch = batch.min(ds.len()).max(1);
+    let batch = batch.min(exec.max_batch()).min(ds.len()).max(1);
     let mut x = vec![0f32; batch * n];
     let mut y = vec![0u32; batch];
     let idx: Vec<usize> = (0..ds.len()).collect();

@@ -197,7 +197,8 @@ pub fn run_train(args: &TrainArgs, process_start: Instant) -> Result<()> {
         test_every_epoch: true,
     };
     optim.seed = seed;
-    let mut exec = device.executor_from(&model, &params, optim, cfg.max_batch())?;
+    let max_batch = device.batch_that_fits(&model, cfg.batch_size, cfg.max_batch());
+    let mut exec = device.executor_from(&model, &params, optim, max_batch)?;
     if let Some(state) = &opt_state {
         exec.set_optimizer_state(state)?;
     }

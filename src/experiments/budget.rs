@@ -60,7 +60,8 @@ pub fn measure(exp: &mut Experiment<'_>, net: &NetChoice, seed: u64) -> Result<V
         &model,
         &model.init_params(seed),
         exp.recipe.optim,
-        batch.max(eval_batch),
+        exp.device
+            .batch_that_fits(&model, batch, batch.max(eval_batch)),
     )?;
     let bn = crate::calibrate::BnLayout::of(&model);
     let batcher = Batcher::new(norm, train.shape);

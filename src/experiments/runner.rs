@@ -165,7 +165,8 @@ pub fn train_run(
         recalibrate_bn: crate::calibrate::BnLayout::of(model),
         test_every_epoch: curve,
     };
-    let mut executor = device.executor(model, init, optim, cfg.max_batch())?;
+    let max_batch = device.batch_that_fits(model, cfg.batch_size, cfg.max_batch());
+    let mut executor = device.executor(model, init, optim, max_batch)?;
     let out = train::train(&mut *executor, train, test, norm, &cfg, |_, _| Ok(()))?;
     Ok(Run {
         epochs: out.epochs,

@@ -185,6 +185,10 @@ impl CpuExecutor {
 }
 
 impl Executor for CpuExecutor {
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
         let batch = self.batch_of(x);
         assert_eq!(y.len(), batch, "labels vs batch");

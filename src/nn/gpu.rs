@@ -250,6 +250,10 @@ impl GpuExecutor {
 }
 
 impl Executor for GpuExecutor {
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     fn dispatches_per_step(&mut self, batch: usize) -> Result<Option<usize>> {
         Ok(Some(self.ensure_plan(batch, Mode::Train)?.len()))
     }

@@ -97,11 +97,39 @@ pub trait Executor {
     fn wait(&mut self) -> Result<()> {
         Ok(())
     }
+    /// The largest batch this executor's buffers hold.
+    fn max_batch(&self) -> usize;
 }
 
 /// Executors are built here rather than in `device`, so that `device` (adapters, plans, kernels)
 /// does not depend on the models that run on it.
 impl Device {
+    /// The largest batch up to `wanted` whose per-example buffers for `model` fit this device's
+    /// storage-buffer limit (on the CPU, `wanted`), and never less than `floor`: the training batch the
+    /// user asked for, which building the executor reports as an error if it does not fit. Evaluation
+    /// batches are an internal choice ([`crate::train::evaluate`] takes them at most this large), so a
+    /// large image on a software adapter evaluates in smaller batches instead of failing; each
+    /// example's result does not depend on the batch it runs in.
+    pub fn batch_that_fits(&self, model: &Model, floor: usize, wanted: usize) -> usize {
+        let Device::Gpu(ctx) = self else {
+            return wanted.max(floor);
+        };
+        let graph = &model.graph;
+        let per_example = (1..graph.storages())
+            .map(|s| graph.storage_len(s))
+            .chain([model.input_len()])
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let max = ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min(ctx.limits.max_buffer_size);
+        // `GpuContext::storage_buffer` rounds every buffer up to 16 bytes.
+        let floats = (max / 16 * 4) as usize;
+        wanted.min(floats / per_example).max(floor).max(1)
+    }
+
     /// [`executor`](Self::executor) starting from saved weights (parameters and running statistics).
     pub fn executor_from(
         &self,
