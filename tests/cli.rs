@@ -311,14 +311,34 @@ fn the_kernel_policy_override_is_validated_and_printed() {
     assert_one_line_error(&out, 2, "WGTRAIN_CPU_CONV=fast: unknown kernel choice");
     let out = with(
         "WGTRAIN_CPU_CONV",
-        "winograd",
+        "fft",
         &["train", "--embedded", "--model", "cnn", "--device", "cpu"],
     );
-    assert_one_line_error(&out, 2, "WGTRAIN_CPU_CONV=winograd");
+    assert_one_line_error(&out, 2, "WGTRAIN_CPU_CONV=fft");
     let out = with("WGTRAIN_CPU_CONV", "gemm", &["devices", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["cpu_kernel_policy"]["conv"], "gemm", "{v}");
     assert_eq!(v["cpu_kernel_policy"]["source"], "WGTRAIN_CPU_CONV=gemm");
+    // The default: the direct kernels where the CPU has AVX2 and FMA; Winograd is asked for by name.
+    let avx2 = wgtrain::ops::conv2d_direct::available();
+    let out = with("WGTRAIN_CPU_CONV", "auto", &["devices", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = if avx2 { "direct" } else { "gemm" };
+    assert_eq!(v["cpu_kernel_policy"]["conv"], want, "{v}");
+    let out = with("WGTRAIN_CPU_CONV", "winograd", &["devices", "--json"]);
+    if avx2 {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["cpu_kernel_policy"]["source"],
+            "WGTRAIN_CPU_CONV=winograd"
+        );
+    } else {
+        assert_one_line_error(
+            &out,
+            2,
+            "WGTRAIN_CPU_CONV=winograd: this CPU lacks AVX2 or FMA",
+        );
+    }
     let out = with("WGTRAIN_CPU_CONV", "gemm", &["devices"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

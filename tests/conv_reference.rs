@@ -1,5 +1,5 @@
-//! The optimised CPU convolutions (im2col, wide unfolding, threaded GEMMs; and the direct AVX2 kernels
-//! where the CPU has them) against a plain-loop
+//! The optimised CPU convolutions (im2col, wide unfolding, threaded GEMMs; the direct AVX2 kernels and
+//! Winograd F(2x2, 3x3) where the CPU has them) against a plain-loop
 //! definition written here in f64: forward (with and without bias, fused ReLU), input gradient (with a
 //! ReLU mask) and weight + bias gradient. The GPU kernels are checked against the optimised CPU
 //! convolution elsewhere; this keeps that oracle from being its own judge.
@@ -11,7 +11,7 @@ use wgtrain::device::policy::CpuConv;
 use wgtrain::ops::conv2d::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvShape, ConvWork,
 };
-use wgtrain::ops::conv2d_direct;
+use wgtrain::ops::{conv2d_direct, conv2d_winograd};
 
 /// `x[n][c][y][x]` with zero padding outside the input.
 fn at(x: &[f32], s: &ConvShape, n: usize, c: usize, y: isize, xx: isize) -> f64 {
@@ -123,6 +123,10 @@ fn cases() -> Vec<(usize, ConvShape)> {
         c(1, 2, 6, 6, 5, 3, 3, 1, 2),
         c(3, 64, 7, 7, 64, 3, 3, 1, 1),
         c(2, 9, 5, 5, 9, 3, 3, 1, 1),
+        // Winograd: resnet's first stage (28x28, 16 channels), and odd, unequal sides with channel
+        // counts that fill no register tile.
+        c(2, 16, 28, 28, 16, 3, 3, 1, 1),
+        c(3, 8, 9, 13, 10, 3, 3, 1, 1),
     ]);
     v
 }
@@ -141,7 +145,7 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
         let want = forward_ref(&x, w, Some(b), batch, &s);
         let want_nb = forward_ref(&x, w, None, batch, &s);
         let (dx_want, dw_want, db_want) = backward_ref(&x, w, &dy, batch, &s);
-        let kernels = [CpuConv::Gemm, CpuConv::Direct];
+        let kernels = [CpuConv::Gemm, CpuConv::Direct, CpuConv::Winograd];
         for (threads, kernels) in [1, 2].into_iter().flat_map(|t| kernels.map(|k| (t, k))) {
             let what = |part: &str| {
                 format!("case {case} {s:?} batch {batch}, {threads} threads, {kernels:?}: {part}")
@@ -150,7 +154,11 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
             // Every case but a strided 1x1 runs the direct kernels where the CPU has them, resnet's
             // stride-2 3x3 its input gradient too (the phase split).
             let strided_1x1 = s.stride > 1 && s.kh * s.kw == 1;
-            let direct = kernels == CpuConv::Direct && conv2d_direct::available() && !strided_1x1;
+            // Winograd takes every stride-1 pad-1 3x3 shape with 8 or more channels each way.
+            let winograd = kernels == CpuConv::Winograd && conv2d_winograd::pays(&s);
+            assert_eq!(work.is_winograd(), winograd, "{}", what("Winograd"));
+            let direct =
+                kernels != CpuConv::Gemm && !winograd && conv2d_direct::available() && !strided_1x1;
             assert_eq!(work.is_direct(), direct, "{}", what("kernels"));
             let resnet_down = ConvShape {
                 stride: 2,
@@ -262,7 +270,7 @@ fn weight_gradient_is_bit_identical_across_calls() {
     let x = random(batch * s.in_len(), 7);
     let dy = random(batch * s.out_len(), 8);
     let len = s.out_c * s.k() + s.out_c;
-    for kernels in [CpuConv::Gemm, CpuConv::Direct] {
+    for kernels in [CpuConv::Gemm, CpuConv::Direct, CpuConv::Winograd] {
         let mut work = ConvWork::with_kernels(&s, 2, kernels);
         let mut run = || {
             let mut grads = vec![0f32; len];

@@ -3,6 +3,7 @@
 //! and its max pooling, each set up once on a device and run on demand.
 
 use crate::device::gpu::{GpuContext, PlanBuilder};
+use crate::device::policy::CpuConv;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::{self as cv, ConvShape};
@@ -196,6 +197,53 @@ fn matmul_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
     Ok(out)
 }
 
+/// The three passes of one CPU convolution shape on `kernels`, named by the kernels that run it
+/// (`[winograd]`, `[direct]`, `[im2col+gemm]`). Winograd's GFLOP/s count the direct convolution's
+/// FLOPs: an effective rate, which may pass the CPU's peak.
+fn cpu_conv_cases(
+    out: &mut Vec<KernelCase<'_>>,
+    s: ConvShape,
+    shape: &str,
+    flops: f64,
+    (params, x, dy): (Vec<f32>, Vec<f32>, Vec<f32>),
+    batch: usize,
+    kernels: CpuConv,
+) {
+    let bias = s.out_c * s.k();
+    let threads = rayon::current_num_threads();
+    let work = || cv::ConvWork::with_kernels(&s, threads, kernels);
+    let (mut w1, mut w2, mut w3) = (work(), work(), work());
+    let tag = if w1.is_winograd() {
+        "winograd"
+    } else if w1.is_direct() {
+        "direct"
+    } else {
+        "im2col+gemm"
+    };
+    let (p1, p2, x1, dy1, dy2) = (params.clone(), params, x.clone(), dy.clone(), dy);
+    let mut y = vec![0.0; batch * s.out_len()];
+    let mut dx = vec![0.0; batch * s.in_len()];
+    let mut grads = vec![0.0; p1.len()];
+    out.push(cpu_case(
+        &format!("conv2d forward [{tag}]"),
+        shape,
+        flops,
+        move || cv::conv2d_forward(&x1, &p1, 0, Some(bias), &mut y, &mut w1, batch, &s, true),
+    ));
+    out.push(cpu_case(
+        &format!("conv2d backward input [{tag}]"),
+        shape,
+        flops,
+        move || cv::conv2d_backward_input(&dy1, &p2, 0, &mut dx, None, &mut w2, batch, &s),
+    ));
+    out.push(cpu_case(
+        &format!("conv2d backward weight [{tag}]"),
+        shape,
+        flops,
+        move || cv::conv2d_backward_weight(&dy2, &x, &mut grads, 0, Some(bias), &mut w3, batch, &s),
+    ));
+}
+
 /// The cnn's two convolutions at batch 64: forward (with bias and ReLU), input and weight gradient.
 fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
     let batch = 64;
@@ -233,41 +281,21 @@ fn conv_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
         let dy = random(batch * s.out_len(), 5);
         let ctx = match device {
             Device::Cpu => {
-                let (p1, p2, x1, dy1, dy2) = (params.clone(), params, x.clone(), dy.clone(), dy);
-                let mut y = vec![0.0; batch * s.out_len()];
-                let mut dx = vec![0.0; batch * s.in_len()];
-                let mut grads = vec![0.0; p1.len()];
-                let mut w1 = cv::ConvWork::for_current_pool(&s);
-                let mut w2 = cv::ConvWork::for_current_pool(&s);
-                let mut w3 = cv::ConvWork::for_current_pool(&s);
-                out.push(cpu_case("conv2d forward", &shape, flops, move || {
-                    cv::conv2d_forward(&x1, &p1, 0, Some(bias), &mut y, &mut w1, batch, &s, true)
-                }));
-                out.push(cpu_case(
-                    "conv2d backward input",
-                    &shape,
-                    flops,
-                    move || {
-                        cv::conv2d_backward_input(&dy1, &p2, 0, &mut dx, None, &mut w2, batch, &s)
-                    },
-                ));
-                out.push(cpu_case(
-                    "conv2d backward weight",
-                    &shape,
-                    flops,
-                    move || {
-                        cv::conv2d_backward_weight(
-                            &dy2,
-                            &x,
-                            &mut grads,
-                            0,
-                            Some(bias),
-                            &mut w3,
-                            batch,
-                            &s,
-                        )
-                    },
-                ));
+                // The policy's kernels, and for a shape Winograd can run the other of Winograd and
+                // the direct kernels beside them (both ways in one sitting).
+                let default = crate::device::policy::cpu_conv().map_or(CpuConv::Gemm, |p| p.0);
+                let mut variants = vec![default];
+                if crate::ops::conv2d_winograd::pays(&s) {
+                    match default {
+                        CpuConv::Direct => variants.push(CpuConv::Winograd),
+                        CpuConv::Winograd => variants.push(CpuConv::Direct),
+                        CpuConv::Gemm => {}
+                    }
+                }
+                for kernels in variants {
+                    let data = (params.clone(), x.clone(), dy.clone());
+                    cpu_conv_cases(&mut out, s, &shape, flops, data, batch, kernels);
+                }
                 continue;
             }
             Device::Gpu(ctx) => ctx,

@@ -73,32 +73,38 @@ fn var(name: &str, allowed: &[&str]) -> Result<Option<String>> {
     }
 }
 
-/// `WGTRAIN_CPU_CONV`: auto | direct | gemm.
+/// `WGTRAIN_CPU_CONV`: auto | winograd | direct | gemm.
 pub const CPU_CONV_VAR: &str = "WGTRAIN_CPU_CONV";
 
 /// How the CPU runs stride-1 convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CpuConv {
+    /// Winograd F(2x2, 3x3) for stride-1 pad-1 3x3 convolutions with at least 8 input and output
+    /// channels (`ops::conv2d_winograd::pays`), the direct kernels for the rest.
+    Winograd,
     /// Direct AVX2+FMA kernels reading the padded planes in place (`ops::conv2d_direct`).
     Direct,
     /// Unfolding (im2col) and the gemm crate's GEMM (`ops::conv2d_cpu`).
     Gemm,
 }
 
-/// The CPU's convolution kernels and what decided them: direct where the CPU has AVX2 and FMA (every
-/// x86-64 machine with AVX-512 has both; measured in docs/BENCHMARKS.md, 2026-12-07), else im2col +
-/// GEMM; `WGTRAIN_CPU_CONV` overrides. Strided 1x1 convolutions (shortcuts) always take im2col + GEMM.
+/// The CPU's convolution kernels and what decided them: the direct kernels where the CPU has AVX2 and
+/// FMA (every x86-64 machine with AVX-512 has both; measured in docs/BENCHMARKS.md, 2026-12-07), else
+/// im2col + GEMM; `WGTRAIN_CPU_CONV` overrides (`winograd` is opt-in: on the presets' shapes it was no
+/// faster than the direct kernels, docs/BENCHMARKS.md, 2026-12-07 fourth sitting). Strided 1x1
+/// convolutions (shortcuts) always take im2col + GEMM.
 pub fn cpu_conv() -> Result<(CpuConv, String)> {
-    let env = var(CPU_CONV_VAR, &["auto", "direct", "gemm"])?;
-    let direct = crate::ops::conv2d_direct::available();
+    let env = var(CPU_CONV_VAR, &["auto", "winograd", "direct", "gemm"])?;
+    let avx2 = crate::ops::conv2d_direct::available();
     match env.as_deref() {
-        Some("direct") if !direct => Err(Error::Config(format!(
-            "{CPU_CONV_VAR}=direct: this CPU lacks AVX2 or FMA, which the direct kernels need; use auto or gemm"
+        Some(v @ ("winograd" | "direct")) if !avx2 => Err(Error::Config(format!(
+            "{CPU_CONV_VAR}={v}: this CPU lacks AVX2 or FMA, which those kernels need; use auto or gemm"
         ))),
+        Some("winograd") => Ok((CpuConv::Winograd, format!("{CPU_CONV_VAR}=winograd"))),
         Some("direct") => Ok((CpuConv::Direct, format!("{CPU_CONV_VAR}=direct"))),
         Some("gemm") => Ok((CpuConv::Gemm, format!("{CPU_CONV_VAR}=gemm"))),
-        _ if direct => Ok((CpuConv::Direct, "default: the CPU has AVX2 and FMA".into())),
+        _ if avx2 => Ok((CpuConv::Direct, "default: the CPU has AVX2 and FMA".into())),
         _ => Ok((CpuConv::Gemm, "default: the CPU lacks AVX2 or FMA".into())),
     }
 }
@@ -107,6 +113,10 @@ pub fn cpu_conv() -> Result<(CpuConv, String)> {
 pub fn describe_cpu() -> Result<String> {
     let (conv, why) = cpu_conv()?;
     let what = match conv {
+        CpuConv::Winograd => {
+            "Winograd F(2x2, 3x3) for stride-1 3x3 with >= 8 channels, direct AVX2+FMA kernels for \
+             the rest (im2col + GEMM for strided 1x1)"
+        }
         CpuConv::Direct => "direct AVX2+FMA kernels (im2col + GEMM for strided 1x1)",
         CpuConv::Gemm => "im2col + GEMM",
     };

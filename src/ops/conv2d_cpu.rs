@@ -24,6 +24,7 @@ mod unfold;
 
 use super::conv2d::ConvShape;
 use super::conv2d_direct::{Direct, DirectLane};
+use super::conv2d_winograd::{Winograd, WinogradLane};
 use super::matmul::{matmul_serial, Strided};
 use crate::device::policy::CpuConv;
 use rayon::prelude::*;
@@ -51,6 +52,9 @@ pub struct ConvWork {
     /// and FMA, unless `WGTRAIN_CPU_CONV=gemm`); then the im2col buffers are empty unless the input
     /// gradient is left to them (`Direct::input_direct`).
     direct: Option<Direct>,
+    /// Winograd F(2x2, 3x3) for all three passes, when it runs this shape (`CpuConv::Winograd` and
+    /// [`conv2d_winograd::pays`](super::conv2d_winograd::pays)); then `direct` is `None`.
+    winograd: Option<Winograd>,
 }
 
 /// The buffers of one thread.
@@ -65,6 +69,8 @@ struct Lane {
     wide: Vec<f32>,
     /// The direct kernels' buffers.
     direct: Option<DirectLane>,
+    /// Winograd's buffers.
+    winograd: Option<WinogradLane>,
 }
 
 impl ConvWork {
@@ -78,11 +84,15 @@ impl ConvWork {
     /// [`new`](Self::new) with the kernels chosen by the caller (`Direct` where the CPU cannot run
     /// them, or for a strided shape, falls back to `Gemm`).
     pub fn with_kernels(s: &ConvShape, threads: usize, kernels: CpuConv) -> Self {
+        let winograd = (kernels == CpuConv::Winograd && super::conv2d_winograd::pays(s))
+            .then(|| Winograd::new(s));
         let direct = match kernels {
             // A strided 1x1 (a residual shortcut) reduces over few products per input float, and the
             // phase split costs more than it saves (5 % of peak against 15 % through im2col).
-            CpuConv::Direct
-                if super::conv2d_direct::available() && (s.stride == 1 || s.kh * s.kw > 1) =>
+            CpuConv::Direct | CpuConv::Winograd
+                if winograd.is_none()
+                    && super::conv2d_direct::available()
+                    && (s.stride == 1 || s.kh * s.kw > 1) =>
             {
                 Some(Direct::new(s))
             }
@@ -92,7 +102,7 @@ impl ConvWork {
         let wide = is_wide(s);
         // im2col + GEMM buffers for whatever the direct kernels do not run (an input gradient whose
         // phase layout does not fit, see `Direct::new`).
-        let gemm = direct.as_ref().is_none_or(|d| !d.input_direct());
+        let gemm = winograd.is_none() && direct.as_ref().is_none_or(|d| !d.input_direct());
         let cols = if !gemm {
             0
         } else if wide {
@@ -117,6 +127,7 @@ impl ConvWork {
                 }
             ],
             direct: direct.as_ref().map(Direct::lane),
+            winograd: winograd.as_ref().map(Winograd::lane),
         };
         let threads = threads.max(1);
         ConvWork {
@@ -127,12 +138,18 @@ impl ConvWork {
             ],
             zeros: vec![0.0; s.out_c],
             direct,
+            winograd,
         }
     }
 
     /// Whether the direct kernels run this shape.
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
+    }
+
+    /// Whether Winograd F(2x2, 3x3) runs this shape (all three passes).
+    pub fn is_winograd(&self) -> bool {
+        self.winograd.is_some()
     }
 
     /// Whether they run its input gradient too (else im2col + GEMM does).
@@ -208,9 +225,12 @@ pub fn conv2d_forward(
     if let Some(d) = work.direct.as_mut() {
         d.pack_forward(params, w);
     }
+    if let Some(wg) = work.winograd.as_mut() {
+        wg.pack_forward(params, w);
+    }
     let work = &*work;
     let b = bias.map_or(&work.zeros[..], |bias| &params[bias..bias + s.out_c]);
-    let direct = work.direct.as_ref();
+    let (direct, winograd) = (work.direct.as_ref(), work.winograd.as_ref());
     y[..batch * ol]
         .par_chunks_mut(per * ol)
         .enumerate()
@@ -219,6 +239,10 @@ pub fn conv2d_forward(
             let lane = &mut *guard;
             for (j, yb) in yt.chunks_exact_mut(ol).enumerate() {
                 let xb = &x[(t * per + j) * il..(t * per + j + 1) * il];
+                if let (Some(wg), Some(wl)) = (winograd, lane.winograd.as_mut()) {
+                    wg.forward(xb, yb, b, relu, wl);
+                    continue;
+                }
                 if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
                     d.forward(xb, yb, b, relu, dl);
                     continue;
@@ -272,8 +296,12 @@ pub fn conv2d_backward_input(
     if let Some(d) = direct {
         d.pack_backward(params, w);
     }
+    if let Some(wg) = work.winograd.as_mut() {
+        wg.pack_backward(params, w);
+    }
     let work = &*work;
     let direct = work.direct.as_ref().filter(|d| d.input_direct());
+    let winograd = work.winograd.as_ref();
     dx[..batch * il]
         .par_chunks_mut(per * il)
         .enumerate()
@@ -284,6 +312,10 @@ pub fn conv2d_backward_input(
                 let e = t * per + j;
                 let dyb = &dy[e * ol..(e + 1) * ol];
                 let mask = mask.map(|m| &m[e * il..(e + 1) * il]);
+                if let (Some(wg), Some(wl)) = (winograd, lane.winograd.as_mut()) {
+                    wg.backward_input(dyb, dxb, mask, wl);
+                    continue;
+                }
                 if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
                     d.backward_input(dyb, dxb, mask, dl);
                     continue;
@@ -347,9 +379,10 @@ pub fn conv2d_backward_weight(
         lanes,
         partials,
         direct,
+        winograd,
         ..
     } = work;
-    let direct = direct.as_ref();
+    let (direct, winograd) = (direct.as_ref(), winograd.as_ref());
     partials[..used]
         .par_iter_mut()
         .enumerate()
@@ -360,8 +393,11 @@ pub fn conv2d_backward_weight(
             let (dw, db) = partial.split_at_mut(s.out_c * k);
             let range = t * per..((t + 1) * per).min(batch);
             let dys = &dy[range.start * ol..range.end * ol];
-            if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
-                d.backward_weight(&x[range.start * il..range.end * il], dys, dw, dl);
+            let xs = &x[range.start * il..range.end * il];
+            if let (Some(wg), Some(wl)) = (winograd, lane.winograd.as_mut()) {
+                wg.backward_weight(xs, dys, dw, wl);
+            } else if let (Some(d), Some(dl)) = (direct, lane.direct.as_mut()) {
+                d.backward_weight(xs, dys, dw, dl);
             } else {
                 for (e, dyb) in range.zip(dys.chunks_exact(ol)) {
                     let xb = &x[e * il..(e + 1) * il];

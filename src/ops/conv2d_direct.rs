@@ -118,7 +118,8 @@ pub fn pack(
 }
 
 /// `out[row * ostride + q] = sum_k w(row, k) * src[offs[k] + q]` for every row of `plan` and `q` in
-/// `0..n` rounded up to whole tiles. `ostride` must be at least `plan.stride(n)`, `out` at least
+/// `0..n` rounded up to whole tiles (a last 16-position tile that holds at most 8 of them computes
+/// only its first 8; the rest of it is left as it was). `ostride` must be at least `plan.stride(n)`, `out` at least
 /// `plan.rows() * ostride` long, and `src` readable at `max(offs) + n + SLACK`.
 pub fn correlate(
     src: &[f32],
@@ -137,6 +138,8 @@ pub fn correlate(
     assert!(src.len() >= max_off + n + SLACK && span <= n + SLACK);
     assert!(available(), "direct convolution kernels need AVX2 and FMA");
     for q0 in (0..span).step_by(plan.positions()) {
+        // A last tile with at most 8 positions left runs on one position vector.
+        let short = plan.vecs == 2 && n - q0 <= 8;
         let mut r0 = 0;
         for &t in &plan.tiles {
             #[cfg(target_arch = "x86_64")]
@@ -146,10 +149,12 @@ pub fn correlate(
             unsafe {
                 let w = &packed[r0 * k..];
                 let o = &mut out[r0 * ostride..];
-                match (t, plan.vecs) {
-                    (6, 2) => correlate_tile::<6, 2>(src, offs, w, o, ostride, q0),
-                    (4, 2) => correlate_tile::<4, 2>(src, offs, w, o, ostride, q0),
-                    (1, 6) => correlate_tile::<1, 6>(src, offs, w, o, ostride, q0),
+                match (t, plan.vecs, short) {
+                    (6, 2, false) => correlate_tile::<6, 2>(src, offs, w, o, ostride, q0),
+                    (6, 2, true) => correlate_tile::<6, 1>(src, offs, w, o, ostride, q0),
+                    (4, 2, false) => correlate_tile::<4, 2>(src, offs, w, o, ostride, q0),
+                    (4, 2, true) => correlate_tile::<4, 1>(src, offs, w, o, ostride, q0),
+                    (1, 6, _) => correlate_tile::<1, 6>(src, offs, w, o, ostride, q0),
                     _ => unreachable!("tile {t} x {}", plan.vecs),
                 }
             }

@@ -6,6 +6,7 @@ pub mod batchnorm;
 pub mod conv2d;
 pub mod conv2d_cpu;
 pub mod conv2d_direct;
+pub mod conv2d_winograd;
 pub mod dropout;
 pub mod gap;
 pub mod matmul;
