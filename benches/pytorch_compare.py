@@ -37,6 +37,8 @@ report; `--table TORCH.json --budget-from REPORT.json` prints it from a saved --
 The --json file is rewritten (atomically) after every measurement with "complete": false until the
 run ends, so a stopped run keeps what it measured; --table merges such parts and says which they are.
 
+--only PARTS runs some parts (e.g. `--only canvas` for more seeds of the scale claim).
+
 The random streams differ from wgtrain's (shuffles, placements, init), so agreement means within 1 point
 or 2 sd across seeds, not equality. Not run by `cargo test`:
 
@@ -343,12 +345,20 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--budget-from", metavar="REPORT.json",
                     help="a compare report of the same protocol: test at its budget checkpoints' image counts")
+    ap.add_argument("--only", metavar="PARTS",
+                    help="comma-separated parts to run (default: all): base, data, canvas, probes, transfer, "
+                         "budget, strong (probes train the base model too)")
     ap.add_argument("--json")
     ap.add_argument("--table", metavar="TORCH.json[,..]",
                     help="no training: print the agreement table of --budget-from's report against saved "
                          "--json files (comma-separated parts of one run are merged)")
     args = ap.parse_args()
     nets = [n.strip() for n in args.nets.split(",")]
+    parts = ("base", "data", "canvas", "probes", "transfer", "budget", "strong")
+    only = [p.strip() for p in args.only.split(",")] if args.only else list(parts)
+    for p in only:
+        if p not in parts:
+            sys.exit(f"--only {args.only}: unknown part {p}; choose from {', '.join(parts)}")
     for n in nets:
         if n not in ("mlp", "mlp-bn", "cnn", "resnet"):
             sys.exit(f"--nets {args.nets}: unknown net {n}; choose from mlp, mlp-bn, cnn, resnet")
@@ -407,28 +417,31 @@ def main():
     for seed in seeds:
         print(f"seed {seed}", flush=True)
         for name in nets:
-            base, acc = run(name, Xtr, Ytr, Xte, Yte, 5, seed)
-            put(f"{name} base", acc)
-            for per, epochs in sizes:
+            if "base" in only or "probes" in only:
+                base, acc = run(name, Xtr, Ytr, Xte, Yte, 5, seed)
+                put(f"{name} base", acc)
+            for per, epochs in sizes if "data" in only else ():
                 idx = np.concatenate([np.flatnonzero(ytr == c)[:per] for c in range(10)])
                 put(f"{name} {per} per class", run(name, Xtr[idx], Ytr[idx], Xte, Yte, epochs, seed)[1])
-            for side in sides:
+            for side in sides if "canvas" in only else ():
                 rng = np.random.default_rng(seed)
                 ctr, cte = canvas(xtr[:canvas_train], side, rng), canvas(xte[:canvas_test], side, rng)
                 a, b = tensors(ctr, ytr[:canvas_train], ctr)
                 c, d = tensors(cte, yte[:canvas_test], ctr)
                 put(f"{name} canvas {side}", run(name, a, b, c, d, 3, seed, side=side)[1])
-            ptr, pte = Xtr[:probe_train], Ytr[:probe_train]
-            for depth, acc in enumerate(probes(base, ptr, pte, Xte, Yte, seed)):
-                put(f"{name} probe depth {depth}", acc)
-            for mode, acc in transfer(name, Xtr, Ytr, Xte, Yte, 100, transfer_epochs, seed).items():
-                put(f"{name} transfer {mode}", acc)
-            grid = points.get((name, seed), [])
+            if "probes" in only:
+                ptr, pte = Xtr[:probe_train], Ytr[:probe_train]
+                for depth, acc in enumerate(probes(base, ptr, pte, Xte, Yte, seed)):
+                    put(f"{name} probe depth {depth}", acc)
+            if "transfer" in only:
+                for mode, acc in transfer(name, Xtr, Ytr, Xte, Yte, 100, transfer_epochs, seed).items():
+                    put(f"{name} transfer {mode}", acc)
+            grid = points.get((name, seed), []) if "budget" in only else []
             for (seconds, images), acc in zip(grid, budget(name, Xtr, Ytr, Xte, Yte, [i for _, i in grid], seed)):
                 print(f"  ({name} budget {seconds:g}s: {images} images, as wgtrain trained)")
                 put(f"{name} budget {seconds:g}s", acc)
         zero = float((0.0 - xtr.mean() / 255.0) / (xtr.astype(np.float64) / 255.0).std())
-        for label, aug in (("none", None), ("shift:1,flip", (1, True))):
+        for label, aug in (("none", None), ("shift:1,flip", (1, True))) if "strong" in only else ():
             put(f"strong ANN mlp-bn {label}", run("mlp-bn", Xtr, Ytr, Xte, Yte, 5, seed, aug=aug, zero=zero)[1])
     print(f"\ntorch {torch.__version__}, {args.threads} threads, {time.perf_counter() - t0:.0f} s; "
           "mean ± sd over seeds:")
