@@ -82,7 +82,8 @@ impl ConvWork {
     }
 
     /// [`new`](Self::new) with the kernels chosen by the caller (`Direct` where the CPU cannot run
-    /// them, or for a strided shape, falls back to `Gemm`).
+    /// them, or for a strided 1x1 shape, falls back to `Gemm`; `Winograd` runs the shapes
+    /// [`conv2d_winograd::pays`](super::conv2d_winograd::pays) accepts and is `Direct` elsewhere).
     pub fn with_kernels(s: &ConvShape, threads: usize, kernels: CpuConv) -> Self {
         let winograd = (kernels == CpuConv::Winograd && super::conv2d_winograd::pays(s))
             .then(|| Winograd::new(s));
