@@ -24,6 +24,8 @@ pub struct KernelResult {
     pub kernel_policy: Option<crate::device::policy::KernelPolicy>,
     /// The CPU's convolution kernels, `None` on a GPU.
     pub cpu_conv: Option<crate::device::policy::CpuConv>,
+    /// Their instruction set, `None` on a GPU.
+    pub cpu_simd: Option<crate::device::policy::Simd>,
     pub flops: f64,
     /// The fastest of the samples (see `time_case`); `gflops` and the share of peak come from it.
     pub seconds_per_call: f64,
@@ -178,6 +180,7 @@ pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelRes
                 Device::Cpu => None,
             },
             cpu_conv: crate::experiments::runner::cpu_conv_of(device)?,
+            cpu_simd: crate::experiments::runner::cpu_simd_of(device)?,
             flops: case.flops,
             seconds_per_call: secs,
             seconds_per_call_mean: timing.mean,

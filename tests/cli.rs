@@ -339,6 +339,37 @@ fn the_kernel_policy_override_is_validated_and_printed() {
             "WGTRAIN_CPU_CONV=winograd: this CPU lacks AVX2 or FMA",
         );
     }
+    // Their instruction set: the widest the CPU has by default, overridable, validated.
+    let out = with("WGTRAIN_CPU_SIMD", "sse2", &["devices"]);
+    assert_one_line_error(&out, 2, "WGTRAIN_CPU_SIMD=sse2: unknown kernel choice");
+    let avx512 = wgtrain::device::policy::Simd::Avx512.available();
+    let out = with("WGTRAIN_CPU_SIMD", "auto", &["devices", "--json"]);
+    if avx2 {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let want = if avx512 { "avx512" } else { "avx2" };
+        assert_eq!(v["cpu_kernel_policy"]["simd"], want, "{v}");
+    }
+    let out = with("WGTRAIN_CPU_SIMD", "avx512", &["devices"]);
+    if avx512 {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("direct AVX-512 kernels") && text.contains("WGTRAIN_CPU_SIMD=avx512"),
+            "{text}"
+        );
+    } else {
+        assert_one_line_error(&out, 2, "WGTRAIN_CPU_SIMD=avx512: this CPU lacks");
+    }
+    if avx2 {
+        let out = with("WGTRAIN_CPU_SIMD", "avx2", &["devices"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("direct AVX2+FMA kernels"), "{text}");
+    }
+    let out = with(
+        "WGTRAIN_CPU_SIMD",
+        "avx9",
+        &["train", "--embedded", "--device", "cpu"],
+    );
+    assert_one_line_error(&out, 2, "WGTRAIN_CPU_SIMD=avx9");
     let out = with("WGTRAIN_CPU_CONV", "gemm", &["devices"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{assert_close, conv_case, conv_cases, random};
-use wgtrain::device::policy::CpuConv;
+use wgtrain::device::policy::{CpuConv, Simd};
 use wgtrain::ops::conv2d::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, ConvShape, ConvWork,
 };
@@ -131,6 +131,23 @@ fn cases() -> Vec<(usize, ConvShape)> {
     v
 }
 
+/// Every kernel choice, the direct kernels on each instruction set this CPU has (one it lacks is
+/// printed and left out: its kernels never run here).
+fn variants() -> Vec<(CpuConv, Simd)> {
+    let mut v = vec![
+        (CpuConv::Gemm, Simd::Avx2),
+        (CpuConv::Direct, Simd::Avx2),
+        (CpuConv::Winograd, Simd::Avx2),
+    ];
+    if Simd::Avx512.available() {
+        v.push((CpuConv::Direct, Simd::Avx512));
+        v.push((CpuConv::Winograd, Simd::Avx512));
+    } else {
+        eprintln!("the AVX-512 direct kernels are not checked: this CPU lacks AVX-512F");
+    }
+    v
+}
+
 #[test]
 fn optimised_cpu_conv_equals_the_plain_loop_definition() {
     for (case, (batch, s)) in cases().into_iter().enumerate() {
@@ -145,12 +162,17 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
         let want = forward_ref(&x, w, Some(b), batch, &s);
         let want_nb = forward_ref(&x, w, None, batch, &s);
         let (dx_want, dw_want, db_want) = backward_ref(&x, w, &dy, batch, &s);
-        let kernels = [CpuConv::Gemm, CpuConv::Direct, CpuConv::Winograd];
-        for (threads, kernels) in [1, 2].into_iter().flat_map(|t| kernels.map(|k| (t, k))) {
+        let variants = variants();
+        let runs = [1, 2]
+            .into_iter()
+            .flat_map(|t| variants.iter().map(move |&v| (t, v)));
+        for (threads, (kernels, simd)) in runs {
             let what = |part: &str| {
-                format!("case {case} {s:?} batch {batch}, {threads} threads, {kernels:?}: {part}")
+                format!(
+                    "case {case} {s:?} batch {batch}, {threads} threads, {kernels:?} {simd:?}: {part}"
+                )
             };
-            let mut work = ConvWork::with_kernels(&s, threads, kernels);
+            let mut work = ConvWork::with_simd(&s, threads, kernels, simd);
             // Every case but a strided 1x1 runs the direct kernels where the CPU has them, resnet's
             // stride-2 3x3 its input gradient too (the phase split).
             let strided_1x1 = s.stride > 1 && s.kh * s.kw == 1;
@@ -160,6 +182,14 @@ fn optimised_cpu_conv_equals_the_plain_loop_definition() {
             let direct =
                 kernels != CpuConv::Gemm && !winograd && conv2d_direct::available() && !strided_1x1;
             assert_eq!(work.is_direct(), direct, "{}", what("kernels"));
+            if direct {
+                assert_eq!(
+                    work.direct_simd(),
+                    Some(simd),
+                    "{}",
+                    what("instruction set")
+                );
+            }
             let resnet_down = ConvShape {
                 stride: 2,
                 ..ConvShape::same_3x3(16, 28, 32)
@@ -270,8 +300,8 @@ fn weight_gradient_is_bit_identical_across_calls() {
     let x = random(batch * s.in_len(), 7);
     let dy = random(batch * s.out_len(), 8);
     let len = s.out_c * s.k() + s.out_c;
-    for kernels in [CpuConv::Gemm, CpuConv::Direct, CpuConv::Winograd] {
-        let mut work = ConvWork::with_kernels(&s, 2, kernels);
+    for (kernels, simd) in variants() {
+        let mut work = ConvWork::with_simd(&s, 2, kernels, simd);
         let mut run = || {
             let mut grads = vec![0f32; len];
             let bias = Some(s.out_c * s.k());
@@ -282,7 +312,7 @@ fn weight_gradient_is_bit_identical_across_calls() {
         for call in 0..20 {
             assert!(
                 run() == first,
-                "{kernels:?}: call {call} differs from the first"
+                "{kernels:?} {simd:?}: call {call} differs from the first"
             );
         }
     }

@@ -198,7 +198,7 @@ fn matmul_cases(device: &Device) -> Result<Vec<KernelCase<'_>>> {
 }
 
 /// The three passes of one CPU convolution shape on `kernels`, named by the kernels that run it
-/// (`[winograd]`, `[direct]`, `[im2col+gemm]`). Winograd's GFLOP/s count the direct convolution's
+/// (`[winograd]`, `[direct avx2]` or `[direct avx512]`, `[im2col+gemm]`). Winograd's GFLOP/s count the direct convolution's
 /// FLOPs: an effective rate, which may pass the CPU's peak.
 fn cpu_conv_cases(
     out: &mut Vec<KernelCase<'_>>,
@@ -214,11 +214,11 @@ fn cpu_conv_cases(
     let work = || cv::ConvWork::with_kernels(&s, threads, kernels);
     let (mut w1, mut w2, mut w3) = (work(), work(), work());
     let tag = if w1.is_winograd() {
-        "winograd"
-    } else if w1.is_direct() {
-        "direct"
+        "winograd".to_string()
+    } else if let Some(simd) = w1.direct_simd() {
+        format!("direct {}", simd.name())
     } else {
-        "im2col+gemm"
+        "im2col+gemm".to_string()
     };
     let (p1, p2, x1, dy1, dy2) = (params.clone(), params, x.clone(), dy.clone(), dy);
     let mut y = vec![0.0; batch * s.out_len()];

@@ -20,6 +20,7 @@ pub fn run_devices(args: &DevicesArgs) -> Result<()> {
     let cpu = device::cpu_description();
     let cpu_kernels = device::policy::describe_cpu()?;
     let (cpu_conv, cpu_conv_source) = device::policy::cpu_conv()?;
+    let cpu_simd = device::policy::cpu_simd()?;
     // The kernel policy of each adapter; an unknown override is an error even with no adapter.
     device::policy::KernelPolicy::decide(false)?;
     let policies = adapters
@@ -38,7 +39,12 @@ pub fn run_devices(args: &DevicesArgs) -> Result<()> {
             .collect();
         let v = serde_json::json!({
             "cpu": cpu,
-            "cpu_kernel_policy": { "conv": cpu_conv, "source": cpu_conv_source },
+            "cpu_kernel_policy": {
+                "conv": cpu_conv,
+                "source": cpu_conv_source,
+                "simd": cpu_simd.as_ref().map(|s| s.0),
+                "simd_source": cpu_simd.map(|s| s.1),
+            },
             "adapters": listed
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));

@@ -12,6 +12,7 @@
 //!   (the usual choices for hardware; not yet measured on one).
 
 use crate::error::{Error, Result};
+pub use crate::ops::conv2d_direct::Simd;
 
 /// How the linear layers' products run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -83,7 +84,8 @@ pub enum CpuConv {
     /// Winograd F(2x2, 3x3) for stride-1 pad-1 3x3 convolutions with at least 8 input and output
     /// channels (`ops::conv2d_winograd::pays`), the direct kernels for the rest.
     Winograd,
-    /// Direct AVX2+FMA kernels reading the padded planes in place (`ops::conv2d_direct`).
+    /// Direct kernels reading the padded planes in place (`ops::conv2d_direct`), on the instruction
+    /// set [`cpu_simd`] picks.
     Direct,
     /// Unfolding (im2col) and the gemm crate's GEMM (`ops::conv2d_cpu`).
     Gemm,
@@ -109,18 +111,56 @@ pub fn cpu_conv() -> Result<(CpuConv, String)> {
     }
 }
 
+/// `WGTRAIN_CPU_SIMD`: auto | avx2 | avx512.
+pub const CPU_SIMD_VAR: &str = "WGTRAIN_CPU_SIMD";
+
+/// The instruction set of the CPU's direct (and Winograd's product) kernels and what decided it: the
+/// widest the CPU has (AVX-512 where present: tiles twice as wide, measured in docs/BENCHMARKS.md,
+/// 2026-12-07 fifth sitting), `WGTRAIN_CPU_SIMD` overriding; `None` without AVX2 and FMA (then the
+/// convolutions take im2col + GEMM). Asking for a set the CPU lacks is an error.
+pub fn cpu_simd() -> Result<Option<(Simd, String)>> {
+    let env = var(CPU_SIMD_VAR, &["auto", "avx2", "avx512"])?;
+    let wanted = match env.as_deref() {
+        Some("avx2") => Some(Simd::Avx2),
+        Some("avx512") => Some(Simd::Avx512),
+        _ => None,
+    };
+    match wanted {
+        Some(s) if !s.available() => Err(Error::Config(format!(
+            "{CPU_SIMD_VAR}={}: this CPU lacks that instruction set; use auto{}",
+            s.name(),
+            if Simd::Avx2.available() {
+                " or avx2"
+            } else {
+                ""
+            }
+        ))),
+        Some(s) => Ok(Some((s, format!("{CPU_SIMD_VAR}={}", s.name())))),
+        None => Ok(Simd::best().map(|s| (s, "default: the widest this CPU has".to_string()))),
+    }
+}
+
 /// One line for `wgtrain devices`: the CPU's convolution kernels.
 pub fn describe_cpu() -> Result<String> {
     let (conv, why) = cpu_conv()?;
-    let what = match conv {
-        CpuConv::Winograd => {
-            "Winograd F(2x2, 3x3) for stride-1 3x3 with >= 8 channels, direct AVX2+FMA kernels for \
-             the rest (im2col + GEMM for strided 1x1)"
-        }
-        CpuConv::Direct => "direct AVX2+FMA kernels (im2col + GEMM for strided 1x1)",
-        CpuConv::Gemm => "im2col + GEMM",
+    let simd = cpu_simd()?;
+    let isa = match simd.as_ref().map(|s| s.0) {
+        Some(Simd::Avx512) => "AVX-512",
+        _ => "AVX2+FMA",
     };
-    Ok(format!("kernels: convolutions by {what} ({why})"))
+    let what = match conv {
+        CpuConv::Winograd => format!(
+            "Winograd F(2x2, 3x3) for stride-1 3x3 with >= 8 channels (AVX2+FMA), direct {isa} \
+             kernels for the rest (im2col + GEMM for strided 1x1)"
+        ),
+        CpuConv::Direct => format!("direct {isa} kernels (im2col + GEMM for strided 1x1)"),
+        CpuConv::Gemm => "im2col + GEMM".into(),
+    };
+    let simd_why = match (conv, simd) {
+        (CpuConv::Gemm, _) | (_, None) => String::new(),
+        (_, Some((_, w))) => format!("; {isa}: {w}"),
+    };
+    Ok(format!("kernels: convolutions by {what} ({why}{simd_why})"))
 }
 
 impl KernelPolicy {

@@ -193,6 +193,14 @@ pub fn cpu_conv_of(device: &Device) -> Result<Option<crate::device::policy::CpuC
     }
 }
 
+/// The instruction set of the CPU's direct kernels when `device` is the CPU (and it has one).
+pub fn cpu_simd_of(device: &Device) -> Result<Option<crate::device::policy::Simd>> {
+    match device {
+        Device::Cpu => Ok(crate::device::policy::cpu_simd()?.map(|s| s.0)),
+        Device::Gpu(_) => Ok(None),
+    }
+}
+
 /// Steady-state throughput of one model on one device.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Throughput {
@@ -203,6 +211,8 @@ pub struct Throughput {
     pub kernel_policy: Option<crate::device::policy::KernelPolicy>,
     /// The CPU's convolution kernels (`device::policy::cpu_conv`), `None` on a GPU.
     pub cpu_conv: Option<crate::device::policy::CpuConv>,
+    /// Their instruction set (`device::policy::cpu_simd`), `None` on a GPU.
+    pub cpu_simd: Option<crate::device::policy::Simd>,
     pub model: String,
     /// Pixels per side of the images (the data's own, or a canvas of the scale claim).
     pub image_size: usize,
@@ -282,6 +292,7 @@ pub fn measure_throughput(
         software_adapter: software,
         kernel_policy,
         cpu_conv: cpu_conv_of(device)?,
+        cpu_simd: cpu_simd_of(device)?,
         model: model.name.clone(),
         image_size: data.shape.height.max(data.shape.width),
         batch_size: batch,

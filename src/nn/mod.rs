@@ -170,8 +170,9 @@ impl Device {
         }
         match self {
             Device::Cpu => {
-                // An unknown WGTRAIN_CPU_CONV is an error here, before the layers read it.
+                // An unknown WGTRAIN_CPU_CONV or WGTRAIN_CPU_SIMD is an error here, before the layers read it.
                 crate::device::policy::cpu_conv()?;
+                crate::device::policy::cpu_simd()?;
                 Ok(Box::new(cpu::CpuExecutor::new(
                     model, params, optim, max_batch,
                 )))

@@ -23,7 +23,7 @@
 mod unfold;
 
 use super::conv2d::ConvShape;
-use super::conv2d_direct::{Direct, DirectLane};
+use super::conv2d_direct::{Direct, DirectLane, Simd};
 use super::conv2d_winograd::{Winograd, WinogradLane};
 use super::matmul::{matmul_serial, Strided};
 use crate::device::policy::CpuConv;
@@ -85,17 +85,25 @@ impl ConvWork {
     /// them, or for a strided 1x1 shape, falls back to `Gemm`; `Winograd` runs the shapes
     /// [`conv2d_winograd::pays`](super::conv2d_winograd::pays) accepts and is `Direct` elsewhere).
     pub fn with_kernels(s: &ConvShape, threads: usize, kernels: CpuConv) -> Self {
+        let simd = crate::device::policy::cpu_simd()
+            .ok()
+            .flatten()
+            .map_or(Simd::Avx2, |p| p.0);
+        Self::with_simd(s, threads, kernels, simd)
+    }
+
+    /// [`with_kernels`](Self::with_kernels) with the direct kernels on `simd` (on a CPU without it,
+    /// im2col + GEMM runs instead).
+    pub fn with_simd(s: &ConvShape, threads: usize, kernels: CpuConv, simd: Simd) -> Self {
         let winograd = (kernels == CpuConv::Winograd && super::conv2d_winograd::pays(s))
             .then(|| Winograd::new(s));
         let direct = match kernels {
             // A strided 1x1 (a residual shortcut) reduces over few products per input float, and the
             // phase split costs more than it saves (5 % of peak against 15 % through im2col).
             CpuConv::Direct | CpuConv::Winograd
-                if winograd.is_none()
-                    && super::conv2d_direct::available()
-                    && (s.stride == 1 || s.kh * s.kw > 1) =>
+                if winograd.is_none() && simd.available() && (s.stride == 1 || s.kh * s.kw > 1) =>
             {
-                Some(Direct::new(s))
+                Some(Direct::new(s, simd))
             }
             _ => None,
         };
@@ -146,6 +154,11 @@ impl ConvWork {
     /// Whether the direct kernels run this shape.
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
+    }
+
+    /// The direct kernels' instruction set, where they run this shape.
+    pub fn direct_simd(&self) -> Option<Simd> {
+        self.direct.as_ref().map(Direct::simd)
     }
 
     /// Whether Winograd F(2x2, 3x3) runs this shape (all three passes).

@@ -25,7 +25,7 @@
 mod transforms;
 
 use super::conv2d::ConvShape;
-use super::conv2d_direct::{correlate, pack, reduce, Group, Plan, REDUCE_ROWS, SLACK};
+use super::conv2d_direct::{correlate, pack, reduce, Group, Plan, Simd, REDUCE_ROWS, SLACK};
 use transforms::{filter_gradient, filter_transform};
 #[cfg(target_arch = "x86_64")]
 use transforms::{gradient_tiles, input_tiles, output_tiles};
@@ -58,7 +58,8 @@ struct Pass {
 
 impl Pass {
     fn new(cin: usize, cout: usize, tiles: usize) -> Self {
-        let plan = Plan::for_rows(cout);
+        // Its transforms are AVX2 (and the tile counts rounded to 8), so its products are too.
+        let plan = Plan::for_rows(cout, Simd::Avx2);
         Pass {
             cin,
             cout,
@@ -374,6 +375,7 @@ impl Winograd {
             }
             for xi in 0..16 {
                 let g = Group {
+                    simd: Simd::Avx2,
                     dy: &lane.dm[xi * rows4 * self.tv..],
                     dy_stride: 0,
                     dstride: self.tv,

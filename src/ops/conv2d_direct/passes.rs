@@ -8,7 +8,7 @@
 //! receives `W[co, ci, py + st a, px + st b] * dy[co, Y - a, X - b]`, a stride-1 full correlation of
 //! the output gradient with the taps of phase `(py, px)`; stride 1 is its one-phase case.
 
-use super::{correlate, pack, reduce, Group, Plan, REDUCE_ROWS, SLACK};
+use super::{correlate, pack, reduce, Group, Plan, Simd, REDUCE_ROWS, SLACK};
 use crate::ops::conv2d::ConvShape;
 use crate::ops::conv2d_cpu::copy_line;
 
@@ -38,8 +38,9 @@ pub struct Direct {
     /// Floats per output-gradient plane of `dybig`, and the zeros before its data.
     l: usize,
     lead: usize,
-    /// Weight gradient: positions rounded up to 8, and floats per example of the widened gradient.
-    n8: usize,
+    /// Weight gradient: positions rounded up to whole vectors, and floats per example of the widened
+    /// gradient.
+    nv: usize,
     dy_stride: usize,
     pub group: usize,
     wpack: Vec<f32>,
@@ -91,7 +92,7 @@ impl Direct {
     /// the module docs), so that all three passes are the same offset correlations; where the output
     /// gradient's rows leave no zero column for the taps to land in, the input gradient is left to
     /// im2col + GEMM ([`input_direct`](Self::input_direct) is false).
-    pub fn new(s: &ConvShape) -> Self {
+    pub fn new(s: &ConvShape, simd: Simd) -> Self {
         let st = s.stride;
         let (ph, pw) = (s.in_h + 2 * s.pad, s.in_w + 2 * s.pad);
         // Phase planes: padded row y, column x at plane (y % st, x % st), position (y / st, x / st).
@@ -106,7 +107,7 @@ impl Direct {
             })
             .collect();
         let n = s.out_h() * pwh;
-        let fwd = Plan::for_rows(s.out_c);
+        let fwd = Plan::for_rows(s.out_c, simd);
         // The input gradient reads output-gradient planes of rows of `pwh`, each after `lead` zeros;
         // a tap b columns back must land in a zero column, which needs `out_w + kbm - 1 <= pwh`.
         let (kam, kbm) = (s.kh.div_ceil(st), s.kw.div_ceil(st));
@@ -118,14 +119,14 @@ impl Direct {
         } else {
             Vec::new()
         };
-        let bwd = Plan::for_rows(if input_direct { s.in_c } else { 0 });
+        let bwd = Plan::for_rows(if input_direct { s.in_c } else { 0 }, simd);
         let bstride = phases
             .iter()
             .map(|p| bwd.stride(p.rows * pwh))
             .max()
             .unwrap_or(0);
-        let n8 = n.div_ceil(8) * 8;
-        let dy_stride = s.out_c.div_ceil(REDUCE_ROWS) * REDUCE_ROWS * n8;
+        let nv = n.div_ceil(simd.lanes()) * simd.lanes();
+        let dy_stride = s.out_c.div_ceil(REDUCE_ROWS) * REDUCE_ROWS * nv;
         let x_stride = s.in_c * st * st * plane + s.kw + SLACK;
         let group = (GROUP_BYTES / (4 * (x_stride + dy_stride))).clamp(1, 8);
         Direct {
@@ -142,7 +143,7 @@ impl Direct {
             phases,
             l,
             lead,
-            n8,
+            nv,
             dy_stride,
             group,
             wpack: Vec::new(),
@@ -195,6 +196,11 @@ impl Direct {
             }
         }
         out
+    }
+
+    /// The instruction set the kernels run on.
+    pub fn simd(&self) -> Simd {
+        self.fwd.simd
     }
 
     /// Whether the input gradient runs here rather than through im2col + GEMM.
@@ -410,19 +416,20 @@ impl Direct {
                 let dyb = &dys[e * ol..(e + 1) * ol];
                 for (row, line) in dyb.chunks_exact(ow).enumerate() {
                     let (co, oy) = (row / s.out_h(), row % s.out_h());
-                    let at = co * self.n8 + oy * self.pw;
+                    let at = co * self.nv + oy * self.pw;
                     copy_line(&mut slot[at..at + ow], line);
                 }
             }
             let group = Group {
+                simd: self.fwd.simd,
                 dy: &lane.dyg,
                 dy_stride: self.dy_stride,
-                dstride: self.n8,
+                dstride: self.nv,
                 x: &lane.xpad,
                 x_stride: self.x_stride,
                 examples: g,
             };
-            reduce(&group, s.out_c, &self.offs, self.n8, dw);
+            reduce(&group, s.out_c, &self.offs, self.nv, dw);
         }
     }
 }
