@@ -3,8 +3,10 @@
 //! executors use for a tensor read by several nodes ([`accumulate_cpu`], [`push_accumulate`]).
 //! Shapes: `a, b, y: [batch, len]`. Kernels: `shaders/add.wgsl`.
 
+use super::vector::{vectorized, TASK};
 use crate::device::gpu::{Kernel, PlanBuilder};
 use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Op};
+use rayon::prelude::*;
 use std::any::Any;
 
 const SOURCE: &str = include_str!("../../shaders/add.wgsl");
@@ -39,9 +41,16 @@ impl Add {
 
 /// `dst += src` over `n` floats.
 pub fn accumulate_cpu(dst: &mut [f32], src: &[f32], n: usize) {
-    for (d, s) in dst[..n].iter_mut().zip(&src[..n]) {
-        *d += s;
-    }
+    dst[..n]
+        .par_chunks_mut(TASK)
+        .zip(src[..n].par_chunks(TASK))
+        .for_each(|(d, s)| {
+            vectorized(|| {
+                for (d, s) in d.iter_mut().zip(s) {
+                    *d += s;
+                }
+            })
+        });
 }
 
 /// GPU [`accumulate_cpu`].
@@ -70,24 +79,37 @@ impl Op for Add {
     fn cpu_forward(&self, a: CpuForward<'_>) {
         let n = a.batch * self.len;
         let (x, z) = (&a.inputs[0][..n], &a.inputs[1][..n]);
-        if self.relu {
-            for ((y, &u), &v) in a.output[..n].iter_mut().zip(x).zip(z) {
-                *y = (u + v).max(0.0);
-            }
-        } else {
-            for ((y, &u), &v) in a.output[..n].iter_mut().zip(x).zip(z) {
-                *y = u + v;
-            }
-        }
+        let relu = self.relu;
+        a.output[..n]
+            .par_chunks_mut(TASK)
+            .zip(x.par_chunks(TASK).zip(z.par_chunks(TASK)))
+            .for_each(|(y, (x, z))| {
+                vectorized(|| {
+                    for ((y, &u), &v) in y.iter_mut().zip(x).zip(z) {
+                        *y = if relu { (u + v).max(0.0) } else { u + v };
+                    }
+                })
+            });
     }
 
     fn cpu_backward(&self, mut a: CpuBackward<'_>) {
         let n = a.batch * self.len;
         for g in a.dx.iter_mut().filter_map(Option::take) {
-            g.dx[..n].copy_from_slice(&a.dy[..n]);
-            if let Some(mask) = g.mask {
-                super::relu_mask(&mut g.dx[..n], &mask[..n]);
-            }
+            let Some(mask) = g.mask else {
+                g.dx[..n].copy_from_slice(&a.dy[..n]);
+                continue;
+            };
+            // The copy and the ReLU mask in one pass.
+            g.dx[..n]
+                .par_chunks_mut(TASK)
+                .zip(a.dy[..n].par_chunks(TASK).zip(mask[..n].par_chunks(TASK)))
+                .for_each(|(d, (dy, m))| {
+                    vectorized(|| {
+                        for ((d, &g), &m) in d.iter_mut().zip(dy).zip(m) {
+                            *d = if m <= 0.0 { 0.0 } else { g };
+                        }
+                    })
+                });
         }
     }
 

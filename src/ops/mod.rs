@@ -14,14 +14,17 @@ pub mod matmul_tex;
 pub mod pool;
 pub mod relu;
 pub mod softmax_xent;
+pub mod vector;
 
 /// Zero `d` where the ReLU output `mask <= 0` (the backward of a fused ReLU). Written without a branch
-/// so it compiles to vector compares and ands.
+/// so it compiles to vector compares and ands, on the CPU's widest vectors ([`vector::vectorized`]).
 #[inline]
 pub fn relu_mask(d: &mut [f32], mask: &[f32]) {
-    for (d, &m) in d.iter_mut().zip(mask) {
-        *d = if m <= 0.0 { 0.0 } else { *d };
-    }
+    vector::vectorized(|| {
+        for (d, &m) in d.iter_mut().zip(mask) {
+            *d = if m <= 0.0 { 0.0 } else { *d };
+        }
+    })
 }
 
 /// `sum(f(v[i]))` with 16 independent f32 partial sums, so the compiler keeps them in vector

@@ -3,6 +3,7 @@
 //! with the same f32-then-f64 summation as the image path: up to [`ROWS`] rows summed in f32 per
 //! feature, those partial sums added in f64.
 
+use super::super::vector::vectorized;
 use rayon::prelude::*;
 
 /// Rows summed in f32 before they are added to the f64 totals.
@@ -13,15 +14,17 @@ const TASK_ROWS: usize = 32;
 /// Per feature: `sum over rows of f(row)[j]`, in f64, for `f` giving one f32 value per feature.
 fn column_sums(batch: usize, c: usize, mut f: impl FnMut(usize, &mut [f32])) -> Vec<f64> {
     let (mut total, mut part) = (vec![0f64; c], vec![0f32; c]);
-    for n in 0..batch {
-        f(n, &mut part);
-        if (n + 1) % ROWS == 0 || n + 1 == batch {
-            for (t, p) in total.iter_mut().zip(part.iter_mut()) {
-                *t += *p as f64;
-                *p = 0.0;
+    vectorized(|| {
+        for n in 0..batch {
+            f(n, &mut part);
+            if (n + 1) % ROWS == 0 || n + 1 == batch {
+                for (t, p) in total.iter_mut().zip(part.iter_mut()) {
+                    *t += *p as f64;
+                    *p = 0.0;
+                }
             }
         }
-    }
+    });
     total
 }
 
@@ -85,12 +88,14 @@ pub fn apply(
         .par_chunks_mut(TASK_ROWS * c)
         .zip(x[..batch * c].par_chunks(TASK_ROWS * c))
         .for_each(|(yt, xt)| {
-            for (yr, xr) in yt.chunks_exact_mut(c).zip(xt.chunks_exact(c)) {
-                for j in 0..c {
-                    let v = xr[j] * scale[j] + shift[j];
-                    yr[j] = if relu { v.max(0.0) } else { v };
+            vectorized(|| {
+                for (yr, xr) in yt.chunks_exact_mut(c).zip(xt.chunks_exact(c)) {
+                    for j in 0..c {
+                        let v = xr[j] * scale[j] + shift[j];
+                        yr[j] = if relu { v.max(0.0) } else { v };
+                    }
                 }
-            }
+            })
         });
 }
 
@@ -114,16 +119,18 @@ pub fn input_grad(
         .par_chunks_mut(TASK_ROWS * c)
         .enumerate()
         .for_each(|(t, dt)| {
-            for (i, dr) in dt.chunks_exact_mut(c).enumerate() {
-                let n = t * TASK_ROWS + i;
-                let (xr, gr) = (&x[n * c..(n + 1) * c], &dy[n * c..(n + 1) * c]);
-                for j in 0..c {
-                    let xhat = (xr[j] - mean[j]) * invstd[j];
-                    dr[j] = k[j] * (gr[j] - a[j] - xhat * b[j]);
+            vectorized(|| {
+                for (i, dr) in dt.chunks_exact_mut(c).enumerate() {
+                    let n = t * TASK_ROWS + i;
+                    let (xr, gr) = (&x[n * c..(n + 1) * c], &dy[n * c..(n + 1) * c]);
+                    for j in 0..c {
+                        let xhat = (xr[j] - mean[j]) * invstd[j];
+                        dr[j] = k[j] * (gr[j] - a[j] - xhat * b[j]);
+                    }
+                    if let Some(mask) = mask {
+                        super::super::relu_mask(dr, &mask[n * c..(n + 1) * c]);
+                    }
                 }
-                if let Some(mask) = mask {
-                    super::super::relu_mask(dr, &mask[n * c..(n + 1) * c]);
-                }
-            }
+            })
         });
 }
