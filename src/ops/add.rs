@@ -45,11 +45,14 @@ pub fn accumulate_cpu(dst: &mut [f32], src: &[f32], n: usize) {
         .par_chunks_mut(TASK)
         .zip(src[..n].par_chunks(TASK))
         .for_each(|(d, s)| {
-            vectorized(|| {
-                for (d, s) in d.iter_mut().zip(s) {
-                    *d += s;
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (d, s) in d.iter_mut().zip(s) {
+                        *d += s;
+                    }
+                },
+            )
         });
 }
 
@@ -84,11 +87,14 @@ impl Op for Add {
             .par_chunks_mut(TASK)
             .zip(x.par_chunks(TASK).zip(z.par_chunks(TASK)))
             .for_each(|(y, (x, z))| {
-                vectorized(|| {
-                    for ((y, &u), &v) in y.iter_mut().zip(x).zip(z) {
-                        *y = if relu { (u + v).max(0.0) } else { u + v };
-                    }
-                })
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for ((y, &u), &v) in y.iter_mut().zip(x).zip(z) {
+                            *y = if relu { (u + v).max(0.0) } else { u + v };
+                        }
+                    },
+                )
             });
     }
 
@@ -104,11 +110,14 @@ impl Op for Add {
                 .par_chunks_mut(TASK)
                 .zip(a.dy[..n].par_chunks(TASK).zip(mask[..n].par_chunks(TASK)))
                 .for_each(|(d, (dy, m))| {
-                    vectorized(|| {
-                        for ((d, &g), &m) in d.iter_mut().zip(dy).zip(m) {
-                            *d = if m <= 0.0 { 0.0 } else { g };
-                        }
-                    })
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for ((d, &g), &m) in d.iter_mut().zip(dy).zip(m) {
+                                *d = if m <= 0.0 { 0.0 } else { g };
+                            }
+                        },
+                    )
                 });
         }
     }

@@ -132,20 +132,23 @@ impl BatchNorm {
         (0..self.channels)
             .into_par_iter()
             .map(|ch| {
-                vectorized(|| {
-                    let (mut n, mut mean, mut m2) = (0f64, 0f64, 0f64);
-                    for s in self.blocks(x, batch, ch) {
-                        let nb = s.len() as f64;
-                        let mb = sum_lanes_with(s, |v| v) / s.len() as f32;
-                        let q = sum_lanes_with(s, |v| (v - mb) * (v - mb)) as f64;
-                        let delta = mb as f64 - mean;
-                        let total = n + nb;
-                        mean += delta * nb / total;
-                        m2 += q + delta * delta * n * nb / total;
-                        n = total;
-                    }
-                    (mean, (m2 / n.max(1.0)).max(0.0))
-                })
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let (mut n, mut mean, mut m2) = (0f64, 0f64, 0f64);
+                        for s in self.blocks(x, batch, ch) {
+                            let nb = s.len() as f64;
+                            let mb = sum_lanes_with(s, |v| v) / s.len() as f32;
+                            let q = sum_lanes_with(s, |v| (v - mb) * (v - mb)) as f64;
+                            let delta = mb as f64 - mean;
+                            let total = n + nb;
+                            mean += delta * nb / total;
+                            m2 += q + delta * delta * n * nb / total;
+                            n = total;
+                        }
+                        (mean, (m2 / n.max(1.0)).max(0.0))
+                    },
+                )
             })
             .collect()
     }
@@ -160,19 +163,22 @@ impl BatchNorm {
             .par_chunks_mut(cp)
             .zip(x[..batch * cp].par_chunks(cp))
             .for_each(|(yb, xb)| {
-                vectorized(|| {
-                    for c in 0..self.channels {
-                        let (k, b) = (scale[c], shift[c]);
-                        let (yc, xc) = (&mut yb[c * p..(c + 1) * p], &xb[c * p..(c + 1) * p]);
-                        if self.relu {
-                            yc.iter_mut()
-                                .zip(xc)
-                                .for_each(|(y, &x)| *y = (x * k + b).max(0.0));
-                        } else {
-                            yc.iter_mut().zip(xc).for_each(|(y, &x)| *y = x * k + b);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for c in 0..self.channels {
+                            let (k, b) = (scale[c], shift[c]);
+                            let (yc, xc) = (&mut yb[c * p..(c + 1) * p], &xb[c * p..(c + 1) * p]);
+                            if self.relu {
+                                yc.iter_mut()
+                                    .zip(xc)
+                                    .for_each(|(y, &x)| *y = (x * k + b).max(0.0));
+                            } else {
+                                yc.iter_mut().zip(xc).for_each(|(y, &x)| *y = x * k + b);
+                            }
                         }
-                    }
-                })
+                    },
+                )
             });
     }
 
@@ -325,16 +331,27 @@ impl Op for BatchNorm {
             (0..c)
                 .into_par_iter()
                 .map(|ch| {
-                    vectorized(|| {
-                        let (mean, invstd) = (saved.mean[ch], saved.invstd[ch]);
-                        self.blocks(x, batch, ch)
-                            .zip(self.blocks(dy, batch, ch))
-                            .fold((0.0, 0.0), |(s, sx), (xs, gs)| {
-                                let (a, b) =
-                                    sum2_lanes_with(gs, xs, |g, x| (g, g * ((x - mean) * invstd)));
-                                (s + a as f64, sx + b as f64)
-                            })
-                    })
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            let (mean, invstd) = (saved.mean[ch], saved.invstd[ch]);
+                            // Plain loops over the blocks (an iterator fold here was left out of
+                            // line, and scalar).
+                            let (mut s, mut sx) = (0f64, 0f64);
+                            let planes =
+                                self.channel(x, batch, ch).zip(self.channel(dy, batch, ch));
+                            for (xp, gp) in planes {
+                                for (xs, gs) in xp.chunks(BLOCK).zip(gp.chunks(BLOCK)) {
+                                    let (a, b) = sum2_lanes_with(gs, xs, |g, x| {
+                                        (g, g * ((x - mean) * invstd))
+                                    });
+                                    s += a as f64;
+                                    sx += b as f64;
+                                }
+                            }
+                            (s, sx)
+                        },
+                    )
                 })
                 .collect()
         };
@@ -357,23 +374,26 @@ impl Op for BatchNorm {
             .par_chunks_mut(cp)
             .enumerate()
             .for_each(|(n, dxb)| {
-                vectorized(|| {
-                    let (xb, gb) = (&x[n * cp..(n + 1) * cp], &dy[n * cp..(n + 1) * cp]);
-                    for ch in 0..c {
-                        let (mean, invstd) = (saved.mean[ch], saved.invstd[ch]);
-                        let (ma, mb) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
-                        let k = gamma[ch] * invstd;
-                        let r = ch * p..(ch + 1) * p;
-                        for ((d, &x), &g) in
-                            dxb[r.clone()].iter_mut().zip(&xb[r.clone()]).zip(&gb[r])
-                        {
-                            *d = k * (g - ma - (x - mean) * invstd * mb);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let (xb, gb) = (&x[n * cp..(n + 1) * cp], &dy[n * cp..(n + 1) * cp]);
+                        for ch in 0..c {
+                            let (mean, invstd) = (saved.mean[ch], saved.invstd[ch]);
+                            let (ma, mb) = ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32);
+                            let k = gamma[ch] * invstd;
+                            let r = ch * p..(ch + 1) * p;
+                            for ((d, &x), &g) in
+                                dxb[r.clone()].iter_mut().zip(&xb[r.clone()]).zip(&gb[r])
+                            {
+                                *d = k * (g - ma - (x - mean) * invstd * mb);
+                            }
                         }
-                    }
-                    if let Some(mask) = g.mask {
-                        super::relu_mask(dxb, &mask[n * cp..(n + 1) * cp]);
-                    }
-                })
+                        if let Some(mask) = g.mask {
+                            super::relu_mask(dxb, &mask[n * cp..(n + 1) * cp]);
+                        }
+                    },
+                )
             });
     }
 

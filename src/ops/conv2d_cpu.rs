@@ -192,7 +192,7 @@ fn lane_of_thread(lanes: &[Mutex<Lane>]) -> MutexGuard<'_, Lane> {
 }
 
 /// `dst = src + bias`, then ReLU when `relu` (the branch outside the loops, so each vectorises).
-#[inline]
+#[inline(always)]
 pub(crate) fn bias_relu(dst: &mut [f32], src: &[f32], bias: f32, relu: bool) {
     if relu {
         for (d, &v) in dst.iter_mut().zip(src) {
@@ -206,7 +206,7 @@ pub(crate) fn bias_relu(dst: &mut [f32], src: &[f32], bias: f32, relu: bool) {
 }
 
 /// [`bias_relu`] in place.
-#[inline]
+#[inline(always)]
 fn bias_relu_in_place(v: &mut [f32], bias: f32, relu: bool) {
     if relu {
         for x in v.iter_mut() {

@@ -20,11 +20,14 @@ pub mod vector;
 /// so it compiles to vector compares and ands, on the CPU's widest vectors ([`vector::vectorized`]).
 #[inline]
 pub fn relu_mask(d: &mut [f32], mask: &[f32]) {
-    vector::vectorized(|| {
-        for (d, &m) in d.iter_mut().zip(mask) {
-            *d = if m <= 0.0 { 0.0 } else { *d };
-        }
-    })
+    vector::vectorized(
+        #[inline(always)]
+        || {
+            for (d, &m) in d.iter_mut().zip(mask) {
+                *d = if m <= 0.0 { 0.0 } else { *d };
+            }
+        },
+    )
 }
 
 /// `sum(f(v[i]))` with 16 independent f32 partial sums, so the compiler keeps them in vector

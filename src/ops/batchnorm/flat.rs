@@ -14,17 +14,20 @@ const TASK_ROWS: usize = 32;
 /// Per feature: `sum over rows of f(row)[j]`, in f64, for `f` giving one f32 value per feature.
 fn column_sums(batch: usize, c: usize, mut f: impl FnMut(usize, &mut [f32])) -> Vec<f64> {
     let (mut total, mut part) = (vec![0f64; c], vec![0f32; c]);
-    vectorized(|| {
-        for n in 0..batch {
-            f(n, &mut part);
-            if (n + 1) % ROWS == 0 || n + 1 == batch {
-                for (t, p) in total.iter_mut().zip(part.iter_mut()) {
-                    *t += *p as f64;
-                    *p = 0.0;
+    vectorized(
+        #[inline(always)]
+        || {
+            for n in 0..batch {
+                f(n, &mut part);
+                if (n + 1) % ROWS == 0 || n + 1 == batch {
+                    for (t, p) in total.iter_mut().zip(part.iter_mut()) {
+                        *t += *p as f64;
+                        *p = 0.0;
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     total
 }
 
@@ -88,14 +91,17 @@ pub fn apply(
         .par_chunks_mut(TASK_ROWS * c)
         .zip(x[..batch * c].par_chunks(TASK_ROWS * c))
         .for_each(|(yt, xt)| {
-            vectorized(|| {
-                for (yr, xr) in yt.chunks_exact_mut(c).zip(xt.chunks_exact(c)) {
-                    for j in 0..c {
-                        let v = xr[j] * scale[j] + shift[j];
-                        yr[j] = if relu { v.max(0.0) } else { v };
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (yr, xr) in yt.chunks_exact_mut(c).zip(xt.chunks_exact(c)) {
+                        for j in 0..c {
+                            let v = xr[j] * scale[j] + shift[j];
+                            yr[j] = if relu { v.max(0.0) } else { v };
+                        }
                     }
-                }
-            })
+                },
+            )
         });
 }
 
@@ -119,18 +125,21 @@ pub fn input_grad(
         .par_chunks_mut(TASK_ROWS * c)
         .enumerate()
         .for_each(|(t, dt)| {
-            vectorized(|| {
-                for (i, dr) in dt.chunks_exact_mut(c).enumerate() {
-                    let n = t * TASK_ROWS + i;
-                    let (xr, gr) = (&x[n * c..(n + 1) * c], &dy[n * c..(n + 1) * c]);
-                    for j in 0..c {
-                        let xhat = (xr[j] - mean[j]) * invstd[j];
-                        dr[j] = k[j] * (gr[j] - a[j] - xhat * b[j]);
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (i, dr) in dt.chunks_exact_mut(c).enumerate() {
+                        let n = t * TASK_ROWS + i;
+                        let (xr, gr) = (&x[n * c..(n + 1) * c], &dy[n * c..(n + 1) * c]);
+                        for j in 0..c {
+                            let xhat = (xr[j] - mean[j]) * invstd[j];
+                            dr[j] = k[j] * (gr[j] - a[j] - xhat * b[j]);
+                        }
+                        if let Some(mask) = mask {
+                            super::super::relu_mask(dr, &mask[n * c..(n + 1) * c]);
+                        }
                     }
-                    if let Some(mask) = mask {
-                        super::super::relu_mask(dr, &mask[n * c..(n + 1) * c]);
-                    }
-                }
-            })
+                },
+            )
         });
 }

@@ -253,6 +253,7 @@ impl Direct {
     /// a stride, each channel's padded plane split into `stride^2` phase planes `[phh, pwh]`. Only the
     /// input's own positions are written: `dst` is a lane buffer of this shape, zero since it was
     /// allocated everywhere else (see [`DirectLane`]).
+    #[inline(always)]
     fn pad_input(&self, x: &[f32], dst: &mut [f32]) {
         let s = &self.s;
         let st = s.stride;
@@ -308,25 +309,35 @@ impl Direct {
         relu: bool,
         lane: &mut DirectLane,
     ) {
-        let s = &self.s;
-        let (oh, ow) = (s.out_h(), s.out_w());
-        let xpad = &mut lane.xpad[..self.x_stride];
-        self.pad_input(x, xpad);
-        correlate(
-            xpad,
-            &self.offs,
-            &self.wpack,
-            &self.fwd,
-            &mut lane.out,
-            self.fstride,
-            self.n,
-        );
-        for (co, (yc, &b)) in y.chunks_exact_mut(oh * ow).zip(bias).enumerate() {
-            let src = &lane.out[co * self.fstride..];
-            for (oy, line) in yc.chunks_exact_mut(ow).enumerate() {
-                crate::ops::conv2d_cpu::bias_relu(line, &src[oy * self.pw..][..ow], b, relu);
-            }
-        }
+        crate::ops::vector::vectorized(
+            #[inline(always)]
+            || {
+                let s = &self.s;
+                let (oh, ow) = (s.out_h(), s.out_w());
+                let xpad = &mut lane.xpad[..self.x_stride];
+                self.pad_input(x, xpad);
+                correlate(
+                    xpad,
+                    &self.offs,
+                    &self.wpack,
+                    &self.fwd,
+                    &mut lane.out,
+                    self.fstride,
+                    self.n,
+                );
+                for (co, (yc, &b)) in y.chunks_exact_mut(oh * ow).zip(bias).enumerate() {
+                    let src = &lane.out[co * self.fstride..];
+                    for (oy, line) in yc.chunks_exact_mut(ow).enumerate() {
+                        crate::ops::conv2d_cpu::bias_relu(
+                            line,
+                            &src[oy * self.pw..][..ow],
+                            b,
+                            relu,
+                        );
+                    }
+                }
+            },
+        )
     }
 
     /// `dx = the input gradient of one example`, zeroed where `mask <= 0` (after
@@ -338,98 +349,108 @@ impl Direct {
         mask: Option<&[f32]>,
         lane: &mut DirectLane,
     ) {
-        let s = &self.s;
-        assert!(
-            self.input_direct(),
-            "this shape's input gradient takes im2col + GEMM"
-        );
-        let (oh, ow, st) = (s.out_h(), s.out_w(), s.stride);
-        // Only the data positions are written; the leading zeros and dropped columns stay zero.
-        let big = &mut lane.dybig;
-        for (co, dyc) in dy.chunks_exact(oh * ow).enumerate() {
-            for (oy, line) in dyc.chunks_exact(ow).enumerate() {
-                let at = co * self.l + self.lead + oy * self.pw;
-                copy_line(&mut big[at..at + ow], line);
-            }
-        }
-        for p in &self.phases {
-            if p.rows == 0 || p.ix0 >= s.in_w {
-                continue;
-            }
-            let taps = !p.offs.is_empty();
-            if taps {
-                let q0 = p.y0 * self.pw;
-                let (out, n) = (&mut lane.out, p.rows * self.pw);
-                correlate(
-                    &big[q0..],
-                    &p.offs,
-                    &p.packed,
-                    &self.bwd,
-                    out,
-                    self.bstride,
-                    n,
+        crate::ops::vector::vectorized(
+            #[inline(always)]
+            || {
+                let s = &self.s;
+                assert!(
+                    self.input_direct(),
+                    "this shape's input gradient takes im2col + GEMM"
                 );
-            }
-            // Phase-plane position (y0 + j, x0 + i) is input (iy0 + st j, ix0 + st i).
-            let x0 = (p.ix0 + s.pad) / st;
-            for (ci, dxc) in dx.chunks_exact_mut(s.in_h * s.in_w).enumerate() {
-                let src = &lane.out[ci * self.bstride + x0..];
-                for (j, iy) in (p.iy0..s.in_h).step_by(st).enumerate() {
-                    let line = &mut dxc[iy * s.in_w..][..s.in_w];
-                    let from = &src[j * self.pw..];
-                    if !taps {
-                        line.iter_mut()
-                            .skip(p.ix0)
-                            .step_by(st)
-                            .for_each(|v| *v = 0.0);
-                    } else if st == 1 {
-                        copy_line(line, &from[..s.in_w]);
-                    } else {
-                        for (v, &f) in line.iter_mut().skip(p.ix0).step_by(st).zip(from) {
-                            *v = f;
+                let (oh, ow, st) = (s.out_h(), s.out_w(), s.stride);
+                // Only the data positions are written; the leading zeros and dropped columns stay zero.
+                let big = &mut lane.dybig;
+                for (co, dyc) in dy.chunks_exact(oh * ow).enumerate() {
+                    for (oy, line) in dyc.chunks_exact(ow).enumerate() {
+                        let at = co * self.l + self.lead + oy * self.pw;
+                        copy_line(&mut big[at..at + ow], line);
+                    }
+                }
+                for p in &self.phases {
+                    if p.rows == 0 || p.ix0 >= s.in_w {
+                        continue;
+                    }
+                    let taps = !p.offs.is_empty();
+                    if taps {
+                        let q0 = p.y0 * self.pw;
+                        let (out, n) = (&mut lane.out, p.rows * self.pw);
+                        correlate(
+                            &big[q0..],
+                            &p.offs,
+                            &p.packed,
+                            &self.bwd,
+                            out,
+                            self.bstride,
+                            n,
+                        );
+                    }
+                    // Phase-plane position (y0 + j, x0 + i) is input (iy0 + st j, ix0 + st i).
+                    let x0 = (p.ix0 + s.pad) / st;
+                    for (ci, dxc) in dx.chunks_exact_mut(s.in_h * s.in_w).enumerate() {
+                        let src = &lane.out[ci * self.bstride + x0..];
+                        for (j, iy) in (p.iy0..s.in_h).step_by(st).enumerate() {
+                            let line = &mut dxc[iy * s.in_w..][..s.in_w];
+                            let from = &src[j * self.pw..];
+                            if !taps {
+                                line.iter_mut()
+                                    .skip(p.ix0)
+                                    .step_by(st)
+                                    .for_each(|v| *v = 0.0);
+                            } else if st == 1 {
+                                copy_line(line, &from[..s.in_w]);
+                            } else {
+                                for (v, &f) in line.iter_mut().skip(p.ix0).step_by(st).zip(from) {
+                                    *v = f;
+                                }
+                            }
                         }
                     }
                 }
-            }
-        }
-        if let Some(mask) = mask {
-            crate::ops::relu_mask(dx, mask);
-        }
+                if let Some(mask) = mask {
+                    crate::ops::relu_mask(dx, mask);
+                }
+            },
+        )
     }
 
     /// `dw[out_c, k] += sum over the examples of x_e * dy_e` for the examples `xs` / `dys` (whole
     /// examples, in order), a group at a time.
     pub fn backward_weight(&self, xs: &[f32], dys: &[f32], dw: &mut [f32], lane: &mut DirectLane) {
-        let s = &self.s;
-        let (il, ol, ow) = (s.in_len(), s.out_len(), s.out_w());
-        let examples = xs.len() / il;
-        for g0 in (0..examples).step_by(self.group) {
-            let g = self.group.min(examples - g0);
-            for i in 0..g {
-                let e = g0 + i;
-                self.pad_input(
-                    &xs[e * il..(e + 1) * il],
-                    &mut lane.xpad[i * self.x_stride..(i + 1) * self.x_stride],
-                );
-                let slot = &mut lane.dyg[i * self.dy_stride..(i + 1) * self.dy_stride];
-                // Data positions only: rows past out_c and columns past out_w stay zero.
-                let dyb = &dys[e * ol..(e + 1) * ol];
-                for (row, line) in dyb.chunks_exact(ow).enumerate() {
-                    let (co, oy) = (row / s.out_h(), row % s.out_h());
-                    let at = co * self.nv + oy * self.pw;
-                    copy_line(&mut slot[at..at + ow], line);
+        crate::ops::vector::vectorized(
+            #[inline(always)]
+            || {
+                let s = &self.s;
+                let (il, ol, ow) = (s.in_len(), s.out_len(), s.out_w());
+                let examples = xs.len() / il;
+                for g0 in (0..examples).step_by(self.group) {
+                    let g = self.group.min(examples - g0);
+                    for i in 0..g {
+                        let e = g0 + i;
+                        self.pad_input(
+                            &xs[e * il..(e + 1) * il],
+                            &mut lane.xpad[i * self.x_stride..(i + 1) * self.x_stride],
+                        );
+                        let slot = &mut lane.dyg[i * self.dy_stride..(i + 1) * self.dy_stride];
+                        // Data positions only: rows past out_c and columns past out_w stay zero.
+                        let dyb = &dys[e * ol..(e + 1) * ol];
+                        for (row, line) in dyb.chunks_exact(ow).enumerate() {
+                            let (co, oy) = (row / s.out_h(), row % s.out_h());
+                            let at = co * self.nv + oy * self.pw;
+                            copy_line(&mut slot[at..at + ow], line);
+                        }
+                    }
+                    let group = Group {
+                        simd: self.fwd.simd,
+                        dy: &lane.dyg,
+                        dy_stride: self.dy_stride,
+                        dstride: self.nv,
+                        x: &lane.xpad,
+                        x_stride: self.x_stride,
+                        examples: g,
+                    };
+                    reduce(&group, s.out_c, &self.offs, self.nv, dw);
                 }
-            }
-            let group = Group {
-                simd: self.fwd.simd,
-                dy: &lane.dyg,
-                dy_stride: self.dy_stride,
-                dstride: self.nv,
-                x: &lane.xpad,
-                x_stride: self.x_stride,
-                examples: g,
-            };
-            reduce(&group, s.out_c, &self.offs, self.nv, dw);
-        }
+            },
+        )
     }
 }
