@@ -158,14 +158,31 @@ fn time_case(case: &mut KernelCase<'_>, seconds: f64, max_reps: usize) -> Result
 }
 
 /// Measure every kernel on `device`.
-pub fn kernels(device: &Device, seconds: f64, peak: f64) -> Result<Vec<KernelResult>> {
+/// The kernel measurements on `device`, only those whose name or shape contains `filter` when given
+/// (one that matches none is an error naming the flag).
+pub fn kernels(
+    device: &Device,
+    seconds: f64,
+    peak: f64,
+    filter: Option<&str>,
+) -> Result<Vec<KernelResult>> {
     let (adapter, software, max_reps) = match device {
         Device::Cpu => (cpu_description().model, false, 1_000_000),
         // One compute pass holds all of a GPU measurement's dispatches: keep it bounded.
         Device::Gpu(ctx) => (ctx.adapter.short(), ctx.adapter.software, 2000),
     };
     let mut out = Vec::new();
-    for mut case in kernel_cases(device)? {
+    let mut cases = kernel_cases(device)?;
+    if let Some(f) = filter {
+        cases.retain(|c| c.kernel.contains(f) || c.shape.contains(f));
+        if cases.is_empty() {
+            return Err(crate::error::Error::Config(format!(
+                "--kernel-filter {f:?} matches no kernel on {}; `wgtrain bench --no-models` lists them",
+                device.kind()
+            )));
+        }
+    }
+    for mut case in cases {
         let timing = time_case(&mut case, seconds, max_reps)?;
         let secs = timing.best;
         let gflops = case.flops / secs / 1e9;

@@ -303,6 +303,9 @@ pub struct BenchArgs {
     /// Skip the per-model measurements.
     #[arg(long)]
     pub no_models: bool,
+    /// Time only the kernels whose name or shape contains this text (e.g. "backward weight", "14x14").
+    #[arg(long)]
+    pub kernel_filter: Option<String>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -31,7 +31,7 @@ fn check(device: &Device) -> Vec<bench::KernelResult> {
         );
     }
     drop(cases);
-    let results = bench::kernels(device, 0.0, 100.0).expect("kernel timings");
+    let results = bench::kernels(device, 0.0, 100.0, None).expect("kernel timings");
     assert!(results
         .iter()
         .any(|r| r.kernel == "matmul" && r.shape == "512x512x512"));
@@ -71,4 +71,15 @@ fn gpu_kernel_set_runs() {
     let results = check(&Device::Gpu(ctx));
     // The rows say whether the adapter is a software one.
     assert!(results.iter().all(|k| k.software_adapter == software));
+}
+
+#[test]
+fn the_kernel_filter_keeps_matching_rows_and_rejects_one_matching_none() {
+    let only = bench::kernels(&Device::Cpu, 0.0, 100.0, Some("backward weight")).unwrap();
+    assert!(!only.is_empty());
+    assert!(only.iter().all(|r| r.kernel.contains("backward weight")));
+    let by_shape = bench::kernels(&Device::Cpu, 0.0, 100.0, Some("14x14")).unwrap();
+    assert!(!by_shape.is_empty() && by_shape.iter().all(|r| r.shape.contains("14x14")));
+    let err = bench::kernels(&Device::Cpu, 0.0, 100.0, Some("fft")).unwrap_err();
+    assert!(err.to_string().contains("--kernel-filter \"fft\""), "{err}");
 }

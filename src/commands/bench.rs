@@ -64,7 +64,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
             bench::KERNEL_SAMPLES
         );
         for d in &devices {
-            for k in bench::kernels(d, args.seconds, peak)? {
+            for k in bench::kernels(d, args.seconds, peak, args.kernel_filter.as_deref())? {
                 println!(
                     "{:<40} {:<30} {:<5} {:>11.1} {:>11.1} {:>9.2} {:>8}",
                     k.kernel,
