@@ -262,3 +262,61 @@ pub fn push_pool_backward(
         grid_1d(n, max),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2x2 fast paths against the window definition: odd and even sides, ties (first in
+    /// row-major order wins), a ReLU mask, and the uncovered last row / column.
+    #[test]
+    fn max_pool_2x2_matches_the_window_definition() {
+        for (ih, iw) in [(4, 6), (7, 7), (5, 8), (28, 28)] {
+            let s = PoolShape {
+                kind: PoolKind::Max,
+                channels: 3,
+                in_h: ih,
+                in_w: iw,
+                k: 2,
+                stride: 2,
+            };
+            let batch = 2;
+            let (oh, ow) = (s.out_h(), s.out_w());
+            // Few distinct values, so windows often tie.
+            let x: Vec<f32> = (0..batch * s.in_len())
+                .map(|i| ((i * 7919) % 5) as f32 - 2.0)
+                .collect();
+            let mask: Vec<f32> = (0..x.len()).map(|i| ((i * 31) % 3) as f32 - 1.0).collect();
+            let dy: Vec<f32> = (0..batch * s.out_len()).map(|i| 1.0 + i as f32).collect();
+            let mut y = vec![f32::NAN; dy.len()];
+            let mut arg = vec![u32::MAX; dy.len()];
+            pool_forward(&x, &mut y, &mut arg, batch, &s);
+            let mut want_dx = vec![0f32; x.len()];
+            for p in 0..batch * s.channels {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let o = p * oh * ow + oy * ow + ox;
+                        let mut best = (f32::NEG_INFINITY, usize::MAX);
+                        for ky in 0..2 {
+                            for kx in 0..2 {
+                                let at = (2 * oy + ky) * iw + 2 * ox + kx;
+                                if best.1 == usize::MAX || x[p * ih * iw + at] > best.0 {
+                                    best = (x[p * ih * iw + at], at);
+                                }
+                            }
+                        }
+                        assert_eq!(y[o], best.0, "{ih}x{iw} plane {p} ({oy}, {ox})");
+                        assert_eq!(arg[o] as usize, best.1, "{ih}x{iw} plane {p} ({oy}, {ox})");
+                        let at = p * ih * iw + best.1;
+                        if mask[at] > 0.0 {
+                            want_dx[at] = dy[o];
+                        }
+                    }
+                }
+            }
+            let mut dx = vec![f32::NAN; x.len()];
+            pool_backward(&dy, &arg, &mut dx, Some(&mask), batch, &s);
+            assert_eq!(dx, want_dx, "{ih}x{iw} backward");
+        }
+    }
+}
