@@ -370,6 +370,17 @@ fn the_kernel_policy_override_is_validated_and_printed() {
         &["train", "--embedded", "--device", "cpu"],
     );
     assert_one_line_error(&out, 2, "WGTRAIN_CPU_SIMD=avx9");
+    let bench = [
+        "bench",
+        "--device",
+        "cpu",
+        "--no-models",
+        "--kernel-filter",
+        "maxpool",
+    ];
+    let out = with("WGTRAIN_CPU_SIMD", "avx9", &bench);
+    assert_one_line_error(&out, 2, "WGTRAIN_CPU_SIMD=avx9");
+    assert!(out.stdout.is_empty(), "bench measured before the check");
     let out = with("WGTRAIN_CPU_CONV", "gemm", &["devices"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -14,6 +14,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) {
         return Err(Error::Config("--batch-sizes must all be at least 1".into()));
     }
+    // The CPU kernel overrides, checked before anything is measured or printed.
+    device::policy::cpu_conv()?;
+    device::policy::cpu_simd()?;
     let dev_args = DeviceArgs {
         device: DeviceArg::Cpu,
         adapter: args.adapter.clone(),
