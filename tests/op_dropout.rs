@@ -25,6 +25,7 @@ fn forward(op: &Dropout, x: &[f32], train: bool, seed: u64, step: u64) -> Vec<f3
         train,
         seed,
         step,
+        serial: false,
     });
     y
 }

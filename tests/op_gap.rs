@@ -31,6 +31,7 @@ fn gap_hand_computed() {
         train: true,
         seed: 0,
         step: 1,
+        serial: false,
     });
     assert_eq!(y, [3.0, -1.0]);
     let mut dx = [9.0; 6];

@@ -142,7 +142,15 @@ pub struct CpuForward<'a> {
     /// Counter-based randomness (dropout): the run's seed and the 1-based optimiser step.
     pub seed: u64,
     pub step: u64,
+    /// The executor has already split the batch across the threads (evaluation of a graph of
+    /// [`ROW_SPLIT_KINDS`] only): run on the calling thread.
+    pub serial: bool,
 }
+
+/// Op kinds whose evaluation forward treats each row on its own and touches neither `state` nor
+/// `scratch`, so that the CPU executor may split an evaluation batch across its threads once per
+/// forward instead of forking inside each op (docs/BENCHMARKS.md, 2026-12-07 fifth sitting).
+pub const ROW_SPLIT_KINDS: &[&str] = &["linear", "relu"];
 
 /// One input gradient to compute: the slot to overwrite and the fused-ReLU mask to apply.
 pub struct CpuInputGrad<'a> {

@@ -251,19 +251,27 @@ pub fn linear_forward(
     out: usize,
     relu: bool,
 ) {
-    matmul(
-        batch,
-        out,
-        inp,
-        x,
-        Strided::rows(0, inp),
-        params,
-        Strided::transposed(w, inp),
-        y,
-        0,
-        out,
-        false,
-    );
+    linear_forward_on(x, params, w, bias, y, (batch, inp, out), relu, true);
+}
+
+/// [`linear_forward`], its product on the calling thread alone unless `parallel`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward_on(
+    x: &[f32],
+    params: &[f32],
+    w: usize,
+    bias: usize,
+    y: &mut [f32],
+    (batch, inp, out): (usize, usize, usize),
+    relu: bool,
+    parallel: bool,
+) {
+    let (a, b) = (Strided::rows(0, inp), Strided::transposed(w, inp));
+    if parallel {
+        matmul(batch, out, inp, x, a, params, b, y, 0, out, false);
+    } else {
+        matmul_serial(batch, out, inp, x, a, params, b, y, 0, out, false);
+    }
     let b = &params[bias..bias + out];
     for row in y[..batch * out].chunks_exact_mut(out) {
         for (v, bb) in row.iter_mut().zip(b) {

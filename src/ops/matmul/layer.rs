@@ -5,7 +5,7 @@
 //! run through packed textures (`ops::matmul_tex`), elsewhere on the storage kernels.
 
 use super::{
-    linear_backward_input, linear_backward_weight, linear_forward, push_linear_backward_input,
+    linear_backward_input, linear_backward_weight, linear_forward_on, push_linear_backward_input,
     push_linear_backward_weight, push_linear_forward,
 };
 use crate::device::gpu::{GpuContext, PlanBuilder};
@@ -127,16 +127,15 @@ impl Op for Linear {
 
     fn cpu_forward(&self, a: CpuForward<'_>) {
         let (inp, out) = (self.inp, self.out);
-        linear_forward(
+        linear_forward_on(
             a.inputs[0],
             a.params,
             self.weight,
             self.bias,
             a.output,
-            a.batch,
-            inp,
-            out,
+            (a.batch, inp, out),
             self.relu,
+            !a.serial,
         );
     }
 
