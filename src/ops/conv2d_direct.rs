@@ -31,59 +31,7 @@ pub use passes::{Direct, DirectLane};
 /// position tile rounded up (at most 48 - 1 extra: the widest tile is 48 positions).
 pub const SLACK: usize = 48;
 
-/// The instruction set the kernels run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Simd {
-    /// AVX2 + FMA: 8 floats a vector, 16 vector registers.
-    Avx2,
-    /// AVX-512F: 16 floats a vector, 32 vector registers (tiles twice as wide and up to twice as
-    /// tall).
-    Avx512,
-}
-
-impl Simd {
-    /// Whether this CPU has the instruction set.
-    pub fn available(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 =
-                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-            match self {
-                Simd::Avx2 => avx2,
-                Simd::Avx512 => avx2 && std::is_x86_feature_detected!("avx512f"),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = self;
-            false
-        }
-    }
-
-    /// The widest instruction set this CPU has, if any.
-    pub fn best() -> Option<Simd> {
-        [Simd::Avx512, Simd::Avx2]
-            .into_iter()
-            .find(|s| s.available())
-    }
-
-    /// Floats per vector.
-    pub fn lanes(self) -> usize {
-        match self {
-            Simd::Avx2 => 8,
-            Simd::Avx512 => 16,
-        }
-    }
-
-    /// The name `wgtrain devices` and `WGTRAIN_CPU_SIMD` use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Simd::Avx2 => "avx2",
-            Simd::Avx512 => "avx512",
-        }
-    }
-}
+pub use super::vector::Simd;
 
 /// Whether this CPU runs the kernels at all (x86-64 with AVX2 and FMA; every AVX-512 CPU has both).
 pub fn available() -> bool {

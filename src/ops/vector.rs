@@ -8,23 +8,75 @@
 //! contraction), only the registers are wider. Work that rayon hands to other threads runs in other
 //! functions, so callers wrap the body of each task, not the parallel loop.
 
+/// An x86-64 vector instruction set: what the direct conv kernels run on (`ops::conv2d_direct`)
+/// and what [`vectorized`] compiles for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Simd {
+    /// AVX2 + FMA: 8 floats a vector, 16 vector registers.
+    Avx2,
+    /// AVX-512F: 16 floats a vector, 32 vector registers (tiles twice as wide and up to twice as
+    /// tall).
+    Avx512,
+}
+
+impl Simd {
+    /// Whether this CPU has the instruction set.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 =
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            match self {
+                Simd::Avx2 => avx2,
+                Simd::Avx512 => avx2 && std::is_x86_feature_detected!("avx512f"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = self;
+            false
+        }
+    }
+
+    /// The widest instruction set this CPU has, if any.
+    pub fn best() -> Option<Simd> {
+        [Simd::Avx512, Simd::Avx2]
+            .into_iter()
+            .find(|s| s.available())
+    }
+
+    /// Floats per vector.
+    pub fn lanes(self) -> usize {
+        match self {
+            Simd::Avx2 => 8,
+            Simd::Avx512 => 16,
+        }
+    }
+
+    /// The name `wgtrain devices` and `WGTRAIN_CPU_SIMD` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Avx2 => "avx2",
+            Simd::Avx512 => "avx512",
+        }
+    }
+}
+
 /// `f()`, compiled for AVX-512 where the CPU has it, else AVX2, else as built. Only what is inlined
 /// into the wide function is compiled wide, and LLVM leaves a large closure out of line (compiled for
 /// the baseline, seen in a profile), so callers mark the closure: `vectorized(#[inline(always)] || ..)`.
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (and with it AVX2 and FMA).
-            return unsafe { on_avx512(f) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { on_avx2(f) };
-        }
+    match Simd::best() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `best` found AVX-512F, AVX2 and FMA on this CPU.
+        Some(Simd::Avx512) => unsafe { on_avx512(f) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `best` found AVX2 and FMA on this CPU.
+        Some(Simd::Avx2) => unsafe { on_avx2(f) },
+        _ => f(),
     }
-    f()
 }
 
 #[cfg(target_arch = "x86_64")]
