@@ -2,6 +2,7 @@
 //! from steady state, with the share of the CPU's estimated f32 peak and GPU dispatches per step.
 
 mod cases;
+pub mod profile;
 
 pub use cases::{kernel_cases, KernelCase};
 
@@ -43,6 +44,9 @@ pub struct ModelResult {
     pub throughput: Throughput,
     /// Always 1 on a GPU (the whole step is one submit); `None` on the CPU.
     pub submits_per_step: Option<usize>,
+    /// Op by op, with `--profile` (CPU only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<profile::ModelProfile>,
 }
 
 /// Everything `wgtrain bench --json` writes.
@@ -209,7 +213,7 @@ pub fn kernels(
 }
 
 /// Training and inference images/s of each preset in `names`, then of the `arch` spec, at each batch
-/// size on `device`.
+/// size on `device`; with `profile`, then each op's share of the steps (also for `seconds`).
 pub fn models(
     device: &Device,
     names: &[String],
@@ -217,6 +221,7 @@ pub fn models(
     batches: &[usize],
     data: &DataSplit,
     seconds: f64,
+    profile: bool,
 ) -> Result<Vec<ModelResult>> {
     let mut out = Vec::new();
     let specs = names
@@ -228,9 +233,13 @@ pub fn models(
         for &b in batches {
             let throughput =
                 measure_throughput(device, &model, &data.train, &data.normalization, b, seconds)?;
+            let profile = profile
+                .then(|| profile::profile_model(device, &model, data, b, seconds))
+                .transpose()?;
             out.push(ModelResult {
                 submits_per_step: throughput.dispatches_per_step.map(|_| 1),
                 throughput,
+                profile,
             });
         }
     }

@@ -306,6 +306,10 @@ pub struct BenchArgs {
     /// Time only the kernels whose name or shape contains this text (e.g. "backward weight", "14x14").
     #[arg(long)]
     pub kernel_filter: Option<String>,
+    /// Also time every op of each model's training and inference steps and print where the step
+    /// goes (CPU only: needs --device cpu).
+    #[arg(long)]
+    pub profile: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -714,3 +714,47 @@ fn compare_nets_are_checked_before_any_training() {
         String::from_utf8_lossy(&both.stderr)
     );
 }
+
+#[test]
+fn bench_profile_prints_and_records_the_ops_and_refuses_what_it_cannot_time() {
+    let dir = tmpdir("profile");
+    let json = dir.join("bench.json");
+    let out = wgtrain(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--no-kernels",
+        "--models",
+        "cnn",
+        "--batch-sizes",
+        "8",
+        "--seconds",
+        "0.01",
+        "--profile",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    common::cli::assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["cnn batch 8, training", "cnn batch 8, inference", "by op: "] {
+        assert!(text.contains(needle), "no {needle:?} in\n{text}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let train = &v["models"][0]["profile"]["train"];
+    let kinds: Vec<&str> = train["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"conv2d+relu") && kinds.contains(&"pool"),
+        "{kinds:?}"
+    );
+    assert!(train["step_us"].as_f64().unwrap() > 0.0);
+    let out = wgtrain(&["bench", "--no-kernels", "--profile", "--seconds", "0.01"]);
+    assert_one_line_error(&out, 2, "--profile times the CPU executor's ops");
+    let out = wgtrain(&["bench", "--device", "cpu", "--no-models", "--profile"]);
+    assert_one_line_error(&out, 2, "--profile profiles the models");
+}

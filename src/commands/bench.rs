@@ -14,6 +14,16 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     if args.batch_sizes.contains(&0) {
         return Err(Error::Config("--batch-sizes must all be at least 1".into()));
     }
+    if args.profile && args.device != BenchDevice::Cpu {
+        return Err(Error::Config(
+            "--profile times the CPU executor's ops; add --device cpu".into(),
+        ));
+    }
+    if args.profile && args.no_models {
+        return Err(Error::Config(
+            "--profile profiles the models; drop --no-models".into(),
+        ));
+    }
     // The CPU kernel overrides, checked before anything is measured or printed.
     device::policy::cpu_conv()?;
     device::policy::cpu_simd()?;
@@ -97,6 +107,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
                 &args.batch_sizes,
                 &data,
                 args.seconds,
+                args.profile,
             )? {
                 println!(
                     "{:<8} {:<5} {:>6} {:>13.0} {:>13.0} {:>10.3} {:>11}",
@@ -112,6 +123,19 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
                 );
                 report.models.push(m);
             }
+        }
+    }
+    for m in &report.models {
+        if let Some(p) = &m.profile {
+            let what = format!("{} batch {}", m.throughput.model, m.throughput.batch_size);
+            print!(
+                "{}",
+                bench::profile::table(&format!("{what}, training"), &p.train)
+            );
+            print!(
+                "{}",
+                bench::profile::table(&format!("{what}, inference"), &p.inference)
+            );
         }
     }
     for d in &devices {

@@ -225,6 +225,18 @@ pub struct Throughput {
     pub dispatches_per_step: Option<usize>,
 }
 
+/// The first `batch` images of `data` (all of them when it has fewer), normalised, and their labels:
+/// what the throughput measurements step on.
+pub fn first_batch(data: &Dataset, norm: &Normalization, batch: usize) -> (Vec<f32>, Vec<u32>) {
+    let batch = batch.min(data.len());
+    let batcher = Batcher::new(norm, data.shape);
+    let mut x = vec![0f32; batch * data.shape.len()];
+    let mut y = vec![0u32; batch];
+    let idx: Vec<usize> = (0..batch).collect();
+    batcher.fill(data, &idx, &mut x, &mut y);
+    (x, y)
+}
+
 /// Time training steps (after one warm-up step) until at least `min_seconds` and 3 steps have passed,
 /// then inference batches the same way. The device is synchronised before each clock read.
 pub fn measure_throughput(
@@ -235,13 +247,8 @@ pub fn measure_throughput(
     batch: usize,
     min_seconds: f64,
 ) -> Result<Throughput> {
-    let batch = batch.min(data.len());
-    let batcher = Batcher::new(norm, data.shape);
-    let n = data.shape.len();
-    let mut x = vec![0f32; batch * n];
-    let mut y = vec![0u32; batch];
-    let idx: Vec<usize> = (0..batch).collect();
-    batcher.fill(data, &idx, &mut x, &mut y);
+    let (x, y) = first_batch(data, norm, batch);
+    let batch = y.len();
     let t0 = Instant::now();
     let mut exec = device.executor(model, &model.init_params(0), OptimConfig::adam(1e-3), batch)?;
     exec.train_step(&x, &y)?;

@@ -5,6 +5,7 @@
 
 use super::graph::{BackwardWork, Graph, TensorId};
 use super::op::{CpuBackward, CpuForward, CpuInputGrad, ROW_SPLIT_KINDS};
+use super::profile::{OpProfile, Profiler, Slot};
 use super::{Executor, Model, OptimConfig, Stats};
 use crate::error::Result;
 use crate::ops::add::accumulate_cpu;
@@ -33,6 +34,8 @@ pub struct CpuExecutor {
     eval_stats: Stats,
     /// Every node's kind is in [`ROW_SPLIT_KINDS`]: evaluation may split the batch ([`Self::forward_split`]).
     row_wise: bool,
+    /// Per-op timing, while asked for ([`Executor::set_profiling`]).
+    profile: Option<Profiler>,
 }
 
 /// Rows per thread below which evaluation does not split the batch.
@@ -72,6 +75,7 @@ impl CpuExecutor {
                 .nodes
                 .iter()
                 .all(|n| ROW_SPLIT_KINDS.contains(&n.op.kind())),
+            profile: None,
         }
     }
 
@@ -168,7 +172,9 @@ impl CpuExecutor {
     fn forward(&mut self, x: &[f32], batch: usize, train: bool) {
         let parts = rayon::current_num_threads().min(batch / SPLIT_MIN_ROWS);
         if !train && self.row_wise && parts >= 2 {
-            return self.forward_split(x, batch, parts);
+            let t = Profiler::start(&self.profile);
+            self.forward_split(x, batch, parts);
+            return Profiler::stop(&mut self.profile, t, Slot::SplitForward);
         }
         let step = self.step();
         let g = self.graph.clone();
@@ -180,6 +186,7 @@ impl CpuExecutor {
                 .iter()
                 .map(|&t| Self::value(&self.acts, x, &g, t))
                 .collect();
+            let t = Profiler::start(&self.profile);
             node.op.cpu_forward(CpuForward {
                 inputs: &inputs,
                 output: &mut output,
@@ -192,6 +199,7 @@ impl CpuExecutor {
                 step,
                 serial: false,
             });
+            Profiler::stop(&mut self.profile, t, Slot::Forward(i));
             self.acts[out] = output;
         }
     }
@@ -236,6 +244,7 @@ impl CpuExecutor {
                     })
                 })
                 .collect();
+            let t = Profiler::start(&self.profile);
             node.op.cpu_backward(CpuBackward {
                 inputs: &inputs,
                 output: &self.acts[out],
@@ -249,6 +258,7 @@ impl CpuExecutor {
                 seed: self.optim.seed,
                 step,
             });
+            Profiler::stop(&mut self.profile, t, Slot::Backward(i));
             for (slot, buf) in taken.into_iter().flatten() {
                 self.slots[slot] = buf;
             }
@@ -268,32 +278,42 @@ impl Executor for CpuExecutor {
     fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
         let batch = self.batch_of(x);
         assert_eq!(y.len(), batch, "labels vs batch");
+        let step = Profiler::start(&self.profile);
         self.forward(x, batch, true);
         let out = self.logits_storage();
+        let t = Profiler::start(&self.profile);
         let s = softmax_xent(
             &self.acts[out],
             y,
             self.model.num_classes,
             Some(&mut self.slots[out]),
         );
+        Profiler::stop(&mut self.profile, t, Slot::Loss);
         self.train_stats.loss_sum += s.loss_sum;
         self.train_stats.correct += s.correct;
         self.train_stats.count += s.count;
         self.backward(x, batch);
+        let t = Profiler::start(&self.profile);
         step_cpu(&self.optim, &mut self.ostate, &mut self.params, &self.grads);
+        Profiler::stop(&mut self.profile, t, Slot::Optimizer);
+        Profiler::stop(&mut self.profile, step, Slot::Step);
         Ok(())
     }
 
     fn eval_step(&mut self, x: &[f32], y: &[u32]) -> Result<()> {
         let batch = self.batch_of(x);
         assert_eq!(y.len(), batch, "labels vs batch");
+        let step = Profiler::start(&self.profile);
         self.forward(x, batch, false);
+        let t = Profiler::start(&self.profile);
         let s = softmax_xent(
             &self.acts[self.logits_storage()],
             y,
             self.model.num_classes,
             None,
         );
+        Profiler::stop(&mut self.profile, t, Slot::Loss);
+        Profiler::stop(&mut self.profile, step, Slot::Step);
         self.eval_stats.loss_sum += s.loss_sum;
         self.eval_stats.correct += s.correct;
         self.eval_stats.count += s.count;
@@ -340,6 +360,18 @@ impl Executor for CpuExecutor {
 
     fn set_lr(&mut self, lr: f32) {
         self.optim.lr = lr;
+    }
+
+    fn set_profiling(&mut self, on: bool) -> bool {
+        self.profile = on.then(|| Profiler::new(self.graph.nodes.len()));
+        true
+    }
+
+    fn take_profile(&mut self) -> Option<OpProfile> {
+        let p = self.profile.as_mut()?;
+        let report = p.report(&self.graph);
+        *p = Profiler::new(self.graph.nodes.len());
+        Some(report)
     }
 
     fn optimizer_state(&mut self) -> Result<OptimState> {

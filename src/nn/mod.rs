@@ -15,6 +15,7 @@ pub mod layers;
 mod model;
 pub mod op;
 pub mod portable;
+pub mod profile;
 pub mod registry;
 
 pub use crate::optim::{OptimConfig, OptimizerKind};
@@ -89,6 +90,16 @@ pub trait Executor {
     fn set_optimizer_state(&mut self, state: &crate::optim::OptimState) -> Result<()>;
     /// Change the learning rate from the next step on (learning-rate schedules).
     fn set_lr(&mut self, lr: f32);
+    /// Time every op from now on ([`profile`]), or stop; `false` where this executor cannot (the
+    /// GPU's, whose work is one submit per step).
+    fn set_profiling(&mut self, _on: bool) -> bool {
+        false
+    }
+    /// The op times since profiling started or was last taken (and start again); `None` when not
+    /// profiling.
+    fn take_profile(&mut self) -> Option<profile::OpProfile> {
+        None
+    }
     /// GPU dispatches one training step records at `batch` (always one submit); `None` on the CPU.
     fn dispatches_per_step(&mut self, _batch: usize) -> Result<Option<usize>> {
         Ok(None)
