@@ -8,6 +8,7 @@ use crate::device::gpu::{grid_1d, Kernel, PlanBuilder};
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op, Shape};
 use crate::nn::portable::Portable;
+use super::vector::vectorized;
 use rayon::prelude::*;
 use std::any::Any;
 
@@ -72,6 +73,17 @@ pub struct Dropout {
 }
 
 /// A 32-bit integer hash with good avalanche (Chris Wellons' "lowbias32" constants).
+/// Element `i`'s value after dropout: `s * scale` if its hash clears the threshold, else 0.
+#[inline(always)]
+fn kept(i: u32, key: u32, threshold: u32, s: f32, scale: f32) -> f32 {
+    if mix(i ^ key) >= threshold {
+        s * scale
+    } else {
+        0.0
+    }
+}
+
+#[inline(always)]
 fn mix(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x7feb352d);
@@ -95,17 +107,43 @@ impl Dropout {
     }
 
     /// `dst[i] = src[i] * scale` where element `i` is kept, else 0.
-    fn apply(&self, src: &[f32], dst: &mut [f32], n: usize, seed: u64, step: u64) {
+    /// `dst = src * scale` where element `i`'s hash keeps it, else 0; with `mask` (the backward of a
+    /// fused ReLU before the dropout) also 0 where `mask <= 0`, in the same pass (the rule of
+    /// `relu_mask`). The hash vectorises (32-bit multiplies, shifts) on the CPU's widest vectors.
+    fn apply(
+        &self,
+        src: &[f32],
+        dst: &mut [f32],
+        mask: Option<&[f32]>,
+        n: usize,
+        seed: u64,
+        step: u64,
+    ) {
+        const CHUNK: usize = 4096;
         let (key, thr, scale) = (self.key(seed, step), self.threshold(), self.scale());
         dst[..n]
-            .par_chunks_mut(4096)
-            .zip(src[..n].par_chunks(4096))
+            .par_chunks_mut(CHUNK)
+            .zip(src[..n].par_chunks(CHUNK))
             .enumerate()
             .for_each(|(c, (d, s))| {
-                for (j, (d, &s)) in d.iter_mut().zip(s).enumerate() {
-                    let i = (c * 4096 + j) as u32;
-                    *d = if mix(i ^ key) >= thr { s * scale } else { 0.0 };
-                }
+                let base = (c * CHUNK) as u32;
+                let m = mask.map(|m| &m[c * CHUNK..c * CHUNK + d.len()]);
+                vectorized(
+                    #[inline(always)]
+                    || match m {
+                        None => {
+                            for (j, (d, &s)) in d.iter_mut().zip(s).enumerate() {
+                                *d = kept(base + j as u32, key, thr, s, scale);
+                            }
+                        }
+                        Some(m) => {
+                            for (j, ((d, &s), &m)) in d.iter_mut().zip(s).zip(m).enumerate() {
+                                let v = kept(base + j as u32, key, thr, s, scale);
+                                *d = if m <= 0.0 { 0.0 } else { v };
+                            }
+                        }
+                    },
+                )
             });
     }
 
@@ -158,7 +196,7 @@ impl Op for Dropout {
     fn cpu_forward(&self, a: CpuForward<'_>) {
         let n = a.batch * self.len;
         if a.train {
-            self.apply(a.inputs[0], a.output, n, a.seed, a.step);
+            self.apply(a.inputs[0], a.output, None, n, a.seed, a.step);
         } else {
             a.output[..n].copy_from_slice(&a.inputs[0][..n]);
         }
@@ -167,10 +205,7 @@ impl Op for Dropout {
     fn cpu_backward(&self, mut a: CpuBackward<'_>) {
         let Some(g) = a.dx[0].take() else { return };
         let n = a.batch * self.len;
-        self.apply(a.dy, g.dx, n, a.seed, a.step);
-        if let Some(mask) = g.mask {
-            super::relu_mask(&mut g.dx[..n], &mask[..n]);
-        }
+        self.apply(a.dy, g.dx, g.mask, n, a.seed, a.step);
     }
 
     fn gpu_forward(&self, pb: &mut PlanBuilder<'_>, a: GpuForward<'_>) {
