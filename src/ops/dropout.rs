@@ -4,11 +4,11 @@
 //! resumed run (same seed, restored step count) draws the same masks as the straight run.
 //! Shapes: any; elementwise over `[batch, len]`. Kernels: `shaders/dropout.wgsl`.
 
+use super::vector::vectorized;
 use crate::device::gpu::{grid_1d, Kernel, PlanBuilder};
 use crate::nn::graph::{GraphBuilder, TensorId};
 use crate::nn::op::{CpuBackward, CpuForward, GpuBackward, GpuForward, Layer, Op, Shape};
 use crate::nn::portable::Portable;
-use super::vector::vectorized;
 use rayon::prelude::*;
 use std::any::Any;
 
