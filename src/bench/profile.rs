@@ -3,10 +3,9 @@
 use crate::data::DataSplit;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::experiments::runner::first_batch;
+use crate::experiments::runner::{first_batch, steady_steps};
 use crate::nn::profile::OpProfile;
 use crate::nn::{Executor, Model, OptimConfig, Weights};
-use std::time::Instant;
 
 /// A model's training step and its evaluation graph's inference step, op by op.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -15,7 +14,7 @@ pub struct ModelProfile {
     pub inference: OpProfile,
 }
 
-/// Profile `model` at `batch` on the CPU: one warm-up step, then steps for at least `seconds` (and 3),
+/// Profile `model` at `batch` on the CPU: three warm-up steps, then steps for at least `seconds` (and 3),
 /// training (Adam, as `bench` times it) and then inference with the trained weights.
 pub fn profile_model(
     device: &Device,
@@ -26,26 +25,14 @@ pub fn profile_model(
 ) -> Result<ModelProfile> {
     let (x, y) = first_batch(&data.train, &data.normalization, batch);
     let run = |exec: &mut Box<dyn Executor>, train: bool| -> Result<OpProfile> {
-        let step = |exec: &mut Box<dyn Executor>| {
-            if train {
-                exec.train_step(&x, &y)
-            } else {
-                exec.eval_step(&x, &y)
-            }
-        };
-        step(exec)?;
+        steady_steps(exec.as_mut(), &x, &y, train, 0.0)?; // warm-up (3 steps)
         if !exec.set_profiling(true) {
             return Err(Error::Config(format!(
                 "--profile: the {} executor cannot time its ops (the CPU's can: --device cpu)",
                 device.kind()
             )));
         }
-        let t = Instant::now();
-        let mut steps = 0usize;
-        while steps < 3 || t.elapsed().as_secs_f64() < seconds {
-            step(exec)?;
-            steps += 1;
-        }
+        steady_steps(exec.as_mut(), &x, &y, train, seconds)?;
         let profile = exec.take_profile().expect("profiling was switched on");
         exec.set_profiling(false);
         Ok(profile)

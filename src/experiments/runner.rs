@@ -237,6 +237,32 @@ pub fn first_batch(data: &Dataset, norm: &Normalization, batch: usize) -> (Vec<f
     (x, y)
 }
 
+/// Training (or evaluation) steps on `x, y` until at least `min_seconds` and 3 steps have passed,
+/// the device synchronised every 4 steps and at the end; returns how many ran.
+pub fn steady_steps(
+    exec: &mut dyn Executor,
+    x: &[f32],
+    y: &[u32],
+    train: bool,
+    min_seconds: f64,
+) -> Result<usize> {
+    let t = Instant::now();
+    let mut steps = 0usize;
+    while steps < 3 || t.elapsed().as_secs_f64() < min_seconds {
+        if train {
+            exec.train_step(x, y)?;
+        } else {
+            exec.eval_step(x, y)?;
+        }
+        steps += 1;
+        if steps.is_multiple_of(4) {
+            exec.wait()?;
+        }
+    }
+    exec.wait()?;
+    Ok(steps)
+}
+
 /// Time training steps (after one warm-up step) until at least `min_seconds` and 3 steps have passed,
 /// then inference batches the same way. The device is synchronised before each clock read.
 pub fn measure_throughput(
@@ -257,19 +283,7 @@ pub fn measure_throughput(
     let dispatches = exec.dispatches_per_step(batch)?;
     let timed = |exec: &mut Box<dyn Executor>, train: bool| -> Result<f64> {
         let t = Instant::now();
-        let mut steps = 0usize;
-        while steps < 3 || t.elapsed().as_secs_f64() < min_seconds {
-            if train {
-                exec.train_step(&x, &y)?;
-            } else {
-                exec.eval_step(&x, &y)?;
-            }
-            steps += 1;
-            if steps.is_multiple_of(4) {
-                exec.wait()?;
-            }
-        }
-        exec.wait()?;
+        let steps = steady_steps(exec.as_mut(), &x, &y, train, min_seconds)?;
         Ok((steps * batch) as f64 / t.elapsed().as_secs_f64())
     };
     let train_ips = timed(&mut exec, true)?;

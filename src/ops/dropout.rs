@@ -72,7 +72,6 @@ pub struct Dropout {
     pub salt: u32,
 }
 
-/// A 32-bit integer hash with good avalanche (Chris Wellons' "lowbias32" constants).
 /// Element `i`'s value after dropout: `s * scale` if its hash clears the threshold, else 0.
 #[inline(always)]
 fn kept(i: u32, key: u32, threshold: u32, s: f32, scale: f32) -> f32 {
@@ -83,6 +82,7 @@ fn kept(i: u32, key: u32, threshold: u32, s: f32, scale: f32) -> f32 {
     }
 }
 
+/// A 32-bit integer hash with good avalanche (Chris Wellons' "lowbias32" constants).
 #[inline(always)]
 fn mix(mut x: u32) -> u32 {
     x ^= x >> 16;
@@ -106,7 +106,6 @@ impl Dropout {
         mix(step as u32 ^ mix(self.salt ^ mix(seed as u32 ^ mix((seed >> 32) as u32))))
     }
 
-    /// `dst[i] = src[i] * scale` where element `i` is kept, else 0.
     /// `dst = src * scale` where element `i`'s hash keeps it, else 0; with `mask` (the backward of a
     /// fused ReLU before the dropout) also 0 where `mask <= 0`, in the same pass (the rule of
     /// `relu_mask`). The hash vectorises (32-bit multiplies, shifts) on the CPU's widest vectors.
